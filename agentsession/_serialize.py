@@ -1,0 +1,122 @@
+"""Messages to JSON text and back: the only place encoding and decoding errors arise.
+
+A message is a JSON object (a ``dict`` with string keys) such as the Responses API input
+items the Agents SDK produces. Encoding is strict (no NaN or infinities, no objects the
+``json`` module would have to guess about) so that what is stored reads back identical.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+__all__ = ("decode_messages", "encode_messages")
+
+logger = logging.getLogger("agentsession")
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_decode = json.JSONDecoder().decode
+
+
+def _describe(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _find_bad_value(value: Any) -> Any:
+    """Return the first value inside ``value`` that would not read back identical.
+
+    JSON-ready means: dicts with string keys, lists, strings, finite floats, ints,
+    booleans and None. Anything else (bytes, sets, tuples, objects, NaN, infinities, or a
+    non-string key) is returned; ``None`` means the whole value is fine.
+    """
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return value
+    if isinstance(value, Mapping):
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                return key
+            bad = _find_bad_value(inner)
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, list):
+        for inner in value:
+            bad = _find_bad_value(inner)
+            if bad is not None:
+                return bad
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    return value
+
+
+def encode_messages(messages: Sequence[Any]) -> list[str]:
+    """Encode every message to JSON text, or raise before anything is stored.
+
+    Args:
+        messages: a list (or tuple) of JSON objects.
+
+    Returns:
+        One JSON text per message, in order.
+
+    Raises:
+        TypeError: ``messages`` is not a list or tuple, or one message is not a JSON
+            object or holds a value JSON cannot represent (bytes, sets, arbitrary
+            objects, NaN, infinities, non-string keys). The message names the item's
+            index and the offending value.
+    """
+    if not isinstance(messages, (list, tuple)):
+        raise TypeError(
+            f"messages must be a list of JSON objects, not {type(messages).__name__}: "
+            f"{_describe(messages)}"
+        )
+    encoded: list[str] = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f"message {index} must be a JSON object (dict), not "
+                f"{type(message).__name__}: {_describe(message)}"
+            )
+        try:
+            # The walk catches what json would silently change (non-string keys, tuples
+            # read back as lists) as well as what it refuses.
+            bad = _find_bad_value(message)
+            if bad is None:
+                encoded.append(_encoder.encode(message))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise TypeError(
+                f"message {index} is not JSON-serializable ({exc}): {_describe(message)}"
+            ) from exc
+        if bad is not None:
+            raise TypeError(
+                f"message {index} is not JSON-serializable: {_describe(bad)} "
+                f"({type(bad).__name__}) in {_describe(message)}"
+            )
+    return encoded
+
+
+def decode_messages(rows: Iterable[tuple[Any, str]], where: str) -> list[dict[str, Any]]:
+    """Decode stored JSON texts, skipping (and logging) any row that is corrupt.
+
+    Args:
+        rows: ``(row_key, json_text)`` pairs in the order they should be returned.
+        where: names the session, for the log message.
+
+    Returns:
+        The decoded messages. A row that is not valid JSON, or not a JSON object, is left
+        out with a warning on the ``agentsession`` logger, so it never hides the others.
+    """
+    messages: list[dict[str, Any]] = []
+    for key, text in rows:
+        try:
+            message = _decode(text)
+        except (TypeError, ValueError):
+            message = None
+        if isinstance(message, dict):
+            messages.append(message)
+        else:
+            logger.warning("skipping corrupt stored message %r in %s", key, where)
+    return messages

@@ -1,0 +1,191 @@
+"""Async session memories: any blocking ``Store`` adapted to the ``SessionMemory`` protocol.
+
+``StoreMemory`` runs every store call in an anyio worker thread under a capacity limiter
+of its own, so the event loop never blocks on the database, the number of threads (and
+so of SQLite connections) a memory uses is bounded, and a write that has started always
+finishes even if the awaiting task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.to_thread
+
+from .protocol import SessionInfo, Store
+from .stores.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    import os
+
+    from agents.memory import SessionSettings
+
+    from .session import MemorySession
+
+__all__ = ("SQLiteSessionMemory", "StoreMemory")
+
+T = TypeVar("T")
+
+#: Worker threads one memory may use at once, per event loop.
+DEFAULT_THREADS = 16
+
+
+class StoreMemory:
+    """The async face of a blocking ``Store``; what the runner and the SDK talk to.
+
+    Thread safety: safe to share between threads and event loops, like its store. The
+    blocking API for code with no event loop (a Flask view, a script) is ``.store``.
+
+    Args:
+        store: the blocking store to adapt.
+        max_threads: how many store calls may run at once (per event loop).
+    """
+
+    def __init__(self, store: Store, *, max_threads: int = DEFAULT_THREADS) -> None:
+        if isinstance(max_threads, bool) or not isinstance(max_threads, int):
+            raise TypeError(f"max_threads must be an int, got {max_threads!r}")
+        if max_threads < 1:
+            raise ValueError(f"max_threads must be at least 1, got {max_threads}")
+        self.store = store
+        self.max_threads = max_threads
+        # A CapacityLimiter belongs to one event loop, so keep one per loop.
+        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
+        self._limiters = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.store!r})"
+
+    def _limiter(self) -> anyio.CapacityLimiter:
+        loop = asyncio.get_running_loop()
+        limiter = self._limiters.get(loop)
+        if limiter is None:
+            limiter = self._limiters.setdefault(loop, anyio.CapacityLimiter(self.max_threads))
+        return limiter
+
+    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        # abandon_on_cancel stays False: a cancelled caller still waits for the thread,
+        # so a write is never left half done and never outlives close().
+        return await anyio.to_thread.run_sync(
+            functools.partial(func, *args), limiter=self._limiter()
+        )
+
+    async def get_messages(
+        self, session_id: str, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``limit``.
+            StoreError: the backend failed (see ``agentsession.exceptions``).
+        """
+        return await self._call(self.store.get_messages, session_id, limit)
+
+    async def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
+        """Append ``messages`` to the session atomically, in order.
+
+        Raises:
+            TypeError: a message is not JSON-ready; nothing is stored.
+            ValueError: a bad ``session_id``.
+            StoreError: the backend failed; nothing of this add is stored.
+        """
+        await self._call(self.store.add_messages, session_id, messages)
+
+    async def pop_message(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return the newest message, or ``None`` if the session is empty.
+
+        Raises:
+            TypeError, ValueError, StoreError: as for ``add_messages``.
+        """
+        return await self._call(self.store.pop_message, session_id)
+
+    async def clear_session(self, session_id: str) -> None:
+        """Delete every message of the session.
+
+        Raises:
+            TypeError, ValueError, StoreError: as for ``add_messages``.
+        """
+        await self._call(self.store.clear_session, session_id)
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """Return every session, most recently active first.
+
+        Raises:
+            StoreError: the backend failed.
+        """
+        return await self._call(self.store.list_sessions)
+
+    def session(
+        self, session_id: str, session_settings: SessionSettings | None = None
+    ) -> MemorySession:
+        """Bind this memory to one session id, as an Agents SDK ``Session``.
+
+        The result works with the SDK directly:
+        ``agents.Runner.run(agent, "hi", session=memory.session("user_1"))``.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+        """
+        from .session import MemorySession
+
+        return MemorySession(self, session_id, session_settings)
+
+    def close(self) -> None:
+        """Close the store and every connection it opened. Later calls raise ``StoreClosed``."""
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Close the store from async code (the same as ``close()``)."""
+        self.close()
+
+    def __enter__(self: T) -> T:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def __aenter__(self: T) -> T:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class SQLiteSessionMemory(StoreMemory):
+    """Session memory in SQLite: ``SQLiteSessionMemory()`` or ``("conversations.db")``.
+
+    ``SQLiteSessionMemory()`` keeps everything in memory, shared by every thread that uses
+    this object and lost when it is closed or the process ends. With a path, history
+    persists in that file (created readable by its owner only) and may be shared by many
+    threads and processes at once.
+
+    Args:
+        path: ``":memory:"`` (the default) or a database file.
+        busy_timeout: seconds a write waits for other writers before ``StoreBusy``.
+        synchronous: ``"FULL"`` (default) or ``"NORMAL"``; see ``SQLiteStore``.
+        max_threads: how many store calls may run at once per event loop.
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+        SchemaError: the file was written by a newer agentsession.
+        StoreError: the file cannot be opened as a database.
+    """
+
+    store: SQLiteStore
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "FULL",
+        max_threads: int = DEFAULT_THREADS,
+    ) -> None:
+        super().__init__(
+            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous),
+            max_threads=max_threads,
+        )

@@ -1,0 +1,85 @@
+"""The two interfaces agentsession is built on.
+
+``SessionMemory`` is the async protocol the runner calls (the spec's three methods);
+anything with those three coroutine methods works, no base class needed. ``Store`` is the
+blocking interface every backend implements; ``StoreMemory`` adapts any ``Store`` to
+``SessionMemory`` through worker threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ("SessionInfo", "SessionMemory", "Store")
+
+
+@runtime_checkable
+class SessionMemory(Protocol):
+    """Conversation history keyed by session id, awaited by the runner.
+
+    Messages are plain JSON-ready dicts (Responses API input items), returned oldest first.
+    """
+
+    async def get_messages(self, session_id: str) -> list[dict[str, Any]]:
+        """Return the session's messages, oldest first (``[]`` for an unknown session)."""
+        ...
+
+    async def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        """Append ``messages`` to the session, in order."""
+        ...
+
+    async def clear_session(self, session_id: str) -> None:
+        """Delete every message of the session."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What a store knows about one session.
+
+    Attributes:
+        session_id: the session's id.
+        message_count: how many messages it holds now.
+        created_at: when its first message was stored (UTC).
+        updated_at: when it last changed (UTC).
+    """
+
+    session_id: str
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A blocking, thread-safe session store: the one implementation of every feature.
+
+    Implementations promise: every method may be called from any thread at once; each
+    ``add_messages`` is atomic and keeps its order; a closed store raises ``StoreClosed``.
+    """
+
+    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return the newest ``limit`` messages (all when ``None``), oldest first."""
+        ...
+
+    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        """Append ``messages`` atomically, in order."""
+        ...
+
+    def pop_message(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return the newest message, or ``None`` if the session is empty."""
+        ...
+
+    def clear_session(self, session_id: str) -> None:
+        """Delete the session and all its messages."""
+        ...
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """Return every session, most recently active first."""
+        ...
+
+    def close(self) -> None:
+        """Release every connection; later calls raise ``StoreClosed``."""
+        ...

@@ -1,0 +1,201 @@
+"""Runner and RunConfig: the SDK's runner, with session memory switched on by configuration.
+
+``RunConfig(memory=..., session_id=...)`` is all a user adds. Before a run, the runner
+binds the memory to the session id (``memory.session(id)``, or a ``MemorySession`` for a
+memory of the user's own) and hands that to the SDK's runner as ``session=``; the SDK then
+prepends the history and stores what the run adds by its own rules, for plain, streamed
+and resumed runs alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import agents
+from agents.models.interface import ModelProvider
+
+from ._loop_thread import run_blocking
+from ._provider import LoopLocalProvider
+from ._validate import check_session_id
+from .session import MemorySession
+
+if TYPE_CHECKING:
+    from agents import Agent, RunResult, RunResultStreaming
+    from agents.memory import Session
+
+    from .protocol import SessionMemory
+
+__all__ = ("RunConfig", "Runner")
+
+SESSION_ID_REQUIRED = "session_id is required when memory is enabled"
+
+_MEMORY_METHODS = ("get_messages", "add_messages", "clear_session")
+
+#: Shared by every RunConfig that does not choose a provider, so connection pools are
+#: reused across runs (one pool per event loop).
+DEFAULT_PROVIDER = LoopLocalProvider()
+
+
+def _default_provider() -> ModelProvider:
+    return DEFAULT_PROVIDER
+
+
+@dataclass
+class RunConfig(agents.RunConfig):
+    """The SDK's ``RunConfig`` plus session memory.
+
+    Attributes:
+        memory: where conversation history is kept; any object with the async
+            ``get_messages``, ``add_messages`` and ``clear_session`` methods. ``None``
+            (the default) runs without memory, exactly like the SDK.
+        session_id: which conversation this run belongs to; required when ``memory``
+            is set.
+
+    Raises:
+        TypeError: ``memory`` lacks one of the three methods, or ``session_id`` is not a
+            string.
+        ValueError: ``session_id`` is an empty string.
+    """
+
+    model_provider: ModelProvider = field(default_factory=_default_provider)
+    memory: SessionMemory | None = None
+    session_id: str | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.memory is not None:
+            missing = [
+                name for name in _MEMORY_METHODS if not callable(getattr(self.memory, name, None))
+            ]
+            if missing:
+                raise TypeError(
+                    f"memory must implement SessionMemory ({', '.join(_MEMORY_METHODS)}); "
+                    f"{type(self.memory).__name__} lacks {', '.join(missing)}"
+                )
+        if self.session_id is not None:
+            check_session_id(self.session_id)
+
+
+def bind_session(memory: Any, session_id: str) -> Session:
+    """Return ``memory`` bound to ``session_id`` as an SDK ``Session``."""
+    session = getattr(memory, "session", None)
+    if callable(session):
+        bound = session(session_id)
+        if isinstance(bound, agents.memory.Session):
+            return bound
+    return MemorySession(memory, session_id)
+
+
+def _prepare(
+    run_config: RunConfig | agents.RunConfig | dict[str, Any] | None,
+    session: Session | None,
+) -> tuple[agents.RunConfig, Session | None]:
+    """Validate the memory settings and return what the SDK's runner is given.
+
+    Raises:
+        ValueError: memory without a session id, or memory and ``session=`` together.
+    """
+    if run_config is None:
+        return RunConfig(), session
+    if isinstance(run_config, dict):
+        run_config = RunConfig(**run_config)
+    memory = getattr(run_config, "memory", None)
+    if memory is None:
+        return run_config, session
+    session_id = run_config.session_id  # type: ignore[union-attr]
+    if session_id is None:
+        raise ValueError(SESSION_ID_REQUIRED)
+    if session is not None:
+        raise ValueError(
+            "pass either session= or RunConfig(memory=..., session_id=...), not both "
+            f"(got session={session!r} and memory={memory!r})"
+        )
+    return run_config, bind_session(memory, session_id)
+
+
+class Runner:
+    """The Agents SDK's ``Runner`` with session memory from ``RunConfig``.
+
+    Every keyword the SDK's ``Runner`` takes is accepted and passed on. Thread safety:
+    any number of runs may go on at once, from threads and event loops alike.
+    """
+
+    @classmethod
+    async def run(
+        cls,
+        starting_agent: Agent[Any],
+        input: Any,
+        *,
+        run_config: RunConfig | agents.RunConfig | dict[str, Any] | None = None,
+        session: Session | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """Run ``starting_agent`` on ``input`` and return the result.
+
+        With ``run_config.memory`` set, the session's history is given to the model before
+        the run and everything the run adds is stored after it.
+
+        Raises:
+            ValueError: ``"session_id is required when memory is enabled"``, before
+                anything is sent to a model.
+            Whatever the SDK's ``Runner.run`` raises.
+        """
+        run_config, session = _prepare(run_config, session)
+        return await agents.Runner.run(
+            starting_agent, input, run_config=run_config, session=session, **kwargs
+        )
+
+    @classmethod
+    def run_sync(
+        cls,
+        starting_agent: Agent[Any],
+        input: Any,
+        *,
+        run_config: RunConfig | agents.RunConfig | dict[str, Any] | None = None,
+        session: Session | None = None,
+        **kwargs: Any,
+    ) -> RunResult:
+        """Run synchronously: the same as ``run``, blocking until the result is ready.
+
+        Unlike the SDK's ``run_sync`` this works from any thread at once and inside a
+        running event loop (a Jupyter cell): every call runs on one background event
+        loop of the process. Ctrl-C cancels the run and re-raises ``KeyboardInterrupt``
+        once the run has wound down.
+
+        Raises:
+            ValueError: ``"session_id is required when memory is enabled"``, before
+                anything is sent to a model.
+            Whatever the SDK's ``Runner.run`` raises.
+        """
+        run_config, session = _prepare(run_config, session)
+        return run_blocking(
+            agents.Runner.run(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            )
+        )
+
+    @classmethod
+    def run_streamed(
+        cls,
+        starting_agent: Agent[Any],
+        input: Any,
+        *,
+        run_config: RunConfig | agents.RunConfig | dict[str, Any] | None = None,
+        session: Session | None = None,
+        **kwargs: Any,
+    ) -> RunResultStreaming:
+        """Start a streamed run; iterate ``result.stream_events()`` for its events.
+
+        Must be called with an event loop running, as with the SDK. What the run adds is
+        stored as the SDK stores streamed turns.
+
+        Raises:
+            ValueError: ``"session_id is required when memory is enabled"``, before
+                anything is sent to a model.
+            Whatever the SDK's ``Runner.run_streamed`` raises.
+        """
+        run_config, session = _prepare(run_config, session)
+        return agents.Runner.run_streamed(
+            starting_agent, input, run_config=run_config, session=session, **kwargs
+        )

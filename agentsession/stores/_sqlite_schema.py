@@ -1,0 +1,128 @@
+"""The SQLite schema, its migrations, and the once-per-database set-up.
+
+The schema version is kept twice: ``PRAGMA user_version`` (one integer, read on every
+open without a lock) and sqlite-utils' ``_sqlite_migrations`` table (which migration ran
+when). Set-up takes a ``filelock`` beside the database file so that many processes
+opening a new database at once migrate it exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import filelock
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from ..exceptions import SchemaError
+
+__all__ = (
+    "MESSAGES",
+    "SCHEMA_VERSION",
+    "SESSIONS",
+    "ensure_schema",
+    "lock_path",
+)
+
+SESSIONS = "agentsession_sessions"
+MESSAGES = "agentsession_messages"
+
+#: Bumped with every migration added below.
+SCHEMA_VERSION = 1
+
+migrations = Migrations("agentsession")
+
+
+@migrations(name="0001_sessions_and_messages")
+def _create_tables(db: Database) -> None:
+    # Sessions get a small integer key so that the messages index stays narrow however
+    # long session ids are; (session, seq) makes "newest N of one session" an index
+    # range scan whatever the size of the file. seq is dense: 1..message_count.
+    db[SESSIONS].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "session_id": str,
+            "created_at": float,
+            "updated_at": float,
+            "message_count": int,
+            "last_seq": int,
+        },
+        pk="id",
+        not_null={"session_id", "created_at", "updated_at", "message_count", "last_seq"},
+    )
+    db[SESSIONS].create_index(["session_id"], unique=True)  # type: ignore[union-attr]
+    db[SESSIONS].create_index(["updated_at"])  # type: ignore[union-attr]
+    db[MESSAGES].create(  # type: ignore[union-attr]
+        {
+            "id": int,
+            "session": int,
+            "seq": int,
+            "created_at": float,
+            "message": str,
+        },
+        pk="id",
+        not_null={"session", "seq", "created_at", "message"},
+    )
+    db[MESSAGES].create_index(["session", "seq"], unique=True)  # type: ignore[union-attr]
+
+
+def lock_path(database: Path) -> Path:
+    """The file the set-up lock is taken on, beside the database."""
+    return database.with_name(database.name + ".lock")
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def _check_not_newer(version: int, where: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where} was written by a newer agentsession (schema version {version}; "
+            f"this version reads up to {SCHEMA_VERSION}): upgrade agentsession to use it"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
+    version = _user_version(conn)
+    _check_not_newer(version, where)
+    if version == SCHEMA_VERSION:
+        return
+    if wal:
+        conn.execute("PRAGMA journal_mode=WAL")
+    migrations.apply(Database(conn, execute_plugins=False))
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: float) -> None:
+    """Create or migrate the schema once, then return; a no-op when it is current.
+
+    Args:
+        conn: an autocommit connection to the database.
+        database: the database file, or ``None`` for a private in-memory database
+            (no other process can see it, so no lock is taken).
+        timeout: seconds to wait for another process's set-up to finish.
+
+    Raises:
+        SchemaError: the database was written by a newer schema version, or another
+            process held the set-up lock longer than ``timeout``.
+        sqlite3.Error: the driver failed (the caller maps it).
+    """
+    where = str(database) if database is not None else "the in-memory database"
+    version = _user_version(conn)
+    _check_not_newer(version, where)
+    if version == SCHEMA_VERSION:
+        return
+    if database is None:
+        _migrate(conn, where, wal=False)
+        return
+    lock = filelock.FileLock(str(lock_path(database)), timeout=timeout, mode=0o600)
+    try:
+        with lock:
+            _migrate(conn, where, wal=True)
+    except filelock.Timeout as exc:
+        raise SchemaError(
+            f"another process held the set-up lock {lock.lock_file} for more than "
+            f"{timeout} s while creating or migrating {where}"
+        ) from exc

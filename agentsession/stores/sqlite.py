@@ -1,0 +1,434 @@
+"""SQLiteStore: the blocking SQLite session store every SQLite memory is built on.
+
+Thread safety: one ``SQLiteStore`` may be shared by any number of threads (and, through
+fork, processes). A file database gives each thread its own connection (WAL mode, so
+readers never wait for writers); the private ``":memory:"`` database is one connection
+that threads take turns on. Writes run in ``BEGIN IMMEDIATE`` transactions, so writers
+from every thread and process queue for the write lock up to ``busy_timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .._serialize import decode_messages, encode_messages
+from .._validate import check_limit, check_session_id
+from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
+from ..protocol import SessionInfo
+from ._sqlite_schema import MESSAGES, SESSIONS, ensure_schema
+
+__all__ = ("SQLiteStore",)
+
+T = TypeVar("T")
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+# Retried until the busy timeout runs out: SQLite can return SQLITE_BUSY at once, without
+# calling the busy handler, when waiting could deadlock (a reader upgrading to a writer)
+# or while another connection recovers the WAL.
+_RETRY_PAUSE = 0.002
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class _Connections:
+    """Every connection a store has opened, so that ``close()`` reaches them all.
+
+    A file store opens one connection per thread, kept in a ``threading.local``. When a
+    thread ends (anyio worker threads and per-call event loops come and go), its local
+    value is dropped and a finalizer closes the connection, so exited threads leak none.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.open: dict[int, sqlite3.Connection] = {}
+        self.opened_total = 0
+
+    def add(self, owner: object, conn: sqlite3.Connection) -> None:
+        key = id(owner)
+        with self.lock:
+            self.open[key] = conn
+            self.opened_total += 1
+        weakref.finalize(owner, self.discard, key)
+
+    def discard(self, key: int) -> None:
+        with self.lock:
+            conn = self.open.pop(key, None)
+        if conn is not None:
+            conn.close()
+
+    def close_all(self) -> None:
+        with self.lock:
+            conns = list(self.open.values())
+            self.open.clear()
+        for conn in conns:
+            conn.close()
+
+
+class _Holder:
+    """A thread's connection; its lifetime is the thread's (see ``_Connections``)."""
+
+    __slots__ = ("__weakref__", "conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+
+class SQLiteStore:
+    """Session messages in one SQLite database file, or in memory.
+
+    Args:
+        path: the database file, created (readable by its owner only) if missing, or
+            ``":memory:"`` (the default) for a private database that lives as long as
+            the store and is shared by all threads using it.
+        busy_timeout: seconds a write waits for other writers (threads or processes)
+            before raising ``StoreBusy``; also bounds the wait for schema set-up.
+        synchronous: SQLite's ``PRAGMA synchronous`` for file databases. ``"FULL"``
+            (the default) keeps every acknowledged write through a power loss;
+            ``"NORMAL"`` keeps them through a crash of the process, and is faster.
+
+    Raises:
+        TypeError: ``path`` is not a string or path.
+        ValueError: ``busy_timeout`` is not positive, or ``synchronous`` is unknown.
+        SchemaError: the file was written by a newer agentsession.
+        StoreError: the file cannot be opened as a SQLite database (the message names
+            the path; ``__cause__`` is the ``sqlite3`` error).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        busy_timeout: float = 5.0,
+        synchronous: str = "FULL",
+    ) -> None:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+            raise TypeError(f"busy_timeout must be a number of seconds, got {busy_timeout!r}")
+        if not busy_timeout > 0:
+            raise ValueError(f"busy_timeout must be more than 0 seconds, got {busy_timeout!r}")
+        if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        text = os.fspath(path)
+        if not text:
+            raise ValueError("path must name a database file or be ':memory:', got ''")
+        self.busy_timeout = float(busy_timeout)
+        self.synchronous = synchronous.upper()
+        self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
+        self._where = str(self.path) if self.path is not None else ":memory:"
+        self._closed = False
+        self._connections = _Connections()
+        self._local = threading.local()
+        self._shared: sqlite3.Connection | None = None
+        self._shared_lock = threading.RLock()
+        if self.path is None:
+            self._shared = self._open()
+            self._connections.add(self, self._shared)
+        else:
+            self._create_private_file(self.path)
+        with self._connection() as conn, self._mapped():
+            ensure_schema(conn, self.path, self.busy_timeout)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._where!r})"
+
+    # -- connections ---------------------------------------------------------------------
+
+    @staticmethod
+    def _create_private_file(path: Path) -> None:
+        if path.is_dir():
+            raise StoreError(f"cannot open {path} as a database: it is a directory")
+        if not path.parent.is_dir():
+            raise StoreError(f"cannot create database {path}: folder {path.parent} does not exist")
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot create database {path}: {exc.strerror}") from exc
+        os.close(fd)
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                ":memory:" if self.path is None else str(self.path),
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open database {self._where}: {exc}") from exc
+        try:
+            if self.path is not None:
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """The calling thread's connection (or the shared one, held exclusively)."""
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        if self._shared is not None:
+            with self._shared_lock:
+                yield self._shared
+            return
+        holder: _Holder | None = getattr(self._local, "holder", None)
+        if holder is None or holder.pid != os.getpid():
+            if holder is not None:
+                # A connection inherited through fork() belongs to the parent: SQLite
+                # forbids using it in the child, so open a fresh one.
+                self._connections = _Connections()
+            holder = _Holder(self._open())
+            self._connections.add(holder, holder.conn)
+            self._local.holder = holder
+        yield holder.conn
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections are open now (one per live thread that used the store)."""
+        return len(self._connections.open)
+
+    @property
+    def connections_opened(self) -> int:
+        """How many connections this store has opened since it was created."""
+        return self._connections.opened_total
+
+    def close(self) -> None:
+        """Close every connection of every thread. Later calls raise ``StoreClosed``.
+
+        Closing twice is allowed. A ``":memory:"`` database is gone once closed.
+        """
+        self._closed = True
+        with self._shared_lock:
+            self._connections.close_all()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- errors and transactions -----------------------------------------------------------
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        if self._closed and isinstance(exc, sqlite3.ProgrammingError):
+            return StoreClosed(f"{self!r} is closed")
+        if _is_busy(exc):
+            return StoreBusy(
+                f"database {self._where} stayed locked by another writer for more than "
+                f"busy_timeout={self.busy_timeout} s: {exc}"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+            return SchemaError(f"{self._where} is not a SQLite database: {exc}")
+        return StoreError(f"database {self._where}: {exc}")
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._connection() as conn, self._mapped():
+            return work(conn)
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction: all of it or none of it."""
+        with self._connection() as conn, self._mapped():
+            deadline = time.monotonic() + self.busy_timeout
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(_RETRY_PAUSE)
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+            return result
+
+    def _rollback(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # A connection that cannot roll back is in an unknown state: drop it so the
+            # thread's next call opens a fresh one.
+            holder = getattr(self._local, "holder", None)
+            if holder is not None and holder.conn is conn:
+                del self._local.holder
+
+    # -- the Store API -------------------------------------------------------------------
+
+    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+
+        Reads never wait for writers. A stored row that is not valid JSON is skipped with
+        a warning on the ``agentsession`` logger.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``limit``.
+            StoreClosed: the store is closed.
+            StoreError: the database failed.
+        """
+        check_session_id(session_id)
+        limit = check_limit(limit)
+        if limit == 0:
+            return []
+
+        def read(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            if limit is None:
+                return conn.execute(
+                    f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
+                    "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq",
+                    (session_id,),
+                ).fetchall()
+            rows = conn.execute(
+                f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
+                "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq DESC LIMIT ?",
+                (session_id, limit),
+            ).fetchall()
+            rows.reverse()
+            return rows
+
+        return decode_messages(self._read(read), f"session {session_id!r}")
+
+    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        """Append ``messages`` to the session in one transaction, keeping their order.
+
+        Every message is encoded before the transaction starts, so bad input stores
+        nothing. Writers from other threads and processes queue for up to
+        ``busy_timeout`` seconds.
+
+        Raises:
+            TypeError: a message is not a JSON object or holds a value JSON cannot
+                represent; the message names the item. Nothing is stored.
+            ValueError: a bad ``session_id``.
+            StoreBusy: the write lock stayed taken past ``busy_timeout``.
+            StoreClosed: the store is closed.
+            StoreError: the database failed; nothing of this add is stored.
+        """
+        check_session_id(session_id)
+        encoded = encode_messages(messages)
+        if not encoded:
+            return
+        count = len(encoded)
+
+        def write(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            session, last_seq = conn.execute(
+                f"INSERT INTO {SESSIONS} "
+                "(session_id, created_at, updated_at, message_count, last_seq) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE SET "
+                "updated_at = excluded.updated_at, "
+                "message_count = message_count + excluded.message_count, "
+                "last_seq = last_seq + excluded.last_seq RETURNING id, last_seq",
+                (session_id, now, now, count, count),
+            ).fetchone()
+            first = last_seq - count + 1
+            conn.executemany(
+                f"INSERT INTO {MESSAGES} (session, seq, created_at, message) "
+                "VALUES (?, ?, ?, ?)",
+                [(session, first + i, now, text) for i, text in enumerate(encoded)],
+            )
+
+        self._write(write)
+
+    def pop_message(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return the session's newest message (``None`` if it has none).
+
+        A newest row that is corrupt is removed too, and the next valid one returned.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+
+        def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            while True:
+                row = conn.execute(
+                    f"SELECT m.id, m.seq, m.message, s.id FROM {MESSAGES} m "
+                    f"JOIN {SESSIONS} s ON m.session = s.id WHERE s.session_id = ? "
+                    "ORDER BY m.seq DESC LIMIT 1",
+                    (session_id,),
+                ).fetchone()
+                if row is None:
+                    return None
+                message_id, seq, text, session = row
+                conn.execute(f"DELETE FROM {MESSAGES} WHERE id = ?", (message_id,))
+                conn.execute(
+                    f"UPDATE {SESSIONS} SET message_count = message_count - 1, "
+                    "last_seq = ?, updated_at = ? WHERE id = ?",
+                    (seq - 1, time.time(), session),
+                )
+                decoded = decode_messages([(seq, text)], f"session {session_id!r}")
+                if decoded:
+                    return decoded[0]
+
+        return self._write(write)
+
+    def clear_session(self, session_id: str) -> None:
+        """Delete the session and all its messages (a no-op for an unknown session).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+
+        def write(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is not None:
+                conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", row)
+                conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", row)
+
+        self._write(write)
+
+    def list_sessions(self) -> list[SessionInfo]:
+        """Return every session, most recently active first.
+
+        Raises:
+            StoreClosed, StoreError: as for ``get_messages``.
+        """
+        rows = self._read(
+            lambda conn: conn.execute(
+                f"SELECT session_id, message_count, created_at, updated_at FROM {SESSIONS} "
+                "ORDER BY updated_at DESC, id DESC"
+            ).fetchall()
+        )
+        return [
+            SessionInfo(
+                session_id=session_id,
+                message_count=count,
+                created_at=datetime.fromtimestamp(created, timezone.utc),
+                updated_at=datetime.fromtimestamp(updated, timezone.utc),
+            )
+            for session_id, count, created, updated in rows
+        ]

@@ -1,0 +1,207 @@
+"""The Runner with session memory, for every memory: what the model sees, what is stored."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import agents
+import pytest
+from agents import InputGuardrail, InputGuardrailTripwireTriggered, SQLiteSession, handoff
+from agents.guardrail import GuardrailFunctionOutput
+from agents.testing import ScriptedModel, assistant_message, function_call
+
+from agentsession import Agent, RunConfig, Runner, function_tool
+
+pytestmark = pytest.mark.anyio
+
+RUNNER_METHODS = ["run", "run_sync", "run_streamed"]
+
+
+async def run_with(method: str, agent: Agent[Any], text: str, config: RunConfig) -> Any:
+    """Run one turn through the named Runner method and return its final output."""
+    if method == "run":
+        return (await Runner.run(agent, text, run_config=config)).final_output
+    if method == "run_sync":
+        # Inside this test's running event loop, where the SDK's own run_sync raises.
+        return Runner.run_sync(agent, text, run_config=config).final_output
+    result = Runner.run_streamed(agent, text, run_config=config)
+    async for _ in result.stream_events():
+        pass
+    return result.final_output
+
+
+def texts(items: list[dict[str, Any]]) -> list[str]:
+    """The readable text of each message item (user or assistant)."""
+    out = []
+    for item in items:
+        content = item.get("content")
+        if isinstance(content, str):
+            out.append(content)
+        elif isinstance(content, list):
+            out.append("".join(part.get("text", "") for part in content))
+    return out
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_second_turn_sees_the_first(memory: Any, method: str) -> None:
+    model = ScriptedModel([[assistant_message("San Francisco")], [assistant_message("CA")]])
+    agent = Agent(name="Assistant", model=model)
+    config = RunConfig(memory=memory, session_id="conversation_123")
+
+    assert await run_with(method, agent, "Which city is the bridge in?", config) == "San Francisco"
+    assert await run_with(method, agent, "What state is it in?", config) == "CA"
+
+    assert texts(model.last_call.input) == [
+        "Which city is the bridge in?",
+        "San Francisco",
+        "What state is it in?",
+    ]
+    stored = await memory.get_messages("conversation_123")
+    assert texts(stored) == [
+        "Which city is the bridge in?",
+        "San Francisco",
+        "What state is it in?",
+        "CA",
+    ]
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_memory_without_session_id_raises_before_the_model_is_called(
+    memory: Any, method: str
+) -> None:
+    model = ScriptedModel([[assistant_message("never")]])
+    agent = Agent(name="Assistant", model=model)
+    with pytest.raises(ValueError, match="^session_id is required when memory is enabled$"):
+        await run_with(method, agent, "Hello", RunConfig(memory=memory))
+    assert model.calls == ()
+    assert model.remaining_steps == 1
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_without_memory_runs_forget_like_the_sdk(method: str) -> None:
+    model = ScriptedModel([[assistant_message("one")], [assistant_message("two")]])
+    agent = Agent(name="Assistant", model=model)
+    await run_with(method, agent, "first", RunConfig())
+    await run_with(method, agent, "second", RunConfig())
+    assert texts(model.last_call.input) == ["second"]
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_tool_calls_and_outputs_are_stored_in_order(memory: Any, method: str) -> None:
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"sunny in {city}"
+
+    model = ScriptedModel(
+        [
+            [function_call("get_weather", {"city": "Paris"}, call_id="call_1")],
+            [assistant_message("It is sunny in Paris.")],
+            [assistant_message("You asked about Paris.")],
+        ]
+    )
+    agent = Agent(name="Assistant", model=model, tools=[get_weather])
+    config = RunConfig(memory=memory, session_id="tools")
+
+    assert await run_with(method, agent, "Weather in Paris?", config) == "It is sunny in Paris."
+    await run_with(method, agent, "What did I ask?", config)
+
+    stored = await memory.get_messages("tools")
+    kinds = [item.get("type", "message") for item in stored]
+    assert kinds == ["message", "function_call", "function_call_output", "message", "message",
+                     "message"]
+    assert stored[1]["call_id"] == stored[2]["call_id"] == "call_1"
+    assert json.loads(stored[1]["arguments"]) == {"city": "Paris"}
+    assert stored[2]["output"] == "sunny in Paris"
+    # The model's last call carried the whole exchange, pairs intact.
+    sent = [item.get("type", "message") for item in model.last_call.input]
+    assert sent == kinds[:5]
+
+
+async def test_handoffs_are_stored_and_seen_by_the_next_run(memory: Any) -> None:
+    model = ScriptedModel(
+        [
+            [function_call("transfer_to_billing", {}, call_id="handoff_1")],
+            [assistant_message("Billing here: your invoice is paid.")],
+            [assistant_message("Still billing.")],
+        ]
+    )
+    billing = Agent(name="Billing", model=model)
+    support = Agent(name="Support", model=model, handoffs=[handoff(billing)])
+    config = RunConfig(memory=memory, session_id="handoff")
+
+    result = await Runner.run(support, "Is my invoice paid?", run_config=config)
+    assert result.last_agent is billing
+    stored = await memory.get_messages("handoff")
+    assert [item.get("type", "message") for item in stored] == [
+        "message", "function_call", "function_call_output", "message"
+    ]
+    assert stored[1]["name"] == "transfer_to_billing"
+
+    await Runner.run(billing, "Thanks", run_config=config)
+    assert texts(model.last_call.input)[-2:] == ["Billing here: your invoice is paid.", "Thanks"]
+
+
+async def test_two_agents_share_one_session(memory: Any) -> None:
+    model = ScriptedModel([[assistant_message("support reply")], [assistant_message("billing")]])
+    support = Agent(name="Support", model=model)
+    billing = Agent(name="Billing", model=model)
+    config = RunConfig(memory=memory, session_id="user_123")
+    await Runner.run(support, "I need help", run_config=config)
+    await Runner.run(billing, "And my bill?", run_config=config)
+    assert texts(model.last_call.input) == ["I need help", "support reply", "And my bill?"]
+
+
+async def test_sessions_are_isolated_through_the_runner(memory: Any) -> None:
+    model = ScriptedModel([[assistant_message("hi 1")], [assistant_message("hi 2")]])
+    agent = Agent(name="Assistant", model=model)
+    await Runner.run(agent, "I am user 1", run_config=RunConfig(memory=memory, session_id="u1"))
+    await Runner.run(agent, "I am user 2", run_config=RunConfig(memory=memory, session_id="u2"))
+    assert texts(model.last_call.input) == ["I am user 2"]
+    assert texts(await memory.get_messages("u1")) == ["I am user 1", "hi 1"]
+
+
+async def test_clear_session_starts_the_conversation_afresh(memory: Any) -> None:
+    model = ScriptedModel([[assistant_message("a")], [assistant_message("b")]])
+    agent = Agent(name="Assistant", model=model)
+    config = RunConfig(memory=memory, session_id="s")
+    await Runner.run(agent, "remember me", run_config=config)
+    await memory.clear_session("s")
+    await Runner.run(agent, "who am I?", run_config=config)
+    assert texts(model.last_call.input) == ["who am I?"]
+
+
+async def test_guardrail_tripwire_stores_what_the_sdks_own_session_stores(memory: Any) -> None:
+    """The SDK's persistence rules apply unchanged: same items as its SQLiteSession keeps."""
+
+    def block(ctx: Any, agent: Any, input: Any) -> GuardrailFunctionOutput:
+        return GuardrailFunctionOutput(output_info=None, tripwire_triggered=True)
+
+    def tripped_agent() -> Agent[Any]:
+        return Agent(
+            name="Assistant",
+            model=ScriptedModel([[assistant_message("unsafe reply")]]),
+            input_guardrails=[InputGuardrail(guardrail_function=block, run_in_parallel=False)],
+        )
+
+    sdk_session = SQLiteSession("g")
+    with pytest.raises(InputGuardrailTripwireTriggered):
+        await agents.Runner.run(tripped_agent(), "bad input", session=sdk_session)
+    with pytest.raises(InputGuardrailTripwireTriggered):
+        await Runner.run(
+            tripped_agent(), "bad input", run_config=RunConfig(memory=memory, session_id="g")
+        )
+    assert await memory.get_messages("g") == await sdk_session.get_items()
+    sdk_session.close()
+
+
+async def test_session_and_memory_together_are_refused(memory: Any, sqlite_memory: Any) -> None:
+    agent = Agent(name="Assistant", model=ScriptedModel([[assistant_message("x")]]))
+    with pytest.raises(ValueError, match="not both"):
+        await Runner.run(
+            agent,
+            "hi",
+            run_config=RunConfig(memory=memory, session_id="a"),
+            session=sqlite_memory.session("b"),
+        )

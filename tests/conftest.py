@@ -1,0 +1,92 @@
+"""Fixtures shared by the whole suite: every memory and store under test, one list each.
+
+The conformance tests in ``tests/conformance/`` take ``memory`` or ``store`` and so run
+once per backend; a backend joins the suite by adding one entry to ``MEMORIES`` /
+``STORES`` and a branch to ``make_store``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import agents
+import pytest
+
+from agentsession import MemorySession, SQLiteSessionMemory, SQLiteStore, StoreMemory
+
+STORES = [
+    pytest.param("sqlite-memory", id="sqlite-memory"),
+    pytest.param("sqlite-file", id="sqlite-file"),
+]
+
+MEMORIES = [*STORES, pytest.param("protocol-only", id="protocol-only")]
+
+
+class DictMemory:
+    """A user's own memory: only the spec's three async methods, no base class."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, list[dict[str, Any]]] = {}
+        self.lock = asyncio.Lock()
+
+    async def get_messages(self, session_id: str) -> list[dict[str, Any]]:
+        return list(self.sessions.get(session_id, []))
+
+    async def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        self.sessions.setdefault(session_id, []).extend(messages)
+
+    async def clear_session(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+
+
+def make_store(kind: str, tmp_path: Path) -> SQLiteStore:
+    if kind == "sqlite-memory":
+        return SQLiteStore()
+    if kind == "sqlite-file":
+        return SQLiteStore(tmp_path / "sessions.db")
+    raise ValueError(f"unknown store kind {kind!r}")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    # The Agents SDK runs on asyncio only.
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_tracing() -> Iterator[None]:
+    agents.set_tracing_disabled(True)
+    yield
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
+    store = make_store(request.param, tmp_path)
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=MEMORIES)
+def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    if request.param == "protocol-only":
+        yield DictMemory()
+        return
+    memory = StoreMemory(make_store(request.param, tmp_path))
+    yield memory
+    memory.close()
+
+
+@pytest.fixture
+def sqlite_memory(tmp_path: Path) -> Iterator[SQLiteSessionMemory]:
+    memory = SQLiteSessionMemory(tmp_path / "sessions.db")
+    yield memory
+    memory.close()
+
+
+def bound(memory: Any, session_id: str) -> Any:
+    """The SDK ``Session`` for ``memory``, as the runner builds it."""
+    session = getattr(memory, "session", None)
+    return session(session_id) if session is not None else MemorySession(memory, session_id)

@@ -1,0 +1,212 @@
+"""SQLite-only behaviour: files, WAL, schema versions, connections, locks, fork."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import multiprocessing
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentsession import (
+    SchemaError,
+    SQLiteSessionMemory,
+    SQLiteStore,
+    StoreBusy,
+    StoreError,
+)
+from agentsession.stores._sqlite_schema import SCHEMA_VERSION
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def test_file_history_survives_a_new_store_object(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with SQLiteStore(path) as first:
+        first.add_messages("s", [user("remember me")])
+    with SQLiteStore(str(path)) as second:
+        assert second.get_messages("s") == [user("remember me")]
+
+
+def test_database_and_its_wal_files_are_readable_by_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "private.db"
+    old_umask = os.umask(0o022)
+    try:
+        with SQLiteStore(path) as store:
+            store.add_messages("s", [user("secret")])
+            files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+            assert all(f.exists() for f in files)
+            for f in files:
+                assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    finally:
+        os.umask(old_umask)
+
+
+def test_file_database_uses_wal(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_database_from_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "newer.db"
+    SQLiteStore(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaError, match="newer agentsession"):
+        SQLiteStore(path)
+
+
+def test_a_file_that_is_not_sqlite_is_refused_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("just some text, long enough to look like a header " * 10)
+    with pytest.raises(SchemaError, match="notes.txt is not a SQLite database") as info:
+        SQLiteStore(path)
+    assert isinstance(info.value.__cause__, sqlite3.DatabaseError)
+
+
+def test_bad_paths_are_named_in_the_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=f"{tmp_path}.*directory"):
+        SQLiteStore(tmp_path)
+    with pytest.raises(StoreError, match="missing.*does not exist"):
+        SQLiteStore(tmp_path / "missing" / "x.db")
+    with pytest.raises(TypeError, match="path"):
+        SQLiteStore(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="busy_timeout"):
+        SQLiteStore(tmp_path / "x.db", busy_timeout=0)
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(tmp_path / "x.db", synchronous="SOMETIMES")
+
+
+def test_a_corrupt_row_does_not_hide_the_valid_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "corrupt.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [user("1"), user("2"), user("3")])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE agentsession_messages SET message = 'not json{' WHERE seq = 2")
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path) as store, caplog.at_level(logging.WARNING, "agentsession"):
+        assert store.get_messages("s") == [user("1"), user("3")]
+        assert "corrupt" in caplog.text
+        assert store.pop_message("s") == user("3")
+        assert store.pop_message("s") == user("1")
+
+
+def test_in_memory_database_is_shared_by_threads_but_not_by_objects() -> None:
+    first, second = SQLiteStore(), SQLiteStore()
+    thread = threading.Thread(target=first.add_messages, args=("s", [user("from thread")]))
+    thread.start()
+    thread.join()
+    assert first.get_messages("s") == [user("from thread")]
+    assert second.get_messages("s") == []
+    first.close()
+    second.close()
+
+
+def test_writer_waits_then_fails_clearly_when_the_lock_is_held(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path, busy_timeout=0.2)
+    store.add_messages("s", [user("before")])
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreBusy, match="busy_timeout=0.2") as info:
+        store.add_messages("s", [user("during")])
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    # Reads are not blocked by the writer.
+    assert store.get_messages("s") == [user("before")]
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    store.add_messages("s", [user("after")])
+    assert store.get_messages("s") == [user("before"), user("after")]
+    store.close()
+
+
+def _join_worker_threads() -> None:
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and thread.name.startswith("AnyIO"):
+            thread.join()
+
+
+def test_connections_of_finished_threads_and_loops_are_closed(tmp_path: Path) -> None:
+    memory = SQLiteSessionMemory(tmp_path / "churn.db")
+
+    async def one_request(n: int) -> None:
+        await memory.add_messages(f"s{n}", [user("hi")])
+        await memory.get_messages(f"s{n}")
+
+    for n in range(30):
+        # Each asyncio.run is a new loop with new worker threads, as a script would do.
+        asyncio.run(one_request(n))
+    threads = [threading.Thread(target=memory.store.get_messages, args=("s0",)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _join_worker_threads()
+    gc.collect()
+    assert memory.store.connections_opened >= 30
+    assert memory.store.connection_count <= 2
+    memory.close()
+    assert memory.store.connection_count == 0
+
+
+def _add_in_child(path: str, n: int) -> None:
+    store = SQLiteStore(path)
+    for i in range(20):
+        store.add_messages(f"proc-{n}", [user(f"{n}.{i}.a"), user(f"{n}.{i}.b")])
+        store.add_messages("shared", [user(f"{n}.{i}")])
+    store.close()
+
+
+def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> None:
+    path = str(tmp_path / "procs.db")
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_add_in_child, args=(path, n)) for n in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    assert [proc.exitcode for proc in procs] == [0, 0, 0, 0]
+    with SQLiteStore(path) as store:
+        for n in range(4):
+            texts = [m["content"] for m in store.get_messages(f"proc-{n}")]
+            assert texts == [f"{n}.{i}.{x}" for i in range(20) for x in "ab"]
+        assert len(store.get_messages("shared")) == 80
+    conn = sqlite3.connect(path)
+    applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
+    conn.close()
+    assert applied == [("0001_sessions_and_messages",)]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_store_created_before_fork_works_in_the_child(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "fork.db")
+    store.add_messages("s", [user("parent")])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process
+        try:
+            store.add_messages("s", [user("child")])
+            code = 0 if len(store.get_messages("s")) == 2 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get_messages("s") == [user("parent"), user("child")]
+    store.close()
