@@ -28,9 +28,7 @@ class _LoopThread:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self._run, name="agentsession-run-sync", daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, name="agentsession-run-sync", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:

@@ -14,9 +14,6 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
-
 __all__ = (
     "AgentSessionError",
     "MissingDependencyError",
@@ -24,7 +21,6 @@ __all__ = (
     "StoreBusy",
     "StoreClosed",
     "StoreError",
-    "map_exceptions",
 )
 
 
@@ -50,26 +46,3 @@ class SchemaError(StoreError):
 
 class MissingDependencyError(AgentSessionError, ImportError):
     """An optional extra is not installed; the message carries the ``pip install`` hint."""
-
-
-ExceptionMapping = Mapping[type[BaseException], type[Exception]]
-
-
-@contextlib.contextmanager
-def map_exceptions(mapping: ExceptionMapping) -> Iterator[None]:
-    """Translate driver exceptions into ours, keeping the original as ``__cause__``.
-
-    The most specific match wins: for each raised exception, the mapping entry whose key
-    is the closest class in the exception's MRO is used. Exceptions that match nothing
-    propagate unchanged.
-    """
-    try:
-        yield
-    except AgentSessionError:
-        raise
-    except Exception as exc:
-        for klass in type(exc).__mro__:
-            target = mapping.get(klass)
-            if target is not None:
-                raise target(str(exc)) from exc
-        raise

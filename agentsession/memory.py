@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from .protocol import SessionInfo, Store
+from .protocol import SessionInfo, SessionMemory, Store
 from .stores.sqlite import SQLiteStore
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from .session import MemorySession
 
-__all__ = ("SQLiteSessionMemory", "StoreMemory")
+__all__ = ("SQLiteSessionMemory", "SessionMemory", "StoreMemory")
 
 T = TypeVar("T")
 
@@ -74,9 +74,7 @@ class StoreMemory:
             functools.partial(func, *args), limiter=self._limiter()
         )
 
-    async def get_messages(
-        self, session_id: str, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    async def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
         Raises:
@@ -120,7 +118,9 @@ class StoreMemory:
         return await self._call(self.store.list_sessions)
 
     def session(
-        self, session_id: str, session_settings: SessionSettings | None = None
+        self,
+        session_id: str,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> MemorySession:
         """Bind this memory to one session id, as an Agents SDK ``Session``.
 

@@ -103,7 +103,7 @@ def _prepare(
     memory = getattr(run_config, "memory", None)
     if memory is None:
         return run_config, session
-    session_id = run_config.session_id  # type: ignore[union-attr]
+    session_id = getattr(run_config, "session_id", None)
     if session_id is None:
         raise ValueError(SESSION_ID_REQUIRED)
     if session is not None:

@@ -12,7 +12,11 @@ import inspect
 import json
 from typing import TYPE_CHECKING, Any
 
-from agents.memory.session_settings import resolve_session_limit
+from agents.memory.session_settings import (
+    SessionSettings,
+    coerce_session_settings,
+    resolve_session_limit,
+)
 
 from ._serialize import encode_messages
 from ._validate import check_limit, check_session_id
@@ -20,7 +24,6 @@ from .memory import StoreMemory
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
-    from agents.memory import SessionSettings
 
     from .protocol import SessionMemory
 
@@ -56,11 +59,16 @@ class MemorySession:
         self,
         memory: SessionMemory,
         session_id: str,
-        session_settings: SessionSettings | None = None,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
         self.memory = memory
         self.session_id = check_session_id(session_id)
-        self.session_settings = session_settings
+        # As the SDK's own sessions do: settings are always an object, limit None = all.
+        self.session_settings: SessionSettings | None = (
+            SessionSettings()
+            if session_settings is None
+            else coerce_session_settings(session_settings)
+        )
         self._takes_limit = _takes_limit(memory)
         self._plain = not isinstance(memory, StoreMemory)
 
@@ -70,20 +78,33 @@ class MemorySession:
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         """Return the newest ``limit`` items (default: ``session_settings.limit``, else all).
 
+        A ``limit`` of 0 or less returns ``[]``, as the SDK's sessions do.
+
         Raises:
-            TypeError, ValueError: a bad ``limit``.
+            TypeError: ``limit`` is not an int.
             StoreError: the backend failed.
         """
-        limit = check_limit(resolve_session_limit(limit, self.session_settings))
-        if limit == 0:
+        limit = resolve_session_limit(limit, self.session_settings)
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit <= 0:
+            # The SDK's session contract (and its own test cases): no positive limit, no
+            # items. The blocking store API refuses a negative limit instead.
             return []
+        limit = check_limit(limit)
         if self._takes_limit:
-            messages = await self.memory.get_messages(self.session_id, limit=limit)  # type: ignore[call-arg]
+            messages: Any = await self.memory.get_messages(self.session_id, limit=limit)  # type: ignore[call-arg]
         else:
             messages = await self.memory.get_messages(self.session_id)
-            if limit is not None:
-                messages = messages[-limit:]
-        return list(messages)  # type: ignore[arg-type]
+        if messages is None:
+            # A stub memory (the spec's example bodies are ``pass``) remembers nothing.
+            return []
+        if not isinstance(messages, list):
+            raise TypeError(
+                f"{type(self.memory).__name__}.get_messages() must return a list of dicts, "
+                f"not {type(messages).__name__}"
+            )
+        if not self._takes_limit and limit is not None:
+            messages = messages[-limit:]
+        return list(messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         """Append ``items`` in order, atomically where the memory is (``StoreMemory`` is).

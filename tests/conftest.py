@@ -90,3 +90,34 @@ def bound(memory: Any, session_id: str) -> Any:
     """The SDK ``Session`` for ``memory``, as the runner builds it."""
     session = getattr(memory, "session", None)
     return session(session_id) if session is not None else MemorySession(memory, session_id)
+
+
+@pytest.fixture(scope="session")
+def _responses_server() -> Iterator[Any]:
+    """One loopback Responses API server for the whole run, set as the default endpoint.
+
+    Session-scoped because the default OpenAI client (like the SDK's) reads
+    ``OPENAI_BASE_URL`` once per event loop, and ``run_sync``'s loop lives for the process.
+    """
+    from tests.responses_server import ResponsesServer
+
+    with ResponsesServer(check_pairing=True) as server, pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENAI_BASE_URL", server.base_url)
+        mp.setenv("OPENAI_API_KEY", "test-key")
+        yield server
+
+
+@pytest.fixture
+def model_server(_responses_server: Any) -> Iterator[Any]:
+    """The loopback server with the default echo responder and an empty request log view.
+
+    ``model_server.new_requests()`` returns the bodies received since the test started.
+    """
+    from tests.responses_server import echo_responder
+
+    server = _responses_server
+    start = len(server.requests)
+    server.responder = echo_responder
+    server.new_requests = lambda: server.requests[start:]
+    yield server
+    server.responder = echo_responder

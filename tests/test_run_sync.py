@@ -35,7 +35,11 @@ def test_eight_threads_share_one_memory_each_with_its_session(
             for turn in range(3):
                 Runner.run_sync(agent, f"question {n}.{turn}", run_config=config)
             assert contents(model.last_call.input) == [
-                f"question {n}.0", "message", f"question {n}.1", "message", f"question {n}.2"
+                f"question {n}.0",
+                "message",
+                f"question {n}.1",
+                "message",
+                f"question {n}.2",
             ]
         except BaseException as exc:
             errors.append(exc)
@@ -100,8 +104,10 @@ class _HangingModel(Model):
         raise NotImplementedError
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason="SIGINT is delivered to the main thread only")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="SIGINT is delivered to the main thread only",
+)
 def test_ctrl_c_during_run_sync_cancels_the_run(sqlite_memory: SQLiteSessionMemory) -> None:
     model = _HangingModel()
     agent = Agent(name="Assistant", model=model)
@@ -136,9 +142,7 @@ def test_run_sync_sees_the_callers_context_variables() -> None:
         seen.append(request_id.get())
         return "done"
 
-    model = ScriptedModel(
-        [[function_call("whoami", {}, call_id="c1")], [assistant_message("ok")]]
-    )
+    model = ScriptedModel([[function_call("whoami", {}, call_id="c1")], [assistant_message("ok")]])
     request_id.set("req-42")
     Runner.run_sync(Agent(name="A", model=model, tools=[whoami]), "hi")
     assert seen == ["req-42"]

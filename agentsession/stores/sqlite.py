@@ -351,8 +351,7 @@ class SQLiteStore:
             ).fetchone()
             first = last_seq - count + 1
             conn.executemany(
-                f"INSERT INTO {MESSAGES} (session, seq, created_at, message) "
-                "VALUES (?, ?, ?, ?)",
+                f"INSERT INTO {MESSAGES} (session, seq, created_at, message) VALUES (?, ?, ?, ?)",
                 [(session, first + i, now, text) for i, text in enumerate(encoded)],
             )
 

@@ -109,8 +109,14 @@ async def test_tool_calls_and_outputs_are_stored_in_order(memory: Any, method: s
 
     stored = await memory.get_messages("tools")
     kinds = [item.get("type", "message") for item in stored]
-    assert kinds == ["message", "function_call", "function_call_output", "message", "message",
-                     "message"]
+    assert kinds == [
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
+        "message",
+        "message",
+    ]
     assert stored[1]["call_id"] == stored[2]["call_id"] == "call_1"
     assert json.loads(stored[1]["arguments"]) == {"city": "Paris"}
     assert stored[2]["output"] == "sunny in Paris"
@@ -135,7 +141,10 @@ async def test_handoffs_are_stored_and_seen_by_the_next_run(memory: Any) -> None
     assert result.last_agent is billing
     stored = await memory.get_messages("handoff")
     assert [item.get("type", "message") for item in stored] == [
-        "message", "function_call", "function_call_output", "message"
+        "message",
+        "function_call",
+        "function_call_output",
+        "message",
     ]
     assert stored[1]["name"] == "transfer_to_billing"
 
@@ -205,3 +214,22 @@ async def test_session_and_memory_together_are_refused(memory: Any, sqlite_memor
             run_config=RunConfig(memory=memory, session_id="a"),
             session=sqlite_memory.session("b"),
         )
+
+
+async def test_session_settings_as_a_dict_work_with_the_sdk_runner(memory: Any) -> None:
+    from agents import SessionSettings
+
+    from tests.conftest import bound
+
+    session = bound(memory, "dict-settings")
+    if hasattr(memory, "session"):
+        session = memory.session("dict-settings", {"limit": 1})
+    await session.add_items([{"role": "user", "content": str(i)} for i in range(3)])
+    model = ScriptedModel([[assistant_message("ok")]])
+    await agents.Runner.run(
+        Agent(name="A", model=model),
+        "next",
+        session=session,
+        run_config=agents.RunConfig(session_settings=SessionSettings(limit=2)),
+    )
+    assert texts(model.last_call.input) == ["1", "2", "next"]

@@ -56,7 +56,9 @@ def test_bad_session_ids_are_refused(store: Any, session_id: Any, error: type) -
     assert store.list_sessions() == []
 
 
-@pytest.mark.parametrize(("limit", "error"), [(-1, ValueError), ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    ("limit", "error"), [(-1, ValueError), ("3", TypeError), (True, TypeError)]
+)
 def test_bad_limits_are_refused(store: Any, limit: Any, error: type) -> None:
     with pytest.raises(error, match="limit"):
         store.get_messages("s", limit=limit)
