@@ -1,0 +1,84 @@
+"""StoreMemory, the async adapter: its own methods, cancellation, closing."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+import pytest
+
+from agentsession import SQLiteSessionMemory, SQLiteStore, StoreClosed, StoreMemory
+
+pytestmark = pytest.mark.anyio
+
+
+def user(text: str) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+async def test_get_messages_limit_and_pop_message(sqlite_memory: SQLiteSessionMemory) -> None:
+    await sqlite_memory.add_messages("s", [user(str(i)) for i in range(5)])
+    assert await sqlite_memory.get_messages("s", limit=2) == [user("3"), user("4")]
+    assert await sqlite_memory.pop_message("s") == user("4")
+    assert await sqlite_memory.get_messages("s") == [user(str(i)) for i in range(4)]
+    assert [s.session_id for s in await sqlite_memory.list_sessions()] == ["s"]
+
+
+class _GatedStore(SQLiteStore):
+    """A store whose add waits at a gate inside the worker thread, mid-call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
+        self.entered.set()
+        self.release.wait(timeout=30)
+        super().add_messages(session_id, messages)
+
+
+async def test_cancelling_the_caller_mid_write_never_leaves_half_a_write() -> None:
+    store = _GatedStore()
+    memory = StoreMemory(store)
+    batch = [user(str(i)) for i in range(200)]
+
+    async def cancel_once_inside(scope: anyio.CancelScope) -> None:
+        await anyio.to_thread.run_sync(store.entered.wait)
+        scope.cancel()
+        store.release.set()
+
+    async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            tg.start_soon(cancel_once_inside, scope)
+            await memory.add_messages("s", batch)
+            # The cancellation reaches the caller at its next checkpoint, not mid-write.
+            assert store.get_messages("s") == batch
+            await anyio.lowlevel.checkpoint()
+            pytest.fail("the cancelled caller went on past a checkpoint")
+    # The caller was cancelled, but the write it had started finished whole.
+    assert scope.cancelled_caught
+    assert store.get_messages("s") == batch
+    memory.close()
+
+
+async def test_close_and_context_managers(tmp_path: Path) -> None:
+    with SQLiteSessionMemory(tmp_path / "a.db") as memory:
+        await memory.add_messages("s", [user("1")])
+    with pytest.raises(StoreClosed):
+        await memory.get_messages("s")
+    async with SQLiteSessionMemory(tmp_path / "a.db") as memory:
+        assert await memory.get_messages("s") == [user("1")]
+    with pytest.raises(StoreClosed):
+        memory.store.get_messages("s")
+
+
+def test_max_threads_is_checked() -> None:
+    with pytest.raises(ValueError, match="max_threads must be at least 1, got 0"):
+        SQLiteSessionMemory(max_threads=0)
+    with pytest.raises(TypeError, match="max_threads"):
+        SQLiteSessionMemory(max_threads="8")  # type: ignore[arg-type]
