@@ -32,6 +32,9 @@ T = TypeVar("T")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+#: UPSERT ... RETURNING, used by every add, arrived in SQLite 3.35 (2021).
+MIN_SQLITE = (3, 35, 0)
+
 # Retried until the busy timeout runs out: SQLite can return SQLITE_BUSY at once, without
 # calling the busy handler, when waiting could deadlock (a reader upgrading to a writer)
 # or while another connection recovers the WAL.
@@ -105,7 +108,8 @@ class SQLiteStore:
         ValueError: ``busy_timeout`` is not positive, or ``synchronous`` is unknown.
         SchemaError: the file was written by a newer agentsession.
         StoreError: the file cannot be opened as a SQLite database (the message names
-            the path; ``__cause__`` is the ``sqlite3`` error).
+            the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
+            older than 3.35.
     """
 
     def __init__(
@@ -124,6 +128,11 @@ class SQLiteStore:
         if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(
                 f"synchronous must be one of {', '.join(_SYNCHRONOUS)}, got {synchronous!r}"
+            )
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(
+                f"agentsession needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer; this "
+                f"Python's sqlite3 module has SQLite {sqlite3.sqlite_version}"
             )
         text = os.fspath(path)
         if not text:
