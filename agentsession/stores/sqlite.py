@@ -57,18 +57,27 @@ class _Connections:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.open: dict[int, sqlite3.Connection] = {}
+        self.finalizers: dict[int, weakref.finalize[[int], object]] = {}
         self.opened_total = 0
 
     def add(self, owner: object, conn: sqlite3.Connection) -> None:
         key = id(owner)
         with self.lock:
             self.open[key] = conn
+            self.finalizers[key] = weakref.finalize(owner, self.discard, key)
             self.opened_total += 1
-        weakref.finalize(owner, self.discard, key)
+
+    def abandon(self) -> None:
+        """Stop closing these connections when their threads end (see ``_after_fork``)."""
+        with self.lock:
+            for finalizer in self.finalizers.values():
+                finalizer.detach()
+            self.finalizers.clear()
 
     def discard(self, key: int) -> None:
         with self.lock:
             conn = self.open.pop(key, None)
+            self.finalizers.pop(key, None)
         if conn is not None:
             conn.close()
 
@@ -83,11 +92,10 @@ class _Connections:
 class _Holder:
     """A thread's connection; its lifetime is the thread's (see ``_Connections``)."""
 
-    __slots__ = ("__weakref__", "conn", "pid")
+    __slots__ = ("__weakref__", "conn")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self.pid = os.getpid()
 
 
 class SQLiteStore:
@@ -142,6 +150,7 @@ class SQLiteStore:
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
         self._closed = False
+        self._pid = os.getpid()
         self._connections = _Connections()
         self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
@@ -151,8 +160,12 @@ class SQLiteStore:
             self._connections.add(self, self._shared)
         else:
             self._create_private_file(self.path)
-        with self._connection() as conn, self._mapped():
-            ensure_schema(conn, self.path, self.busy_timeout)
+        try:
+            with self._connection() as conn, self._mapped():
+                ensure_schema(conn, self.path, self.busy_timeout)
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._where!r})"
@@ -200,16 +213,28 @@ class SQLiteStore:
             with self._shared_lock:
                 yield self._shared
             return
+        if self._pid != os.getpid():
+            self._after_fork()
         holder: _Holder | None = getattr(self._local, "holder", None)
-        if holder is None or holder.pid != os.getpid():
-            if holder is not None:
-                # A connection inherited through fork() belongs to the parent: SQLite
-                # forbids using it in the child, so open a fresh one.
-                self._connections = _Connections()
+        if holder is None:
             holder = _Holder(self._open())
             self._connections.add(holder, holder.conn)
             self._local.holder = holder
         yield holder.conn
+
+    def _after_fork(self) -> None:
+        # Connections inherited through fork() belong to the parent: SQLite forbids using
+        # them in the child, and closing one would drop the POSIX locks the child's own
+        # connections hold on the same file. Keep them referenced, never closed, and let
+        # each thread open a fresh one.
+        with self._shared_lock:
+            if self._pid == os.getpid():
+                return
+            self._connections.abandon()
+            self._inherited = self._connections
+            self._connections = _Connections()
+            self._local = threading.local()
+            self._pid = os.getpid()
 
     @property
     def connection_count(self) -> int:
