@@ -27,12 +27,14 @@ from .protocol import SessionInfo, SessionMemory, Store
 from .runner import RunConfig, Runner
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
+from .window import HistoryWindow
 
 __version__ = "0.1.0"
 
 __all__ = (
     "Agent",
     "AgentSessionError",
+    "HistoryWindow",
     "MemorySession",
     "MissingDependencyError",
     "RunConfig",

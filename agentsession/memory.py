@@ -19,6 +19,7 @@ import anyio.to_thread
 
 from .protocol import SessionInfo, SessionMemory, Store
 from .stores.sqlite import SQLiteStore
+from .window import HistoryWindow
 
 if TYPE_CHECKING:
     import os
@@ -44,15 +45,26 @@ class StoreMemory:
     Args:
         store: the blocking store to adapt.
         max_threads: how many store calls may run at once (per event loop).
+        window: the history a run sees by default (``HistoryWindow``); a
+            ``RunConfig(history_window=...)`` overrides it. ``None`` sends everything.
     """
 
-    def __init__(self, store: Store, *, max_threads: int = DEFAULT_THREADS) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_threads: int = DEFAULT_THREADS,
+        window: HistoryWindow | None = None,
+    ) -> None:
+        if window is not None and not isinstance(window, HistoryWindow):
+            raise TypeError(f"window must be a HistoryWindow or None, got {window!r}")
         if isinstance(max_threads, bool) or not isinstance(max_threads, int):
             raise TypeError(f"max_threads must be an int, got {max_threads!r}")
         if max_threads < 1:
             raise ValueError(f"max_threads must be at least 1, got {max_threads}")
         self.store = store
         self.max_threads = max_threads
+        self.window = window
         # A CapacityLimiter belongs to one event loop, so keep one per loop.
         self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
         self._limiters = weakref.WeakKeyDictionary()
@@ -121,18 +133,27 @@ class StoreMemory:
         self,
         session_id: str,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        *,
+        window: HistoryWindow | None = None,
     ) -> MemorySession:
         """Bind this memory to one session id, as an Agents SDK ``Session``.
 
         The result works with the SDK directly:
         ``agents.Runner.run(agent, "hi", session=memory.session("user_1"))``.
 
+        Args:
+            session_id: the conversation's id.
+            session_settings: the SDK's settings (``limit``).
+            window: overrides this memory's ``window`` for the bound session.
+
         Raises:
-            TypeError, ValueError: a bad ``session_id``.
+            TypeError, ValueError: a bad ``session_id`` or ``window``.
         """
         from .session import MemorySession
 
-        return MemorySession(self, session_id, session_settings)
+        return MemorySession(
+            self, session_id, session_settings, window=window if window else self.window
+        )
 
     def close(self) -> None:
         """Close the store and every connection it opened. Later calls raise ``StoreClosed``."""
@@ -168,6 +189,7 @@ class SQLiteSessionMemory(StoreMemory):
         busy_timeout: seconds a write waits for other writers before ``StoreBusy``.
         synchronous: ``"FULL"`` (default) or ``"NORMAL"``; see ``SQLiteStore``.
         max_threads: how many store calls may run at once per event loop.
+        window: the history a run sees by default (``HistoryWindow``).
 
     Raises:
         TypeError, ValueError: bad arguments.
@@ -184,8 +206,10 @@ class SQLiteSessionMemory(StoreMemory):
         busy_timeout: float = 5.0,
         synchronous: str = "FULL",
         max_threads: int = DEFAULT_THREADS,
+        window: HistoryWindow | None = None,
     ) -> None:
         super().__init__(
             SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous),
             max_threads=max_threads,
+            window=window,
         )

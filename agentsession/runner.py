@@ -18,7 +18,9 @@ from agents.models.interface import ModelProvider
 from ._loop_thread import run_blocking
 from ._provider import LoopLocalProvider
 from ._validate import check_session_id
+from .memory import StoreMemory
 from .session import MemorySession
+from .window import HistoryWindow
 
 if TYPE_CHECKING:
     from agents import Agent, RunResult, RunResultStreaming
@@ -51,6 +53,9 @@ class RunConfig(agents.RunConfig):
             (the default) runs without memory, exactly like the SDK.
         session_id: which conversation this run belongs to; required when ``memory``
             is set.
+        history_window: what part of the history the model is sent (newest items,
+            turns, a token budget); overrides the memory's own window. Windows are
+            tool-safe and delete nothing.
 
     Raises:
         TypeError: ``memory`` lacks one of the three methods, or ``session_id`` is not a
@@ -61,6 +66,7 @@ class RunConfig(agents.RunConfig):
     model_provider: ModelProvider = field(default_factory=_default_provider)
     memory: SessionMemory | None = None
     session_id: str | None = None
+    history_window: HistoryWindow | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,16 +81,17 @@ class RunConfig(agents.RunConfig):
                 )
         if self.session_id is not None:
             check_session_id(self.session_id)
+        if self.history_window is not None and not isinstance(self.history_window, HistoryWindow):
+            raise TypeError(
+                f"history_window must be a HistoryWindow or None, got {self.history_window!r}"
+            )
 
 
-def bind_session(memory: Any, session_id: str) -> Session:
+def bind_session(memory: Any, session_id: str, window: HistoryWindow | None = None) -> Session:
     """Return ``memory`` bound to ``session_id`` as an SDK ``Session``."""
-    session = getattr(memory, "session", None)
-    if callable(session):
-        bound = session(session_id)
-        if isinstance(bound, agents.memory.Session):
-            return bound
-    return MemorySession(memory, session_id)
+    if isinstance(memory, StoreMemory):
+        return memory.session(session_id, window=window)
+    return MemorySession(memory, session_id, window=window)
 
 
 def _prepare(
@@ -111,7 +118,8 @@ def _prepare(
             "pass either session= or RunConfig(memory=..., session_id=...), not both "
             f"(got session={session!r} and memory={memory!r})"
         )
-    return run_config, bind_session(memory, session_id)
+    window = getattr(run_config, "history_window", None)
+    return run_config, bind_session(memory, session_id, window)
 
 
 class Runner:

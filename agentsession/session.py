@@ -21,6 +21,7 @@ from agents.memory.session_settings import (
 from ._serialize import encode_messages
 from ._validate import check_limit, check_session_id
 from .memory import StoreMemory
+from .window import HistoryWindow, tool_safe_tail
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -50,9 +51,12 @@ class MemorySession:
         session_id: the conversation's id.
         session_settings: the SDK's settings; ``limit`` caps how many of the newest
             items ``get_items()`` returns (and so how much history a run sees).
+        window: what history a run sees when no limit is given: newest items, turns
+            or a token budget (``HistoryWindow``); the whole history when ``None``.
 
     Raises:
-        TypeError, ValueError: ``session_id`` is not a non-empty string.
+        TypeError, ValueError: ``session_id`` is not a non-empty string, or ``window`` is
+            not a ``HistoryWindow``.
     """
 
     def __init__(
@@ -60,8 +64,13 @@ class MemorySession:
         memory: SessionMemory,
         session_id: str,
         session_settings: SessionSettings | dict[str, Any] | None = None,
+        *,
+        window: HistoryWindow | None = None,
     ) -> None:
+        if window is not None and not isinstance(window, HistoryWindow):
+            raise TypeError(f"window must be a HistoryWindow or None, got {window!r}")
         self.memory = memory
+        self.window = window
         self.session_id = check_session_id(session_id)
         # As the SDK's own sessions do: settings are always an object, limit None = all.
         self.session_settings: SessionSettings | None = (
@@ -76,12 +85,16 @@ class MemorySession:
         return f"MemorySession({self.memory!r}, {self.session_id!r})"
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
-        """Return the newest ``limit`` items (default: ``session_settings.limit``, else all).
+        """Return the newest ``limit`` items, oldest first.
 
-        A ``limit`` of 0 or less returns ``[]``, as the SDK's sessions do.
+        With no ``limit`` (and none in ``session_settings``), the session's
+        ``HistoryWindow`` chooses, or the whole history is returned when there is none.
+        Every window is tool-safe (see ``agentsession.window``); a ``limit`` of 0 or less
+        returns ``[]``, as the SDK's sessions do.
 
         Raises:
-            TypeError: ``limit`` is not an int.
+            TypeError: ``limit`` is not an int, or the memory returned something other
+                than a list.
             StoreError: the backend failed.
         """
         limit = resolve_session_limit(limit, self.session_settings)
@@ -90,7 +103,22 @@ class MemorySession:
             # items. The blocking store API refuses a negative limit instead.
             return []
         limit = check_limit(limit)
-        if self._takes_limit:
+        window = self.window
+        if limit is None and window is not None and not window.needs_full_history:
+            limit = window.max_items
+            window = None
+        if limit is not None and self._takes_limit:
+            # Our stores return tool-safe windows themselves.
+            return await self._fetch(limit)  # type: ignore[return-value]
+        messages = await self._fetch(None)
+        if limit is not None:
+            return tool_safe_tail(messages, len(messages) - limit)  # type: ignore[return-value]
+        if window is not None:
+            return window.select(messages)  # type: ignore[return-value]
+        return messages  # type: ignore[return-value]
+
+    async def _fetch(self, limit: int | None) -> list[dict[str, Any]]:
+        if limit is not None:
             messages: Any = await self.memory.get_messages(self.session_id, limit=limit)  # type: ignore[call-arg]
         else:
             messages = await self.memory.get_messages(self.session_id)
@@ -102,8 +130,6 @@ class MemorySession:
                 f"{type(self.memory).__name__}.get_messages() must return a list of dicts, "
                 f"not {type(messages).__name__}"
             )
-        if not self._takes_limit and limit is not None:
-            messages = messages[-limit:]
         return list(messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:

@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 
-from agentsession import Agent, RunConfig, Runner, SQLiteSessionMemory, function_tool
+from agentsession import (
+    Agent,
+    HistoryWindow,
+    RunConfig,
+    Runner,
+    SQLiteSessionMemory,
+    function_tool,
+)
 from tests.responses_server import input_items, tool_responder, user_texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +102,34 @@ async def test_tool_calls_and_outputs_reach_the_model_in_order(
     call, output = input_items(last)[1:3]
     assert call["call_id"] == output["call_id"]
     assert output["output"] == "sunny in Paris"
+
+
+@pytest.mark.anyio
+async def test_a_window_after_a_tool_turn_is_accepted_by_the_api(
+    model_server: Any, sqlite_memory: SQLiteSessionMemory
+) -> None:
+    model_server.responder = tool_responder("weather", "get_weather", {"city": "Oslo"})
+
+    @function_tool
+    def get_weather(city: str) -> str:
+        """Weather for a city."""
+        return f"snow in {city}"
+
+    agent = Agent(name="Assistant", tools=[get_weather])
+    for max_items in range(1, 5):
+        session_id = f"window-{max_items}"
+        plain = RunConfig(memory=sqlite_memory, session_id=session_id)
+        await Runner.run(agent, "weather?", run_config=plain)
+        # Each window cuts the stored user/call/output/answer turn at another place; the
+        # server answers 400 to any broken exchange.
+        windowed = RunConfig(
+            memory=sqlite_memory,
+            session_id=session_id,
+            history_window=HistoryWindow(max_items=max_items),
+        )
+        result = await Runner.run(agent, "and now?", run_config=windowed)
+        assert result.final_output.startswith("echo: and now?")
+        assert len(input_items(model_server.new_requests()[-1])) <= max_items + 1
 
 
 @pytest.mark.anyio

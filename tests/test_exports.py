@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "agentsession.session",
     "agentsession.stores",
     "agentsession.stores.sqlite",
+    "agentsession.window",
 ]
 
 

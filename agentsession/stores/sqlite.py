@@ -24,6 +24,7 @@ from .._serialize import decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
 from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
 from ..protocol import SessionInfo
+from ..window import tool_safe_tail
 from ._sqlite_schema import MESSAGES, SESSIONS, ensure_schema
 
 __all__ = ("SQLiteStore",)
@@ -321,8 +322,11 @@ class SQLiteStore:
     def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
-        Reads never wait for writers. A stored row that is not valid JSON is skipped with
-        a warning on the ``agentsession`` logger.
+        A window (``limit`` set) is tool-safe: it never holds a tool output whose call was
+        cut off, a call without its output, or an item whose reasoning item was cut off,
+        so it may hold fewer than ``limit`` messages (see ``agentsession.window``). Reads
+        never wait for writers. A stored row that is not valid JSON is skipped with a
+        warning on the ``agentsession`` logger.
 
         Raises:
             TypeError, ValueError: a bad ``session_id`` or ``limit``.
@@ -341,15 +345,23 @@ class SQLiteStore:
                     "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq",
                     (session_id,),
                 ).fetchall()
+            # One row more than asked for: the item before the window tells whether the
+            # window's first item lost its reasoning item (see window.tool_safe_tail).
             rows = conn.execute(
                 f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
                 "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq DESC LIMIT ?",
-                (session_id, limit),
+                (session_id, limit + 1),
             ).fetchall()
             rows.reverse()
             return rows
 
-        return decode_messages(self._read(read), f"session {session_id!r}")
+        rows = self._read(read)
+        where = f"session {session_id!r}"
+        if limit is None:
+            return decode_messages(rows, where)
+        split = max(0, len(rows) - limit)
+        before = decode_messages(rows[:split], where)
+        return tool_safe_tail(before + decode_messages(rows[split:], where), len(before))
 
     def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
         """Append ``messages`` to the session in one transaction, keeping their order.

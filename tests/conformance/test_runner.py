@@ -233,3 +233,28 @@ async def test_session_settings_as_a_dict_work_with_the_sdk_runner(memory: Any) 
         run_config=agents.RunConfig(session_settings=SessionSettings(limit=2)),
     )
     assert texts(model.last_call.input) == ["1", "2", "next"]
+
+
+async def test_a_history_window_after_a_tool_turn_is_whole(memory: Any) -> None:
+    from agentsession import HistoryWindow
+
+    @function_tool
+    def lookup(key: str) -> str:
+        """Look a key up."""
+        return f"value of {key}"
+
+    model = ScriptedModel(
+        [
+            [function_call("lookup", {"key": "k"}, call_id="call_k")],
+            [assistant_message("found it")],
+            [assistant_message("second answer")],
+        ]
+    )
+    agent = Agent(name="A", model=model, tools=[lookup])
+    await Runner.run(agent, "look up k", run_config=RunConfig(memory=memory, session_id="w"))
+    # Stored: user, call, output, answer. The newest 2 would cut the pair in two.
+    config = RunConfig(memory=memory, session_id="w", history_window=HistoryWindow(max_items=2))
+    await Runner.run(agent, "and then?", run_config=config)
+    sent = [item.get("type", "message") for item in model.last_call.input]
+    assert sent == ["message", "message"]  # the answer, then the new input: nothing cut
+    assert len(await memory.get_messages("w")) == 6  # windowing deleted nothing

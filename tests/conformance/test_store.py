@@ -111,3 +111,38 @@ def test_use_after_close_raises_store_closed(store: Any) -> None:
         store.get_messages("s")
     with pytest.raises(StoreClosed):
         store.add_messages("s", [user("2")])
+
+
+def test_a_limit_larger_than_a_short_session_returns_it_once(store: Any) -> None:
+    store.add_messages("s", [user("1"), user("2"), user("3")])
+    for limit in (3, 4, 5, 100):
+        assert store.get_messages("s", limit=limit) == [user("1"), user("2"), user("3")]
+
+
+def test_every_limit_returns_a_tool_safe_window(store: Any) -> None:
+    def call(call_id: str) -> dict[str, Any]:
+        return {"type": "function_call", "call_id": call_id, "name": "f", "arguments": "{}"}
+
+    def output(call_id: str) -> dict[str, Any]:
+        return {"type": "function_call_output", "call_id": call_id, "output": "x"}
+
+    history = [
+        user("q1"),
+        {"type": "reasoning", "id": "r", "summary": []},
+        call("a"),
+        call("b"),
+        output("a"),
+        output("b"),
+        user("q2"),
+        call("c"),
+        output("c"),
+    ]
+    store.add_messages("s", history)
+    for limit in range(1, len(history) + 1):
+        window = store.get_messages("s", limit=limit)
+        calls = {i["call_id"] for i in window if i.get("type") == "function_call"}
+        outputs = {i["call_id"] for i in window if i.get("type") == "function_call_output"}
+        assert calls == outputs, (limit, window)
+        assert window == history[len(history) - len(window) :] or window[0] != history[2]
+        assert len(window) <= limit
+    assert store.get_messages("s") == history  # nothing was deleted
