@@ -56,11 +56,12 @@ OFFLINE_MODEL_NAME = "offline"
 #: The one tool the offline model knows how to call, when the agent offers it.
 TIME_TOOL_NAME = "current_time"
 
-_INTRO = (
-    "I'm the offline demo model, so I can't answer that; "
-    "I can only tell you what this session's memory holds."
-)
+_INTRO = "Offline demo model here: I can't look that up, but I can see this session's memory:"
+_INTRO_RECALL = "Offline demo model here, reading this session's memory:"
 _ASKS_TIME = re.compile(r"\bwhat time\b|\btime is it\b|\bcurrent time\b|\bwhat's the time\b", re.I)
+_ASKS_RECALL = re.compile(
+    r"\b(first|earlier|previous|last|before)\b.*\bask|\bask.*\b(first|earlier|before)\b", re.I
+)
 _QUOTE_LIMIT = 80
 
 
@@ -101,17 +102,17 @@ def _plural(count: int, word: str) -> str:
 
 def _memory_report(earlier: list[dict[str, Any]]) -> str:
     if not earlier:
-        return "I was given no earlier messages: this is the start of the session."
+        return "no earlier messages, so this is where the session starts."
     questions = [_text_of(item.get("content")) for item in earlier if _is_user_message(item)]
-    report = f"I was given {_plural(len(earlier), 'earlier message')} from this session"
+    report = _plural(len(earlier), "earlier message")
     calls = sum(1 for item in earlier if item.get("type") == "function_call")
     if calls:
-        report += f", {_plural(calls, 'tool call')} among them"
+        report += f" ({_plural(calls, 'tool call')} among them)"
     if not questions:
         return report + "."
     report += f"; you first asked {_quote(questions[0])}"
     if len(questions) > 1:
-        report += f", and your previous question was {_quote(questions[-1])}"
+        report += f", and just before this, {_quote(questions[-1])}"
     return report + "."
 
 
@@ -143,7 +144,8 @@ def offline_reply(
     last = items[-1] if items else {}
     if last.get("type") == "function_call_output":
         name = _tool_name_for(last.get("call_id"), items)
-        return assistant_message(f"The {name} tool says: {last.get('output')}", item_id="msg_1")
+        text = f"The {name} tool says: {last.get('output')}"
+        return assistant_message(text, item_id=f"msg_offline_{len(items)}")
     users = [index for index, item in enumerate(items) if _is_user_message(item)]
     current = users[-1] if users else len(items)
     question = _text_of(items[current].get("content")) if users else ""
@@ -151,7 +153,9 @@ def offline_reply(
     if TIME_TOOL_NAME in offered and _ASKS_TIME.search(question):
         call_id = f"call_offline_{len(items)}"
         return function_call(TIME_TOOL_NAME, {"timezone": "UTC"}, call_id=call_id)
-    return assistant_message(f"{_INTRO} {_memory_report(items[:current])}", item_id="msg_1")
+    intro = _INTRO_RECALL if _ASKS_RECALL.search(question) else _INTRO
+    text = f"{intro} {_memory_report(items[:current])}"
+    return assistant_message(text, item_id=f"msg_offline_{len(items)}")
 
 
 def _words(text: str) -> list[str]:

@@ -63,7 +63,7 @@ def tool_safe(items: Sequence[Item]) -> list[Item]:
             keep[index] = following_kept
         else:
             following_kept = keep[index]
-    return [item for item, kept in zip(items, keep) if kept]
+    return [item for item, kept in zip(items, keep, strict=True) if kept]
 
 
 def tool_safe_tail(items: Sequence[Item], start: int) -> list[Item]:
