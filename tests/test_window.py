@@ -60,7 +60,7 @@ def pairing_problems(items: list[dict[str, Any]]) -> list[str]:
     outputs = [i["call_id"] for i in items if i.get("type") == "function_call_output"]
     problems += [f"output without call {c}" for c in outputs if c not in calls]
     problems += [f"call without output {c}" for c in calls if c not in outputs]
-    for before, after in zip(items, items[1:] + [{}], strict=True):
+    for before, after in zip(items, items[1:] + [{}], strict=False):
         if before.get("type") == "reasoning" and not after:
             problems.append("reasoning at the end")
     for index, item in enumerate(items):
