@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from agents.tool import Tool
     from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-__all__ = ("OFFLINE_MODEL_NAME", "TIME_TOOL_NAME", "OfflineModel", "offline_reply")
+__all__ = ("OFFLINE_MODEL_NAME", "OfflineModel", "TIME_TOOL_NAME", "offline_reply")
 
 #: The name the offline model reports in its responses (and ``--model offline`` selects).
 OFFLINE_MODEL_NAME = "offline"

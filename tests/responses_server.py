@@ -206,11 +206,22 @@ class ResponsesServer:
             ``echo_responder`` by default. Scripted replies (``script``) take precedence.
         check_pairing: If true, answer 400 ``invalid_request_error`` when the input has
             an unpaired ``function_call`` or ``function_call_output``.
+        hold_after_first_delta: If given and true for a streamed request's body, the
+            stream stops after its first text delta until ``release()`` (or ``close()``)
+            and then ends without completing: a reply a test can interrupt mid-way.
     """
 
-    def __init__(self, responder: Responder | None = None, *, check_pairing: bool = False):
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        *,
+        check_pairing: bool = False,
+        hold_after_first_delta: Callable[[dict[str, Any]], bool] | None = None,
+    ):
         self.responder: Responder = responder or echo_responder
         self.check_pairing = check_pairing
+        self.hold_after_first_delta = hold_after_first_delta
+        self._release = threading.Event()
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._scripted: deque[list[Item]] = deque()
@@ -233,8 +244,20 @@ class ResponsesServer:
             self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Lets every held stream (see ``hold_after_first_delta``) end."""
+        self._release.set()
+
+    def _held(self, events: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for event in events:
+            yield event
+            if event["type"] == "response.output_text.delta":
+                self._release.wait(timeout=60)
+                return
+
     def close(self) -> None:
         """Stops serving, closes open connections and joins the server thread."""
+        self.release()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -434,7 +457,12 @@ def _make_handler(server: ResponsesServer) -> type[BaseHTTPRequestHandler]:
                 self._send_json(500, _error(f"responder failed: {exc!r}", kind="server_error"))
                 return
             if body.get("stream"):
-                self._send_stream(_stream_events(body, output))
+                events = _stream_events(body, output)
+                if server.hold_after_first_delta is not None and server.hold_after_first_delta(
+                    body
+                ):
+                    events = server._held(events)
+                self._send_stream(events)
             else:
                 self._send_json(200, _response(body, output, "completed"))
 

@@ -1,0 +1,154 @@
+"""The ``agentsession`` command: a demo, a chat, and commands to inspect sessions.
+
+``agentsession demo`` shows a conversation being remembered, with or without an OpenAI
+key; ``agentsession chat`` is an interactive chat that remembers across restarts;
+``sessions``, ``show`` and ``clear`` look at and tidy a database. See ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..exceptions import StoreError
+from ._db import data_dir, default_db_path, open_memory, resolve_db
+from .inspecting import clear, db_option, sessions, show
+from .models import API_CHOICES, MODEL_ENV, choose_model
+
+__all__ = ("cli", "main")
+
+
+class _Group(click.Group):
+    """A click group that reports storage failures as one-line errors, not tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The commands in the order a new user meets them, not alphabetically."""
+        return list(self.commands)
+
+
+def _model_options(command: Any) -> Any:
+    """``--model``, ``--base-url`` and ``--api``, shared by ``demo`` and ``chat``."""
+    command = click.option(
+        "--api",
+        type=click.Choice(API_CHOICES),
+        default="responses",
+        show_default=True,
+        help="Which OpenAI API to call (chat_completions for most local servers).",
+    )(command)
+    command = click.option(
+        "--base-url",
+        metavar="URL",
+        envvar="OPENAI_BASE_URL",
+        show_envvar=True,
+        help="An OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama.",
+    )(command)
+    command = click.option(
+        "--model",
+        metavar="NAME",
+        envvar=MODEL_ENV,
+        show_envvar=True,
+        help="Model name (default: the Agents SDK's default); 'offline' picks the "
+        "offline demo model, used anyway when OPENAI_API_KEY is not set.",
+    )(command)
+    return command
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="agentsession")
+def cli() -> None:
+    """Automatic session memory for the OpenAI Agents SDK, on the command line.
+
+    Start with 'agentsession demo'. Without OPENAI_API_KEY, an offline model that ships
+    with agentsession answers (from the session's memory only) and says so.
+    """
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--session",
+    "session_id",
+    default="conversation_123",
+    show_default=True,
+    metavar="ID",
+    help="Session to use; the demo clears it first, so every run starts the same way.",
+)
+@_model_options
+def demo(
+    db: str | None, session_id: str, model: str | None, base_url: str | None, api: str
+) -> None:
+    """Show a conversation being remembered (start here).
+
+    Runs the spec's example (three turns about the Golden Gate Bridge on one session),
+    prints what was stored, then asks a fourth question through a fresh memory object on
+    the same file, as a restarted program would. The session is cleared first.
+    """
+    from .demo import run_demo
+
+    if not session_id:
+        raise click.BadParameter("a session id cannot be empty", param_hint="--session")
+    choice = choose_model(model, base_url, api)
+    run_demo(resolve_db(db), choice, session_id)
+
+
+@cli.command()
+@db_option
+@click.option(
+    "--session",
+    "session_id",
+    default="default",
+    show_default=True,
+    metavar="ID",
+    help="Session to chat in (created on its first message).",
+)
+@_model_options
+@click.option(
+    "--no-tools",
+    is_flag=True,
+    help="Do not offer the model the current_time tool (for models without tool support).",
+)
+def chat(
+    db: str | None,
+    session_id: str,
+    model: str | None,
+    base_url: str | None,
+    api: str,
+    no_tools: bool,
+) -> None:
+    """Chat with an agent that remembers across restarts.
+
+    Replies stream as they arrive. Commands: /history, /undo, /clear, /sessions,
+    /switch ID, /help, /exit. Ctrl-C stops a reply (the turn is not stored), Ctrl-D leaves.
+    """
+    from ..chat import run_chat
+
+    if not session_id:
+        raise click.BadParameter("a session id cannot be empty", param_hint="--session")
+    choice = choose_model(model, base_url, api)
+    path = resolve_db(db)
+    memory = open_memory(path, create_folder=path == default_db_path())
+    run_chat(
+        memory,
+        session_id,
+        choice,
+        tools=not no_tools,
+        history_file=data_dir() / "chat_history",
+    )
+
+
+cli.add_command(sessions)
+cli.add_command(show)
+cli.add_command(clear)
+
+
+def main() -> None:
+    """Run the ``agentsession`` command line (exits the process)."""
+    cli(prog_name="agentsession")

@@ -1,0 +1,118 @@
+"""``agentsession demo``: the spec's complete example, then proof that it was stored.
+
+Three turns about the Golden Gate Bridge on session ``conversation_123`` (cleared first, so
+that every run of the demo starts the same way), the stored transcript, and a fourth turn
+through a fresh memory object on the same file, as a restarted program would make.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+
+import click
+
+from ..memory import SQLiteSessionMemory
+from ..runner import RunConfig, Runner
+from ._db import default_db_path, open_memory
+from .models import BuiltModel, ModelChoice
+from .render import dim, format_transcript, label
+
+__all__ = ("DEMO_SESSION", "FOURTH_TURN", "TURNS", "run_demo")
+
+#: The session the demo uses (the spec's), cleared at the start of every demo.
+DEMO_SESSION = "conversation_123"
+
+#: The spec's three turns.
+TURNS = (
+    "What city is the Golden Gate Bridge in?",
+    "What state is it in?",
+    "What's the population of that state?",
+)
+
+#: Asked through a fresh memory object: only the stored history can answer it.
+FOURTH_TURN = "What was the first thing I asked you?"
+
+INSTRUCTIONS = "Reply very concisely."
+
+
+async def _turn(
+    agent_model: BuiltModel, memory: SQLiteSessionMemory, session_id: str, question: str
+) -> None:
+    from agents import Agent
+
+    agent = Agent(
+        name="Assistant",
+        instructions=INSTRUCTIONS,
+        model=agent_model.model,
+        model_settings=agent_model.settings,
+    )
+    config = RunConfig(
+        memory=memory, session_id=session_id, tracing_disabled=agent_model.tracing_disabled
+    )
+    click.echo(f"{label('User:', 'green')} {question}")
+    result = await Runner.run(agent, question, run_config=config)
+    click.echo(f"{label('Assistant:', 'cyan')} {result.final_output}")
+
+
+def _command(*words: str) -> str:
+    return " ".join(shlex.quote(word) for word in words)
+
+
+async def _demo(path: Path, choice: ModelChoice, session_id: str) -> None:
+    built = choice.build()
+    try:
+        memory = open_memory(path, create_folder=path == default_db_path())
+        try:
+            cleared = len(await memory.get_messages(session_id))
+            await memory.clear_session(session_id)
+            note = f", cleared of {cleared} messages from an earlier run" if cleared else ""
+            click.echo(
+                label("agentsession demo: three turns on one session, then one after a restart")
+            )
+            click.echo(f"Database: {path} (session {session_id!r}{note})")
+            click.echo(choice.describe())
+            for question in TURNS:
+                click.echo()
+                await _turn(built, memory, session_id, question)
+            stored = await memory.get_messages(session_id)
+        finally:
+            memory.close()
+        click.echo()
+        click.echo(label(f"Stored in {path}, session {session_id!r} ({len(stored)} messages):"))
+        click.echo(format_transcript(stored, numbered=True))
+        click.echo()
+        click.echo(label("A fresh SQLiteSessionMemory on the same file, as after a restart:"))
+        fresh = SQLiteSessionMemory(path)
+        try:
+            await _turn(built, fresh, session_id, FOURTH_TURN)
+        finally:
+            fresh.close()
+    finally:
+        await built.aclose()
+    db = () if path == default_db_path() else ("--db", str(path))
+    click.echo()
+    click.echo("The history survived. Continue the conversation, or look at it:")
+    click.echo(dim(f"  {_command('agentsession', 'chat', *db, '--session', session_id)}"))
+    click.echo(dim(f"  {_command('agentsession', 'show', session_id, *db)}"))
+
+
+def run_demo(path: Path, choice: ModelChoice, session_id: str = DEMO_SESSION) -> None:
+    """Run the demo on ``path``, printing for people.
+
+    Raises:
+        click.ClickException: the database cannot be used, or a model call failed (a
+            wrong key, an unreachable server); the message says which.
+    """
+    import openai
+    from agents.exceptions import AgentsException
+
+    from ..exceptions import StoreError
+
+    try:
+        asyncio.run(_demo(path, choice, session_id))
+    except (openai.OpenAIError, AgentsException) as exc:
+        raise click.ClickException(f"the model call failed: {type(exc).__name__}: {exc}") from exc
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,113 @@
+"""``agentsession sessions | show | clear``: look at and tidy a database.
+
+None of these creates a database: a path that does not exist, or a file that is not an
+agentsession database, is reported with a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..stores.sqlite import SQLiteStore
+from ._db import open_store, resolve_db
+from .render import format_transcript, label, session_to_json, sessions_table
+
+__all__ = ("clear", "db_option", "sessions", "show")
+
+db_option = click.option(
+    "--db",
+    metavar="PATH",
+    envvar="AGENTSESSION_DB",
+    show_envvar=True,
+    help="Database file (default: ~/.local/share/agentsession/sessions.db, or "
+    "$XDG_DATA_HOME/agentsession/sessions.db).",
+)
+
+
+def _session_id(value: str) -> str:
+    if not value:
+        raise click.BadParameter("a session id cannot be empty", param_hint="SESSION_ID")
+    return value
+
+
+def _message_count(store: SQLiteStore, session_id: str) -> int | None:
+    """The session's message count, or ``None`` if the database has no such session."""
+    for info in store.list_sessions():
+        if info.session_id == session_id:
+            return info.message_count
+    return None
+
+
+def _require_session(store: SQLiteStore, session_id: str, path: Path) -> int:
+    count = _message_count(store, session_id)
+    if count is None:
+        raise click.ClickException(
+            f"no session {session_id!r} in {path} ('agentsession sessions' lists them)"
+        )
+    return count
+
+
+@click.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def sessions(db: str | None, as_json: bool) -> None:
+    """List sessions, newest activity first.
+
+    Shows each session's id, message count, when it was created and when it was last
+    active (local time). With --json, the same as a JSON list (times in UTC).
+    """
+    path = resolve_db(db)
+    with open_store(path) as store:
+        infos = store.list_sessions()
+    if as_json:
+        click.echo(json.dumps([session_to_json(info) for info in infos], indent=2))
+    elif not infos:
+        click.echo(f"No sessions in {path}.")
+    else:
+        click.echo(sessions_table(infos))
+
+
+@click.command()
+@click.argument("session_id")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print the stored messages as JSON.")
+def show(session_id: str, db: str | None, as_json: bool) -> None:
+    """Print a session's transcript, as people read it.
+
+    With --json, the stored messages (Responses API input items), oldest first.
+    """
+    session_id = _session_id(session_id)
+    path = resolve_db(db)
+    with open_store(path) as store:
+        _require_session(store, session_id, path)
+        messages = store.get_messages(session_id)
+    if as_json:
+        click.echo(json.dumps(messages, indent=2, ensure_ascii=False))
+        return
+    click.echo(label(f"Session {session_id!r} in {path}: {len(messages)} messages"))
+    if messages:
+        click.echo(format_transcript(messages, numbered=True))
+
+
+@click.command()
+@click.argument("session_id")
+@db_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clear(session_id: str, db: str | None, yes: bool) -> None:
+    """Delete a session (asks first unless --yes).
+
+    Deletes SESSION_ID and all its messages.
+    """
+    session_id = _session_id(session_id)
+    path = resolve_db(db)
+    with open_store(path) as store:
+        count = _require_session(store, session_id, path)
+        if not yes:
+            click.confirm(
+                f"Delete session {session_id!r} ({count} messages) from {path}?", abort=True
+            )
+        store.clear_session(session_id)
+    click.echo(f"Deleted session {session_id!r} ({count} messages).")

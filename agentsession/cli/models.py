@@ -1,0 +1,161 @@
+"""Which model the demo and the chat talk to.
+
+* ``OPENAI_API_KEY`` set: the OpenAI model named by ``--model``, else ``AGENTSESSION_MODEL``,
+  else the Agents SDK's default (``OPENAI_DEFAULT_MODEL`` or the SDK's built-in default).
+* ``--base-url`` (or ``OPENAI_BASE_URL``): any OpenAI-compatible server (Ollama, vLLM,
+  LM Studio); a key is then optional.
+* Neither, or ``--model offline``: the offline model shipped in the package
+  (``agentsession.offline.OfflineModel``), which says so.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import click
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model
+
+from ..offline import OFFLINE_MODEL_NAME, OfflineModel
+
+__all__ = (
+    "API_CHOICES",
+    "BuiltModel",
+    "MODEL_ENV",
+    "ModelChoice",
+    "PLACEHOLDER_KEY",
+    "choose_model",
+)
+
+#: Environment variable naming the model, overridden by ``--model``.
+MODEL_ENV = "AGENTSESSION_MODEL"
+
+#: The OpenAI APIs ``--api`` can choose between.
+API_CHOICES = ("responses", "chat_completions")
+
+#: Sent as the API key to a ``--base-url`` server when ``OPENAI_API_KEY`` is not set
+#: (local servers ignore it; the OpenAI client refuses to start without one).
+PLACEHOLDER_KEY = "not-needed"
+
+
+async def _nothing() -> None:
+    return None
+
+
+@dataclass
+class BuiltModel:
+    """A model ready for an ``Agent``, with what the run needs to know about it.
+
+    Attributes:
+        model: the model object to give ``Agent(model=...)``.
+        settings: model settings suited to it.
+        tracing_disabled: true unless the model is OpenAI's own (traces would otherwise
+            be sent to OpenAI for runs that never touch it).
+        aclose: closes the HTTP client, if any; await it once the runs are over.
+    """
+
+    model: Model
+    settings: ModelSettings
+    tracing_disabled: bool
+    aclose: Callable[[], Awaitable[None]] = field(default=_nothing)
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """The model chosen from the command line and the environment.
+
+    Attributes:
+        name: the model name, or ``"offline"``.
+        api: ``"responses"`` or ``"chat_completions"``.
+        base_url: an OpenAI-compatible server, or ``None`` for OpenAI.
+        api_key: the key to send, or ``None`` for the offline model.
+        why_offline: for the offline model, why it was chosen.
+    """
+
+    name: str
+    api: str = "responses"
+    base_url: str | None = None
+    api_key: str | None = None
+    why_offline: str = ""
+
+    @property
+    def offline(self) -> bool:
+        """Whether this is the offline model."""
+        return self.name == OFFLINE_MODEL_NAME
+
+    def describe(self) -> str:
+        """One line for people saying which model answers, and for the offline one, why."""
+        if self.offline:
+            return (
+                f"Model: the offline demo model ({self.why_offline}); it can't answer "
+                "questions, only report what this session's memory holds. "
+                "Set OPENAI_API_KEY to talk to a real model."
+            )
+        where = self.base_url or "OpenAI"
+        return f"Model: {self.name} at {where} ({self.api.replace('_', ' ')} API)"
+
+    def build(self, *, stream_delay: float = 0.0) -> BuiltModel:
+        """Create the model (and its HTTP client); call it on the event loop that runs it.
+
+        Args:
+            stream_delay: seconds between streamed words, for the offline model only.
+        """
+        if self.offline:
+            return BuiltModel(OfflineModel(delay=stream_delay), ModelSettings(), True)
+        from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
+        from agents.models import get_default_model_settings
+        from openai import AsyncOpenAI
+
+        client = AsyncOpenAI(api_key=self.api_key, base_url=self.base_url)
+        model: Model
+        if self.api == "chat_completions":
+            model = OpenAIChatCompletionsModel(model=self.name, openai_client=client)
+        else:
+            model = OpenAIResponsesModel(model=self.name, openai_client=client)
+        settings = get_default_model_settings(self.name)
+        return BuiltModel(model, settings, self.base_url is not None, client.close)
+
+
+def choose_model(
+    model: str | None,
+    base_url: str | None,
+    api: str,
+    env: Mapping[str, str] | None = None,
+) -> ModelChoice:
+    """Choose the model as the module docstring says.
+
+    Args:
+        model: ``--model`` (or ``AGENTSESSION_MODEL``), or ``None``.
+        base_url: ``--base-url`` (or ``OPENAI_BASE_URL``), or ``None``.
+        api: ``--api``.
+        env: the environment (``os.environ`` by default).
+
+    Raises:
+        click.BadParameter: ``api`` is unknown, or a model other than ``offline`` was named
+            but there is neither an API key nor a base URL to reach it.
+    """
+    env = os.environ if env is None else env
+    if api not in API_CHOICES:
+        raise click.BadParameter(
+            f"{api!r} is not one of {', '.join(API_CHOICES)}", param_hint="--api"
+        )
+    name = (model or "").strip()
+    if name.lower() == OFFLINE_MODEL_NAME:
+        return ModelChoice(OFFLINE_MODEL_NAME, api, why_offline="chosen with --model offline")
+    key = env.get("OPENAI_API_KEY", "").strip() or None
+    base_url = (base_url or "").strip() or None
+    if key is None and base_url is None:
+        if name:
+            raise click.BadParameter(
+                f"model {name!r} needs OPENAI_API_KEY set (or --base-url for a local "
+                "server); leave --model out to use the offline demo model",
+                param_hint=f"--model / {MODEL_ENV}",
+            )
+        return ModelChoice(OFFLINE_MODEL_NAME, api, why_offline="OPENAI_API_KEY is not set")
+    if not name:
+        from agents.models import get_default_model
+
+        name = get_default_model()
+    return ModelChoice(name, api, base_url, key or PLACEHOLDER_KEY)

@@ -1,0 +1,249 @@
+"""Stored messages and sessions as people read them: labeled roles, tool calls with their
+arguments and results, and a table of sessions.
+
+Every function here returns text; colour is added with ``click.style`` (which ``click.echo``
+strips when output is not a terminal) unless the ``NO_COLOR`` environment variable is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import click
+
+from ..protocol import SessionInfo
+
+__all__ = (
+    "RESULT_LIMIT",
+    "StreamPrinter",
+    "dim",
+    "format_message",
+    "format_transcript",
+    "label",
+    "session_to_json",
+    "sessions_table",
+    "text_of",
+    "tool_call_line",
+    "tool_result_line",
+    "write",
+)
+
+#: Tool results longer than this are shortened in human-readable output.
+RESULT_LIMIT = 500
+
+_ROLE_LABELS = {
+    "user": "User",
+    "assistant": "Assistant",
+    "system": "System",
+    "developer": "Developer",
+}
+_ROLE_COLOURS = {"user": "green", "assistant": "cyan"}
+
+
+def _colour_enabled() -> bool:
+    return not os.environ.get("NO_COLOR")
+
+
+def label(text: str, colour: str | None = None) -> str:
+    """``text`` as a bold label (in ``colour``), e.g. ``"Assistant:"``."""
+    if not _colour_enabled():
+        return text
+    return click.style(text, fg=colour, bold=True)
+
+
+def dim(text: str) -> str:
+    """``text`` dimmed, for notes that are not part of the conversation."""
+    return click.style(text, dim=True) if _colour_enabled() else text
+
+
+def _shorten(text: str, limit: int = RESULT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def text_of(content: Any) -> str:
+    """The readable text of a message's ``content``: a string, or a list of parts.
+
+    Text parts give their text, a refusal gives ``[refusal] ...``, images and files a
+    ``[image]`` / ``[file NAME]`` placeholder.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, Sequence):
+        return json.dumps(content, ensure_ascii=False)
+    pieces: list[str] = []
+    for part in content:
+        if not isinstance(part, Mapping):
+            pieces.append(str(part))
+        elif "text" in part:
+            pieces.append(str(part["text"]))
+        elif part.get("type") == "refusal":
+            pieces.append(f"[refusal] {part.get('refusal', '')}")
+        elif part.get("type") in ("input_image", "image"):
+            pieces.append("[image]")
+        elif part.get("type") in ("input_file", "file"):
+            pieces.append(f"[file {part.get('filename') or part.get('file_id') or ''}]".strip())
+        else:
+            pieces.append(f"[{part.get('type', 'part')}]")
+    return "".join(pieces)
+
+
+def _arguments(arguments: Any) -> str:
+    parsed: Any = arguments
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return arguments
+    return json.dumps(parsed, ensure_ascii=False, default=str)
+
+
+def tool_call_line(name: str, arguments: Any) -> str:
+    """``Tool call: name({"city": "Paris"})``, the arguments as compact JSON."""
+    return f"{label('Tool call:', 'yellow')} {name}({_arguments(arguments)})"
+
+
+def tool_result_line(output: Any) -> str:
+    """``Tool result: ...``, shortened past ``RESULT_LIMIT`` characters."""
+    text = output if isinstance(output, str) else text_of(output)
+    return f"{label('Tool result:', 'yellow')} {_shorten(text)}"
+
+
+def format_message(message: Mapping[str, Any]) -> str:
+    """One stored message (a Responses API input item) as one labeled entry.
+
+    Messages of every role get their role as label (``User:``, ``Assistant:``...); a
+    function call shows its name and arguments, its output the result; reasoning shows
+    its summary; any other item its type and fields as JSON.
+    """
+    kind = message.get("type")
+    role = message.get("role")
+    if role is not None and kind in (None, "message"):
+        name = _ROLE_LABELS.get(str(role), str(role).capitalize())
+        text = text_of(message.get("content"))
+        return f"{label(name + ':', _ROLE_COLOURS.get(str(role)))} {text}"
+    if kind == "function_call":
+        return tool_call_line(str(message.get("name", "?")), message.get("arguments", ""))
+    if kind == "function_call_output":
+        return tool_result_line(message.get("output", ""))
+    if kind == "reasoning":
+        summary = text_of(message.get("summary")) or "(no summary)"
+        return dim(f"Reasoning: {summary}")
+    fields = {key: value for key, value in message.items() if key not in ("type", "id", "status")}
+    title = str(kind or "item").replace("_", " ").capitalize()
+    return f"{label(title + ':')} {_shorten(json.dumps(fields, ensure_ascii=False))}"
+
+
+def format_transcript(messages: Iterable[Mapping[str, Any]], *, numbered: bool = False) -> str:
+    """Every message, one entry each, oldest first; numbered from 1 if asked."""
+    entries = [format_message(message) for message in messages]
+    if not numbered:
+        return "\n".join(entries)
+    width = len(str(len(entries)))
+    return "\n".join(
+        f"{dim(str(number).rjust(width))}  {entry}" for number, entry in enumerate(entries, 1)
+    )
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def sessions_table(sessions: Sequence[SessionInfo], *, current: str | None = None) -> str:
+    """A text table of sessions as given (newest activity first): id, messages, created,
+    last active (local time). With ``current``, that session is marked with ``*``.
+    """
+    header = ("SESSION", "MESSAGES", "CREATED", "LAST ACTIVE")
+    rows = [
+        (
+            ("* " if info.session_id == current else "  " if current is not None else "")
+            + info.session_id,
+            str(info.message_count),
+            _local(info.created_at),
+            _local(info.updated_at),
+        )
+        for info in sessions
+    ]
+    if current is not None:
+        header = ("  " + header[0], *header[1:])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = [
+        f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  {row[2].ljust(widths[2])}  {row[3]}"
+        for row in [header, *rows]
+    ]
+    lines[0] = label(lines[0].rstrip())
+    return "\n".join(lines)
+
+
+def session_to_json(info: SessionInfo) -> dict[str, Any]:
+    """A session as JSON-ready data; times are ISO 8601 in UTC."""
+    return {
+        "session_id": info.session_id,
+        "message_count": info.message_count,
+        "created_at": info.created_at.isoformat(),
+        "updated_at": info.updated_at.isoformat(),
+    }
+
+
+def _field(item: Any, name: str) -> Any:
+    """``item.name`` or ``item[name]``: SDK items are models, or plain dicts."""
+    if isinstance(item, Mapping):
+        return item.get(name)
+    return getattr(item, name, None)
+
+
+def write(text: str) -> None:
+    """Print ``text`` as it is, with no newline added, and flush."""
+    click.echo(text, nl=False)
+
+
+class StreamPrinter:
+    """Prints one streamed run's events as they arrive: text deltas under an
+    ``Assistant:`` label, tool calls with their arguments, tool results, handoffs.
+    """
+
+    def __init__(self) -> None:
+        self.open_item: str | None = None  # the message whose text is being printed
+
+    def end_line(self) -> None:
+        """Finish the line of text being streamed, if any."""
+        if self.open_item is not None:
+            write("\n")
+            self.open_item = None
+
+    def event(self, event: Any) -> None:
+        """Print what ``event`` (an SDK stream event) shows; ignore the rest."""
+        if event.type == "raw_response_event":
+            data = event.data
+            if data.type == "response.output_text.delta" and data.delta:
+                if self.open_item != data.item_id:
+                    self.end_line()
+                    write(label("Assistant:", "cyan") + " ")
+                    self.open_item = data.item_id
+                write(data.delta)
+        elif event.type == "run_item_stream_event":
+            item = event.item
+            if event.name == "message_output_created":
+                if self.open_item is None:  # not streamed as deltas: print it whole
+                    parts = _field(item.raw_item, "content") or []
+                    text = "".join(str(_field(part, "text") or "") for part in parts)
+                    write(f"{label('Assistant:', 'cyan')} {text}\n")
+                self.end_line()
+            elif event.name == "tool_called":
+                self.end_line()
+                raw = item.raw_item
+                name = _field(raw, "name") or _field(raw, "type") or "tool"
+                click.echo(tool_call_line(str(name), _field(raw, "arguments") or ""))
+            elif event.name == "tool_output":
+                self.end_line()
+                click.echo(tool_result_line(item.output))
+            elif event.name == "handoff_occured":
+                self.end_line()
+                click.echo(dim(f"(handed off to {item.target_agent.name})"))
