@@ -111,6 +111,22 @@ def get_json(url: str, timeout: float = 30.0) -> Any:
         return json.load(response)
 
 
+def chat_turn(base_url: str, session_id: str, message: str) -> str:
+    """One plain turn through the example's ``POST /chat``; returns the reply."""
+    reply: str = post_json(f"{base_url}/chat", {"session_id": session_id, "message": message})[
+        "reply"
+    ]
+    return reply
+
+
+def stored_history(base_url: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's stored messages, through the example's ``GET /sessions/<id>``."""
+    answer = get_json(f"{base_url}/sessions/{session_id}")
+    assert answer["session_id"] == session_id
+    messages: list[dict[str, Any]] = answer["messages"]
+    return messages
+
+
 def message_text(message: dict[str, Any]) -> str:
     """The text of a stored user or assistant message."""
     content = message.get("content", "")

@@ -6,20 +6,22 @@ file the way a user's tests would, through ``override_settings``.
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
 from tests.integrations._http import (
     TURNS,
+    chat_turn,
     check_histories,
     converse_concurrently,
-    get_json,
     post_json,
+    stored_history,
 )
 from tests.integrations.conftest import EXAMPLES, ConcurrencyProbe
 from tests.responses_server import ResponsesServer, echo_responder
@@ -69,20 +71,11 @@ class ChatLiveServerTest(LiveServerTestCase):
 
             session_ids = [f"django-user-{n}" for n in range(24)]
 
-            def say(session_id: str, message: str, turn: int) -> str:
-                body = {"session_id": session_id, "message": message}
-                reply: str = post_json(f"{self.live_server_url}/chat", body)["reply"]
-                return reply
-
-            replies = converse_concurrently(session_ids, say)
-
-            def history(session_id: str) -> list[dict[str, Any]]:
-                answer = get_json(f"{self.live_server_url}/sessions/{session_id}")
-                assert answer["session_id"] == session_id
-                messages: list[dict[str, Any]] = answer["messages"]
-                return messages
-
-            check_histories(self.model, replies, history)
+            base = self.live_server_url
+            replies = converse_concurrently(
+                session_ids, lambda session_id, message, turn: chat_turn(base, session_id, message)
+            )
+            check_histories(self.model, replies, functools.partial(stored_history, base))
             assert self.probe.peak > 1, "the live server never ran two turns at once"
             # The memory came from the settings: its file holds every session.
             assert Path(get_memory().store.path) == database

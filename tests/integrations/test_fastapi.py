@@ -7,6 +7,7 @@ session's history must be its own, in the model's requests and in ``GET /session
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -19,11 +20,13 @@ import pytest
 
 from tests.integrations._http import (
     ServerProcess,
+    chat_turn,
     check_histories,
     converse_concurrently,
     expected_reply,
     get_json,
     post_json,
+    stored_history,
     user_message,
 )
 from tests.integrations.conftest import EXAMPLES, ConcurrencyProbe, server_env
@@ -97,20 +100,10 @@ def test_concurrent_sessions_plain_and_streamed(
             deltas, reply = stream_turn(base, session_id, message)
             assert len(deltas) > 1 and "".join(deltas) == reply
             return reply
-        answer: str = post_json(f"{base}/chat", {"session_id": session_id, "message": message})[
-            "reply"
-        ]
-        return answer
+        return chat_turn(base, session_id, message)
 
     replies = converse_concurrently(session_ids, say)
-
-    def history(session_id: str) -> list[dict[str, Any]]:
-        answer = get_json(f"{base}/sessions/{session_id}")
-        assert answer["session_id"] == session_id
-        messages: list[dict[str, Any]] = answer["messages"]
-        return messages
-
-    check_histories(loopback_model, replies, history)
+    check_histories(loopback_model, replies, functools.partial(stored_history, base))
     assert probe.peak > 1, "the server never ran two turns at once"
 
 

@@ -6,6 +6,7 @@ in the model's requests and in ``GET /sessions/<id>``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import urllib.error
 from collections.abc import Iterator
@@ -15,10 +16,11 @@ import pytest
 
 from tests.integrations._http import (
     ServerProcess,
+    chat_turn,
     check_histories,
     converse_concurrently,
-    get_json,
     post_json,
+    stored_history,
 )
 from tests.integrations.conftest import EXAMPLES, ConcurrencyProbe, server_env
 from tests.responses_server import ResponsesServer
@@ -68,19 +70,10 @@ def test_concurrent_sessions_keep_their_own_history(
 
     session_ids = [f"flask-{workers}w-user-{n}" for n in range(32)]
 
-    def say(session_id: str, message: str, turn: int) -> str:
-        body = {"session_id": session_id, "message": message}
-        reply: str = post_json(f"{server.base_url}/chat", body)["reply"]
-        return reply
-
-    replies = converse_concurrently(session_ids, say)
-
-    def history(session_id: str) -> list[dict[str, object]]:
-        answer = get_json(f"{server.base_url}/sessions/{session_id}")
-        assert answer["session_id"] == session_id
-        messages: list[dict[str, object]] = answer["messages"]
-        return messages
-
-    check_histories(loopback_model, replies, history)
+    replies = converse_concurrently(
+        session_ids,
+        lambda session_id, message, turn: chat_turn(server.base_url, session_id, message),
+    )
+    check_histories(loopback_model, replies, functools.partial(stored_history, server.base_url))
     assert probe.peak > 1, "the server never ran two turns at once"
     assert server.log().count("Booting worker") == workers
