@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-__all__ = ("decode_messages", "encode_messages")
+__all__ = ("decode_messages", "encode_messages", "message_text")
 
 logger = logging.getLogger("agentsession")
 
@@ -120,3 +120,36 @@ def decode_messages(rows: Iterable[tuple[Any, str]], where: str) -> list[dict[st
         else:
             logger.warning("skipping corrupt stored message %r in %s", key, where)
     return messages
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def message_text(message: Mapping[str, Any]) -> str:
+    """The words of a message that full-text search should find.
+
+    A message's text content, a tool call's name and arguments, a tool output's text;
+    '' for items with nothing to read (reasoning without summary, say).
+    """
+    parts: list[str] = []
+    if "content" in message:
+        parts.append(_content_text(message["content"]))
+    for key in ("name", "arguments", "output"):
+        value = message.get(key)
+        if isinstance(value, str):
+            parts.append(value)
+        elif key == "output" and isinstance(value, list):
+            parts.append(_content_text(value))
+    summary = message.get("summary")
+    if isinstance(summary, list):
+        parts.append(_content_text(summary))
+    return " ".join(part for part in parts if part)

@@ -191,7 +191,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
     conn = sqlite3.connect(path)
     applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
     conn.close()
-    assert applied == [("0001_sessions_and_messages",)]
+    assert applied == [("0001_sessions_and_messages",), ("0002_metadata_search_locks",)]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -210,3 +210,35 @@ def test_a_store_created_before_fork_works_in_the_child(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.get_messages("s") == [user("parent"), user("child")]
     store.close()
+
+
+def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from agentsession.stores._sqlite_schema import migrations
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrations.apply(Database(conn), stop_before="0002_metadata_search_locks")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO agentsession_sessions VALUES (1, 'old', 1.0, 2.0, 2, 2)",
+    )
+    conn.executemany(
+        "INSERT INTO agentsession_messages (session, seq, created_at, message) VALUES (1,?,1.0,?)",
+        [(1, '{"role": "user", "content": "golden gate bridge"}'), (2, "corrupt{")],
+    )
+    conn.close()
+
+    with SQLiteStore(path) as store:
+        assert store.get_messages("old") == [user("golden gate bridge")]
+        store.add_messages("old", [user("after the migration")])
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    found = conn.execute(
+        "SELECT text FROM agentsession_messages_fts WHERE agentsession_messages_fts MATCH ?",
+        ("bridge OR migration",),
+    ).fetchall()
+    assert sorted(found) == [("after the migration",), ("golden gate bridge",)]
+    assert conn.execute("SELECT metadata FROM agentsession_sessions").fetchall() == [("{}",)]
+    conn.close()

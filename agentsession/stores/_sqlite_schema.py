@@ -8,6 +8,7 @@ opening a new database at once migrate it exactly once.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -15,10 +16,13 @@ import filelock
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .._serialize import message_text
 from ..exceptions import SchemaError
 
 __all__ = (
+    "LOCKS",
     "MESSAGES",
+    "MESSAGES_FTS",
     "SCHEMA_VERSION",
     "SESSIONS",
     "ensure_schema",
@@ -27,9 +31,13 @@ __all__ = (
 
 SESSIONS = "agentsession_sessions"
 MESSAGES = "agentsession_messages"
+#: Run leases: which run holds a session (see the runner's no-interleaving lock).
+LOCKS = "agentsession_locks"
+#: The full-text index over ``MESSAGES.text``, kept in step by triggers.
+MESSAGES_FTS = f"{MESSAGES}_fts"
 
 #: Bumped with every migration added below.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 migrations = Migrations("agentsession")
 
@@ -65,6 +73,34 @@ def _create_tables(db: Database) -> None:
         not_null={"session", "seq", "created_at", "message"},
     )
     db[MESSAGES].create_index(["session", "seq"], unique=True)  # type: ignore[union-attr]
+
+
+@migrations(name="0002_metadata_search_locks")
+def _metadata_search_locks(db: Database) -> None:
+    # Sessions carry a JSON object of the user's own (user id, title, tags).
+    db[SESSIONS].add_column("metadata", str, not_null_default="{}")  # type: ignore[union-attr]
+    # The searchable text of each message (see _serialize.message_text), indexed by FTS5;
+    # sqlite-utils' triggers keep the index in step with inserts, updates and deletes.
+    db[MESSAGES].add_column("text", str, not_null_default="")  # type: ignore[union-attr]
+    rows = db.execute(f"SELECT id, message FROM {MESSAGES}").fetchall()
+    db.conn.executemany(
+        f"UPDATE {MESSAGES} SET text = ? WHERE id = ?",
+        [(text_of_stored(message), row_id) for row_id, message in rows],
+    )
+    db[MESSAGES].enable_fts(["text"], fts_version="FTS5", create_triggers=True)  # type: ignore[union-attr]
+    db[LOCKS].create(  # type: ignore[union-attr]
+        {"session_id": str, "owner": str, "expires_at": float},
+        pk="session_id",
+        not_null={"owner", "expires_at"},
+    )
+
+
+def text_of_stored(message: str) -> str:
+    """The searchable text of a stored JSON message ('' if it is not readable)."""
+    try:
+        return message_text(json.loads(message))
+    except (TypeError, ValueError):
+        return ""
 
 
 def lock_path(database: Path) -> Path:

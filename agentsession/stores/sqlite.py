@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._serialize import decode_messages, encode_messages
+from .._serialize import decode_messages, encode_messages, message_text
 from .._validate import check_limit, check_session_id
 from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
 from ..protocol import SessionInfo
@@ -382,6 +382,7 @@ class SQLiteStore:
         encoded = encode_messages(messages)
         if not encoded:
             return
+        searchable = [message_text(message) for message in messages]
         count = len(encoded)
 
         def write(conn: sqlite3.Connection) -> None:
@@ -397,8 +398,9 @@ class SQLiteStore:
             ).fetchone()
             first = last_seq - count + 1
             conn.executemany(
-                f"INSERT INTO {MESSAGES} (session, seq, created_at, message) VALUES (?, ?, ?, ?)",
-                [(session, first + i, now, text) for i, text in enumerate(encoded)],
+                f"INSERT INTO {MESSAGES} (session, seq, created_at, message, text) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(session, first + i, now, text, searchable[i]) for i, text in enumerate(encoded)],
             )
 
         self._write(write)
