@@ -9,6 +9,7 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
      │    ├── StoreBusy          the database stayed locked past the busy timeout
      │    ├── StoreClosed        the store was used after close()
      │    └── SchemaError        the database is not usable by this version
+     ├── SessionBusy             another run holds the session (lock timeout, or lock="fail")
      └── MissingDependencyError  an optional extra is not installed (also an ImportError)
 """
 
@@ -18,6 +19,7 @@ __all__ = (
     "AgentSessionError",
     "MissingDependencyError",
     "SchemaError",
+    "SessionBusy",
     "StoreBusy",
     "StoreClosed",
     "StoreError",
@@ -42,6 +44,11 @@ class StoreClosed(StoreError):
 
 class SchemaError(StoreError):
     """The database cannot be used: written by a newer version, not ours, or unmigratable."""
+
+
+class SessionBusy(AgentSessionError):
+    """Another run holds the session: it stayed held past the lock timeout, or the run
+    was configured not to wait (``RunConfig(session_lock="fail")``)."""
 
 
 class MissingDependencyError(AgentSessionError, ImportError):

@@ -17,6 +17,7 @@ from agents.models.interface import ModelProvider
 
 from ._loop_thread import run_blocking
 from ._provider import LoopLocalProvider
+from ._run_guard import FailedRuns, RunGuard, SessionLock
 from ._validate import check_session_id
 from .memory import StoreMemory
 from .session import MemorySession
@@ -56,17 +57,33 @@ class RunConfig(agents.RunConfig):
         history_window: what part of the history the model is sent (newest items,
             turns, a token budget); overrides the memory's own window. Windows are
             tool-safe and delete nothing.
+        failed_runs: ``"rollback"`` (default): when a run fails (model error, guardrail
+            tripwire, max turns exceeded, cancellation, Ctrl-C) what it stored is removed,
+            so the session is as it was before the run. ``"keep"`` keeps it, as the SDK
+            does. Applies to ``run`` and ``run_sync``; streamed runs keep the SDK's
+            behaviour.
+        session_lock: two runs on one session never interleave: ``"wait"`` (default)
+            waits for the other run (up to ``lock_timeout``), ``"fail"`` raises
+            ``SessionBusy`` at once, ``"off"`` does not lock. Held across processes for
+            agentsession's stores, within the process for a memory of your own. Applies
+            to ``run`` and ``run_sync``.
+        lock_timeout: seconds to wait for a session held by another run before
+            ``SessionBusy``.
 
     Raises:
         TypeError: ``memory`` lacks one of the three methods, or ``session_id`` is not a
             string.
-        ValueError: ``session_id`` is an empty string.
+        ValueError: ``session_id`` is an empty string, or ``failed_runs``,
+            ``session_lock`` or ``lock_timeout`` is not one of its allowed values.
     """
 
     model_provider: ModelProvider = field(default_factory=_default_provider)
     memory: SessionMemory | None = None
     session_id: str | None = None
     history_window: HistoryWindow | None = None
+    failed_runs: FailedRuns = "rollback"
+    session_lock: SessionLock = "wait"
+    lock_timeout: float = 300.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -81,6 +98,18 @@ class RunConfig(agents.RunConfig):
                 )
         if self.session_id is not None:
             check_session_id(self.session_id)
+        if self.failed_runs not in ("rollback", "keep"):
+            raise ValueError(f'failed_runs must be "rollback" or "keep", got {self.failed_runs!r}')
+        if self.session_lock not in ("wait", "fail", "off"):
+            raise ValueError(
+                f'session_lock must be "wait", "fail" or "off", got {self.session_lock!r}'
+            )
+        if (
+            isinstance(self.lock_timeout, bool)
+            or not isinstance(self.lock_timeout, (int, float))
+            or not self.lock_timeout >= 0
+        ):
+            raise ValueError(f"lock_timeout must be 0 or more seconds, got {self.lock_timeout!r}")
         if self.history_window is not None and not isinstance(self.history_window, HistoryWindow):
             raise TypeError(
                 f"history_window must be a HistoryWindow or None, got {self.history_window!r}"
@@ -142,17 +171,32 @@ class Runner:
         """Run ``starting_agent`` on ``input`` and return the result.
 
         With ``run_config.memory`` set, the session's history is given to the model before
-        the run and everything the run adds is stored after it.
+        the run and everything the run adds is stored after it; the run holds the session
+        (``session_lock``) and a failed run is rolled back (``failed_runs``).
 
         Raises:
             ValueError: ``"session_id is required when memory is enabled"``, before
                 anything is sent to a model.
+            SessionBusy: another run held the session past ``lock_timeout``, or
+                ``session_lock="fail"`` and it was held.
             Whatever the SDK's ``Runner.run`` raises.
         """
         run_config, session = _prepare(run_config, session)
-        return await agents.Runner.run(
-            starting_agent, input, run_config=run_config, session=session, **kwargs
+        if not isinstance(run_config, RunConfig) or run_config.memory is None:
+            return await agents.Runner.run(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            )
+        guard = RunGuard(
+            run_config.memory,
+            session.session_id,  # type: ignore[union-attr]
+            failed_runs=run_config.failed_runs,
+            session_lock=run_config.session_lock,
+            lock_timeout=run_config.lock_timeout,
         )
+        async with guard:
+            return await agents.Runner.run(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            )
 
     @classmethod
     def run_sync(
@@ -176,11 +220,9 @@ class Runner:
                 anything is sent to a model.
             Whatever the SDK's ``Runner.run`` raises.
         """
-        run_config, session = _prepare(run_config, session)
+        _prepare(run_config, session)  # raise caller mistakes here, before any work
         return run_blocking(
-            agents.Runner.run(
-                starting_agent, input, run_config=run_config, session=session, **kwargs
-            )
+            cls.run(starting_agent, input, run_config=run_config, session=session, **kwargs)
         )
 
     @classmethod

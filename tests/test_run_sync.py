@@ -122,8 +122,10 @@ def test_ctrl_c_during_run_sync_cancels_the_run(sqlite_memory: SQLiteSessionMemo
     with pytest.raises(KeyboardInterrupt):
         Runner.run_sync(agent, "a question that never gets an answer", run_config=config)
     presser.join()
-    # run_sync returned only after the run's task had wound down.
+    # run_sync returned only after the run's task had wound down, and the interrupted
+    # turn was rolled back: nothing of it is stored.
     assert model.cancelled.is_set()
+    assert sqlite_memory.store.get_messages("interrupted") == []
 
     # The runner is still usable afterwards.
     follow_up = Agent(name="Assistant", model=ScriptedModel([[assistant_message("back")]]))

@@ -25,7 +25,7 @@ from .._validate import check_limit, check_session_id
 from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
 from ..protocol import SessionInfo
 from ..window import tool_safe_tail
-from ._sqlite_schema import MESSAGES, SESSIONS, ensure_schema
+from ._sqlite_schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
 
 __all__ = ("SQLiteStore",)
 
@@ -40,6 +40,38 @@ MIN_SQLITE = (3, 35, 0)
 # calling the busy handler, when waiting could deadlock (a reader upgrading to a writer)
 # or while another connection recovers the WAL.
 _RETRY_PAUSE = 0.002
+
+
+# Writers of this process queue on one lock per database file, taken before BEGIN
+# IMMEDIATE and released after COMMIT: SQLite's busy handler, which sleeps 1, 2, 5 ... 100
+# ms and favours no one, then only arbitrates between processes. Measured by the W3
+# benchmark: p99 per turn from 55-80 ms down to about 7 ms with 8 writer threads.
+_file_locks: dict[str, threading.Lock] = {}
+_file_locks_guard = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    with _file_locks_guard:
+        return _file_locks.setdefault(str(path), threading.Lock())
+
+
+def _reset_file_locks() -> None:
+    # A lock held by another thread at fork() would stay held in the child forever.
+    global _file_locks_guard
+    _file_locks.clear()
+    _file_locks_guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_file_locks)
+
+
+def _is_user_message(decoded: list[dict[str, Any]]) -> bool:
+    return (
+        bool(decoded)
+        and decoded[0].get("role") == "user"
+        and decoded[0].get("type", "message") == "message"
+    )
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -289,6 +321,20 @@ class SQLiteStore:
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction: all of it or none of it."""
+        if self.path is None:  # the shared in-memory connection is already exclusive
+            return self._transaction(work)
+        lock = _file_lock(self.path)
+        if not lock.acquire(timeout=self.busy_timeout):
+            raise StoreBusy(
+                f"database {self._where} stayed locked by other writers in this process for "
+                f"more than busy_timeout={self.busy_timeout} s"
+            )
+        try:
+            return self._transaction(work)
+        finally:
+            lock.release()
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._connection() as conn, self._mapped():
             deadline = time.monotonic() + self.busy_timeout
             while True:
@@ -438,6 +484,144 @@ class SQLiteStore:
                     return decoded[0]
 
         return self._write(write)
+
+    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
+        """Remove the session's last ``turns`` turns whole and return what was removed.
+
+        A turn starts at a user message and runs to the next one, so tool calls, their
+        outputs and the replies of a turn go with it. Fewer turns than asked for means
+        the whole session is emptied. One transaction: all of it or none of it.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        if isinstance(turns, bool) or not isinstance(turns, int):
+            raise TypeError(f"turns must be an int, got {turns!r}")
+        if turns < 1:
+            raise ValueError(f"turns must be at least 1, got {turns}")
+
+        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            row = conn.execute(
+                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                return []
+            session = row[0]
+            # Walk back from the newest message to the turns-th user message: that is
+            # where the turns to remove start (the whole session if there are fewer).
+            start, found = 1, 0
+            for seq, text in conn.execute(
+                f"SELECT seq, message FROM {MESSAGES} WHERE session = ? ORDER BY seq DESC",
+                (session,),
+            ):
+                if _is_user_message(decode_messages([(seq, text)], f"session {session_id!r}")):
+                    found += 1
+                    if found == turns:
+                        start = seq
+                        break
+            return self._cut(conn, session, start)
+
+        removed = self._write(write)
+        return decode_messages(removed, f"session {session_id!r}")
+
+    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
+        """Keep the session's oldest ``keep`` messages; remove and return the rest.
+
+        This is what a failed run is rolled back with (see ``RunConfig``): the count
+        taken before the run is passed back as ``keep``. One transaction.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        if isinstance(keep, bool) or not isinstance(keep, int):
+            raise TypeError(f"keep must be an int, got {keep!r}")
+        if keep < 0:
+            raise ValueError(f"keep must be 0 or more, got {keep}")
+
+        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+            row = conn.execute(
+                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return [] if row is None else self._cut(conn, row[0], keep + 1)
+
+        removed = self._write(write)
+        return decode_messages(removed, f"session {session_id!r}")
+
+    @staticmethod
+    def _cut(conn: sqlite3.Connection, session: int, start: int) -> list[tuple[int, str]]:
+        """Delete the session's messages from ``start`` (a seq) on; return them in order."""
+        removed = conn.execute(
+            f"SELECT seq, message FROM {MESSAGES} WHERE session = ? AND seq >= ? ORDER BY seq",
+            (session, start),
+        ).fetchall()
+        if removed:
+            conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ? AND seq >= ?", (session, start))
+            conn.execute(
+                f"UPDATE {SESSIONS} SET message_count = message_count - ?, last_seq = ?, "
+                "updated_at = ? WHERE id = ?",
+                (len(removed), start - 1, time.time(), session),
+            )
+        return removed
+
+    def message_count(self, session_id: str) -> int:
+        """How many messages the session holds (0 for an unknown session).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        row = self._read(
+            lambda conn: conn.execute(
+                f"SELECT message_count FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        )
+        return 0 if row is None else int(row[0])
+
+    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take the session's run lease for ``owner`` unless another live owner holds it.
+
+        A lease lasts ``lease`` seconds unless renewed (by calling this again as the same
+        owner), so a process that dies holding one blocks others only that long.
+
+        Raises:
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+
+        def write(conn: sqlite3.Connection) -> bool:
+            now = time.time()
+            row = conn.execute(
+                f"SELECT owner, expires_at FROM {LOCKS} WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is not None and row[0] != owner and row[1] > now:
+                return False
+            conn.execute(
+                f"INSERT INTO {LOCKS} (session_id, owner, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner, "
+                "expires_at = excluded.expires_at",
+                (session_id, owner, now + lease),
+            )
+            return True
+
+        return self._write(write)
+
+    def unlock(self, session_id: str, owner: str) -> None:
+        """Give the session's run lease back, if ``owner`` still holds it.
+
+        Raises:
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        self._write(
+            lambda conn: conn.execute(
+                f"DELETE FROM {LOCKS} WHERE session_id = ? AND owner = ?", (session_id, owner)
+            )
+        )
 
     def clear_session(self, session_id: str) -> None:
         """Delete the session and all its messages (a no-op for an unknown session).

@@ -181,7 +181,7 @@ async def test_clear_session_starts_the_conversation_afresh(memory: Any) -> None
     assert texts(model.last_call.input) == ["who am I?"]
 
 
-async def test_guardrail_tripwire_stores_what_the_sdks_own_session_stores(memory: Any) -> None:
+async def test_guardrail_tripwire_keeps_what_the_sdk_keeps_or_rolls_back(memory: Any) -> None:
     """The SDK's persistence rules apply unchanged: same items as its SQLiteSession keeps."""
 
     def block(ctx: Any, agent: Any, input: Any) -> GuardrailFunctionOutput:
@@ -197,12 +197,22 @@ async def test_guardrail_tripwire_stores_what_the_sdks_own_session_stores(memory
     sdk_session = SQLiteSession("g")
     with pytest.raises(InputGuardrailTripwireTriggered):
         await agents.Runner.run(tripped_agent(), "bad input", session=sdk_session)
+    keep = RunConfig(memory=memory, session_id="g", failed_runs="keep")
+    with pytest.raises(InputGuardrailTripwireTriggered):
+        await Runner.run(tripped_agent(), "bad input", run_config=keep)
+    assert await memory.get_messages("g") == await sdk_session.get_items() != []
+    sdk_session.close()
+
+    # By default a failed run is rolled back: the session is as it was before it. A memory
+    # with only the spec's three methods cannot remove items, so it keeps them (warned).
     with pytest.raises(InputGuardrailTripwireTriggered):
         await Runner.run(
-            tripped_agent(), "bad input", run_config=RunConfig(memory=memory, session_id="g")
+            tripped_agent(), "more bad input", run_config=RunConfig(memory=memory, session_id="g")
         )
-    assert await memory.get_messages("g") == await sdk_session.get_items()
-    sdk_session.close()
+    kept = [{"content": "bad input", "role": "user"}]
+    if not hasattr(memory, "pop_message"):
+        kept.append({"content": "more bad input", "role": "user"})
+    assert await memory.get_messages("g") == kept
 
 
 async def test_session_and_memory_together_are_refused(memory: Any, sqlite_memory: Any) -> None:

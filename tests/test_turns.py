@@ -1,0 +1,163 @@
+"""Whole turns: a failed run leaves nothing, and two runs on one session never interleave."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from agents import MaxTurnsExceeded
+from agents.models.interface import Model
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
+
+from agentsession import Agent, RunConfig, Runner, SessionBusy, function_tool
+
+pytestmark = pytest.mark.anyio
+
+
+@function_tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"value of {key}"
+
+
+async def history_of(memory: Any, session_id: str) -> list[Any]:
+    return [item.get("content", item.get("type")) for item in await memory.get_messages(session_id)]
+
+
+async def test_a_run_failing_after_a_tool_turn_leaves_the_session_as_it_was(memory: Any) -> None:
+    model = ScriptedModel(
+        [
+            [assistant_message("first answer")],
+            [function_call("lookup", {"key": "k"}, call_id="c1")],
+            ModelStep.raise_error(RuntimeError("the model fell over")),
+        ]
+    )
+    agent = Agent(name="A", model=model, tools=[lookup])
+    config = RunConfig(memory=memory, session_id="s")
+    await Runner.run(agent, "first", run_config=config)
+    before = await memory.get_messages("s")
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        await Runner.run(agent, "second", run_config=config)
+    if hasattr(memory, "pop_message"):
+        assert await memory.get_messages("s") == before
+    else:  # only the spec's three methods: nothing can be removed, so it is kept
+        assert len(await memory.get_messages("s")) > len(before)
+
+
+async def test_max_turns_exceeded_is_rolled_back_and_keep_keeps_it(sqlite_memory: Any) -> None:
+    def looping_model() -> ScriptedModel:
+        return ScriptedModel([[function_call("lookup", {"key": "k"}, call_id="c1")]])
+
+    config = RunConfig(memory=sqlite_memory, session_id="s")
+    with pytest.raises(MaxTurnsExceeded):
+        await Runner.run(
+            Agent(name="A", model=looping_model(), tools=[lookup]),
+            "go",
+            run_config=config,
+            max_turns=1,
+        )
+    assert await sqlite_memory.get_messages("s") == []
+
+    keep = RunConfig(memory=sqlite_memory, session_id="s", failed_runs="keep")
+    with pytest.raises(MaxTurnsExceeded):
+        await Runner.run(
+            Agent(name="A", model=looping_model(), tools=[lookup]),
+            "go",
+            run_config=keep,
+            max_turns=1,
+        )
+    assert await history_of(sqlite_memory, "s") == ["go", "function_call", "function_call_output"]
+
+
+class _GatedModel(Model):
+    """Answers each call after its gate opens; records what each call was sent."""
+
+    def __init__(self) -> None:
+        self.inputs: list[list[Any]] = []
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_response(
+        self, system_instructions: Any, input: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        self.inputs.append(list(input))
+        self.entered.set()
+        await self.gate.wait()
+        reply = ScriptedModel([[assistant_message(f"reply {len(self.inputs)}")]])
+        return await reply.get_response(system_instructions, input, *args, **kwargs)
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+
+def texts(items: list[Any]) -> list[str]:
+    out = []
+    for item in items:
+        content = item.get("content")
+        out.append(content if isinstance(content, str) else content[0]["text"])
+    return out
+
+
+async def test_two_runs_on_one_session_take_turns(
+    memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentsession._run_guard import RunGuard
+
+    refused = asyncio.Event()
+    try_lock = RunGuard._try_lock
+
+    async def spying_try_lock(self: RunGuard) -> bool:
+        taken = await try_lock(self)
+        if not taken:
+            refused.set()
+        return taken
+
+    monkeypatch.setattr(RunGuard, "_try_lock", spying_try_lock)
+    model = _GatedModel()
+    agent = Agent(name="A", model=model)
+    config = RunConfig(memory=memory, session_id="shared")
+
+    first = asyncio.create_task(Runner.run(agent, "first", run_config=config))
+    await model.entered.wait()  # the first run is inside its model call, holding the session
+    second = asyncio.create_task(Runner.run(agent, "second", run_config=config))
+    await refused.wait()  # the second run found the session taken and is waiting
+    assert len(model.inputs) == 1
+    model.gate.set()
+    await asyncio.gather(first, second)
+
+    # The second run saw the first run's whole turn, and the turns are stored whole.
+    assert texts(model.inputs[1]) == ["first", "reply 1", "second"]
+    assert texts(await memory.get_messages("shared")) == ["first", "reply 1", "second", "reply 2"]
+
+
+async def test_session_lock_fail_and_lock_timeout_raise_session_busy(sqlite_memory: Any) -> None:
+    store = sqlite_memory.store
+    # Another process's run holds the session (its lease row, as that process writes it).
+    assert store.try_lock("held", "another-host:1234:run", 30.0)
+    agent = Agent(name="A", model=ScriptedModel([[assistant_message("finally")]]))
+
+    fail = RunConfig(memory=sqlite_memory, session_id="held", session_lock="fail")
+    with pytest.raises(SessionBusy, match="'held' is in use by another run"):
+        await Runner.run(agent, "hi", run_config=fail)
+    wait = RunConfig(memory=sqlite_memory, session_id="held", lock_timeout=0.1)
+    with pytest.raises(SessionBusy, match="lock_timeout=0.1 s"):
+        await Runner.run(agent, "hi", run_config=wait)
+    assert await sqlite_memory.get_messages("held") == []
+
+    store.unlock("held", "another-host:1234:run")
+    result = await Runner.run(agent, "hi", run_config=wait)
+    assert result.final_output == "finally"
+    # The run gave its lease back: another owner can take the session now.
+    assert store.try_lock("held", "another-host:1234:run", 30.0)
+
+
+def test_run_config_refuses_unknown_turn_options() -> None:
+    with pytest.raises(ValueError, match="failed_runs"):
+        RunConfig(failed_runs="maybe")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="session_lock"):
+        RunConfig(session_lock="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lock_timeout"):
+        RunConfig(lock_timeout=-1)
