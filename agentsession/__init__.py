@@ -24,7 +24,7 @@ from .exceptions import (
     StoreError,
 )
 from .memory import SQLiteSessionMemory, StoreMemory
-from .protocol import SessionInfo, SessionMemory, Store
+from .protocol import SearchHit, SessionInfo, SessionMemory, SessionPage, Store
 from .runner import RunConfig, Runner
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
@@ -43,9 +43,11 @@ __all__ = (
     "SQLiteSessionMemory",
     "SQLiteStore",
     "SchemaError",
+    "SearchHit",
     "SessionBusy",
     "SessionInfo",
     "SessionMemory",
+    "SessionPage",
     "Store",
     "StoreBusy",
     "StoreClosed",

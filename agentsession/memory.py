@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
+from ._history_memory import HistoryMemoryMixin
 from .protocol import SessionInfo, SessionMemory, Store
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
@@ -36,7 +37,7 @@ T = TypeVar("T")
 DEFAULT_THREADS = 16
 
 
-class StoreMemory:
+class StoreMemory(HistoryMemoryMixin):
     """The async face of a blocking ``Store``; what the runner and the SDK talk to.
 
     Thread safety: safe to share between threads and event loops, like its store. The

@@ -8,11 +8,11 @@ blocking interface every backend implements; ``StoreMemory`` adapts any ``Store`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ("SessionInfo", "SessionMemory", "Store")
+__all__ = ("SearchHit", "SessionInfo", "SessionMemory", "SessionPage", "Store")
 
 
 @runtime_checkable
@@ -44,12 +44,47 @@ class SessionInfo:
         message_count: how many messages it holds now.
         created_at: when its first message was stored (UTC).
         updated_at: when it last changed (UTC).
+        metadata: the user's own JSON object for the session (user id, title, tags);
+            ``{}`` when none was set. Not part of the hash.
     """
 
     session_id: str
     message_count: int
     created_at: datetime
     updated_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of sessions, newest activity first (see ``list_sessions_page``).
+
+    Attributes:
+        sessions: this page's sessions.
+        next_cursor: pass it back as ``cursor`` for the next page; ``None`` on the last.
+    """
+
+    sessions: list[SessionInfo]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One message found by full-text search.
+
+    Attributes:
+        session_id: the session holding the message.
+        position: the message's 1-based position in its session (its ``seq``).
+        message: the stored message.
+        snippet: a short excerpt with the matched words between the highlight marks.
+        rank: SQLite's bm25 score: lower (more negative) is more relevant.
+    """
+
+    session_id: str
+    position: int
+    message: dict[str, Any] = field(hash=False)
+    snippet: str
+    rank: float
 
 
 @runtime_checkable

@@ -14,6 +14,7 @@ import click
 from .. import __version__
 from ..exceptions import StoreError
 from ._db import data_dir, default_db_path, open_memory, resolve_db
+from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .models import API_CHOICES, MODEL_ENV, choose_model
 
@@ -147,6 +148,8 @@ def chat(
 cli.add_command(sessions)
 cli.add_command(show)
 cli.add_command(clear)
+for _command in HISTORY_COMMANDS:
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -16,15 +16,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .._serialize import decode_messages, encode_messages, message_text
 from .._validate import check_limit, check_session_id
 from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ..protocol import SessionInfo
 from ..window import tool_safe_tail
+from ._sqlite_history import SQLiteHistoryMixin
 from ._sqlite_schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
 
 __all__ = ("SQLiteStore",)
@@ -131,7 +130,7 @@ class _Holder:
         self.conn = conn
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteHistoryMixin):
     """Session messages in one SQLite database file, or in memory.
 
     Args:
@@ -641,25 +640,3 @@ class SQLiteStore:
                 conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", row)
 
         self._write(write)
-
-    def list_sessions(self) -> list[SessionInfo]:
-        """Return every session, most recently active first.
-
-        Raises:
-            StoreClosed, StoreError: as for ``get_messages``.
-        """
-        rows = self._read(
-            lambda conn: conn.execute(
-                f"SELECT session_id, message_count, created_at, updated_at FROM {SESSIONS} "
-                "ORDER BY updated_at DESC, id DESC"
-            ).fetchall()
-        )
-        return [
-            SessionInfo(
-                session_id=session_id,
-                message_count=count,
-                created_at=datetime.fromtimestamp(created, timezone.utc),
-                updated_at=datetime.fromtimestamp(updated, timezone.utc),
-            )
-            for session_id, count, created, updated in rows
-        ]

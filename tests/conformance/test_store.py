@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from agentsession import SessionInfo, StoreClosed
 
@@ -146,3 +154,481 @@ def test_every_limit_returns_a_tool_safe_window(store: Any) -> None:
         assert window == history[len(history) - len(window) :] or window[0] != history[2]
         assert len(window) <= limit
     assert store.get_messages("s") == history  # nothing was deleted
+
+
+# -- history management (issue 4): sessions, metadata, search, fork, retention, JSONL ------
+
+_HOSTILE_QUERIES = [
+    '"',
+    '""',
+    "'",
+    "(",
+    ")",
+    "fox)",
+    "AND",
+    "OR",
+    "NOT",
+    "a AND",
+    "OR fox",
+    "NEAR(fox",
+    "fox*",
+    "*",
+    "^fox",
+    "text:fox",
+    "-fox",
+    "fox + dog",
+    '"unbalanced fox',
+    "{fox}",
+    "[fox]",
+    "fox\x00dog",
+    "   ",
+    "",
+    "\u2028",
+    "ö é 中文",
+]
+
+
+def _jsonl_session(
+    session_id: str, updated_at: float, texts: list[str], metadata: dict[str, Any] | None = None
+) -> list[str]:
+    """The JSONL lines of one session last active at ``updated_at`` (Unix seconds)."""
+    header = {
+        "type": "session",
+        "version": 1,
+        "session_id": session_id,
+        "created_at": updated_at - 1,
+        "updated_at": updated_at,
+        "message_count": len(texts),
+        "metadata": metadata or {},
+    }
+    lines = [json.dumps(header)]
+    for seq, text in enumerate(texts, 1):
+        lines.append(
+            json.dumps(
+                {"type": "message", "seq": seq, "created_at": updated_at, "message": user(text)}
+            )
+        )
+    return [line + "\n" for line in lines]
+
+
+def _export(store: Any, **kwargs: Any) -> str:
+    buffer = io.StringIO()
+    store.export_jsonl(buffer, **kwargs)
+    return buffer.getvalue()
+
+
+def _fresh(store: Any, tmp_path: Path) -> Any:
+    """An empty store of the same kind as ``store``."""
+    return type(store)() if store.path is None else type(store)(tmp_path / "fresh.db")
+
+
+def test_the_store_has_history_management(store: Any) -> None:
+    for name in (
+        "list_sessions_page",
+        "session_info",
+        "set_metadata",
+        "update_metadata",
+        "search",
+        "fork",
+        "prune",
+        "expire_idle",
+        "vacuum",
+        "export_jsonl",
+        "import_jsonl",
+    ):
+        assert callable(getattr(store, name, None)), name
+
+
+def test_metadata_set_update_remove_and_session_info(store: Any) -> None:
+    assert store.session_info("s") is None
+    store.add_messages("s", [user("1"), user("2")])
+    before = store.session_info("s")
+    assert before.metadata == {} and before.message_count == 2
+    store.set_metadata("s", {"user_id": "u1", "tags": ["a", "b"], "n": 1})
+    assert store.update_metadata("s", {"title": "Trip", "n": 2}, remove=["tags"]) == {
+        "user_id": "u1",
+        "n": 2,
+        "title": "Trip",
+    }
+    info = store.session_info("s")
+    assert info.metadata == {"user_id": "u1", "n": 2, "title": "Trip"}
+    assert info.updated_at == before.updated_at  # metadata is not activity
+    assert info.created_at == before.created_at and info.message_count == 2
+    assert store.list_sessions()[0].metadata == info.metadata
+    store.set_metadata("s", {})
+    assert store.session_info("s").metadata == {}
+    assert store.get_messages("s") == [user("1"), user("2")]
+
+
+def test_metadata_creates_an_empty_session_record(store: Any) -> None:
+    store.update_metadata("new", {"user_id": "u9"})
+    info = store.session_info("new")
+    assert info.message_count == 0 and info.metadata == {"user_id": "u9"}
+    store.add_messages("new", [user("hi")])
+    assert store.session_info("new").message_count == 1
+    assert store.get_messages("new") == [user("hi")]
+
+
+@pytest.mark.parametrize(
+    "bad", ["text", ["list"], {1: "int key"}, {"x": {1, 2}}, {"x": float("nan")}, None]
+)
+def test_bad_metadata_raises_type_error_and_changes_nothing(store: Any, bad: Any) -> None:
+    store.set_metadata("s", {"keep": True})
+    with pytest.raises(TypeError, match="metadata|changes"):
+        store.set_metadata("s", bad)
+    with pytest.raises(TypeError, match="metadata|changes"):
+        store.update_metadata("s", bad)
+    assert store.session_info("s").metadata == {"keep": True}
+    with pytest.raises(ValueError, match="session_id"):
+        store.set_metadata("", {})
+
+
+def test_paging_walks_every_session_once_newest_first(store: Any) -> None:
+    lines: list[str] = []
+    for n in range(23):
+        # Five share one timestamp: ties must page by the tie-breaker, not drop or repeat.
+        lines += _jsonl_session(f"s{n:02d}", 1_700_000_000.0 + (n if n >= 5 else 0), ["x"])
+    store.import_jsonl(lines)
+    expected = [info.session_id for info in store.list_sessions()]
+    assert len(expected) == 23 and expected[0] == "s22"
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = store.list_sessions_page(limit=4, cursor=cursor)
+        assert len(page.sessions) <= 4
+        seen += [info.session_id for info in page.sessions]
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == expected and pages == 6
+    assert store.list_sessions_page(limit=23).next_cursor is None
+    with pytest.raises(ValueError, match="cursor"):
+        store.list_sessions_page(cursor="not-a-cursor")
+    with pytest.raises(ValueError, match="limit"):
+        store.list_sessions_page(limit=0)
+
+
+def test_metadata_filter_matches_key_values_by_json_type(store: Any) -> None:
+    store.set_metadata("a", {"user_id": "u1", "n": 1, "ok": True, "a.b": 'q"'})
+    store.set_metadata("b", {"user_id": "u1", "n": 2, "ok": False, "gone": None})
+    store.set_metadata("c", {"user_id": "u2", "n": 1.0, "ok": 1})
+
+    def ids(**kwargs: Any) -> set[str]:
+        return {info.session_id for info in store.list_sessions(**kwargs)}
+
+    assert ids(metadata={"user_id": "u1"}) == {"a", "b"}
+    assert ids(metadata={"user_id": "u1", "n": 2}) == {"b"}
+    assert ids(metadata={"n": 1}) == {"a", "c"}
+    assert ids(metadata={"ok": True}) == {"a"}  # not c's 1
+    assert ids(metadata={"ok": 1}) == {"c"}
+    assert ids(metadata={"gone": None}) == {"b"}
+    assert ids(metadata={"a.b": 'q"'}) == {"a"}
+    assert ids(metadata={"user_id": "nobody"}) == set()
+    assert ids(metadata={}) == {"a", "b", "c"}
+    page = store.list_sessions_page(limit=1, metadata={"user_id": "u1"})
+    rest = store.list_sessions_page(limit=5, cursor=page.next_cursor, metadata={"user_id": "u1"})
+    assert {i.session_id for i in page.sessions + rest.sessions} == {"a", "b"}
+    with pytest.raises(TypeError, match="metadata filter"):
+        store.list_sessions(metadata={"user_id": ["u1"]})
+
+
+def test_search_ranks_snippets_positions_and_filters(store: Any) -> None:
+    store.add_messages("a", [user("hello there"), user("a fox, a fox, the same fox again")])
+    store.add_messages("b", [user("a long message that mentions a fox only once " * 3)])
+    store.add_messages(
+        "c", [{"type": "function_call", "call_id": "1", "name": "find_fox", "arguments": "{}"}]
+    )
+    hits = store.search("fox")
+    # bm25: three mentions in a short message beat one in a short tool call, which beats
+    # one in a long message; tool call names are searchable.
+    assert [(h.session_id, h.position) for h in hits] == [("a", 2), ("c", 1), ("b", 1)]
+    assert hits[0].rank <= hits[1].rank <= hits[2].rank
+    assert hits[0].message == user("a fox, a fox, the same fox again")
+    assert "[fox]" in hits[0].snippet
+    assert [(h.session_id, h.position) for h in store.search("FOX", session_id="b")] == [("b", 1)]
+    assert len(store.search("fox", limit=1)) == 1
+    assert store.search("hello fox") == []  # every word must be in one message
+    assert [h.position for h in store.search("hello THERE")] == [2 - 1]
+    assert store.search("fox", highlight=("<b>", "</b>"))[0].snippet.count("<b>fox</b>") >= 1
+    assert [h.session_id for h in store.search("find_fox", raw=True, session_id="c")] == ["c"]
+    assert [h.position for h in store.search("fo*", raw=True, session_id="a")] == [2]
+
+
+@pytest.mark.parametrize("query", _HOSTILE_QUERIES)
+def test_search_treats_any_text_as_plain_words(store: Any, query: str) -> None:
+    store.add_messages("s", [user('fox AND dog (or not) "quoted" text:fox')])
+    hits = store.search(query)
+    assert all(h.session_id == "s" for h in hits)
+    assert store.search("AND") and store.search('"quoted"') and store.search("(or")
+
+
+@pytest.mark.parametrize("query", ['"unbalanced', "a AND", "(fox", "NEAR(", "nosuch:fox"])
+def test_raw_search_syntax_errors_are_value_errors(store: Any, query: str) -> None:
+    store.add_messages("s", [user("fox")])
+    with pytest.raises(ValueError, match="query"):
+        store.search(query, raw=True)
+
+
+def test_search_index_follows_pop_clear_fork_and_prune(store: Any) -> None:
+    store.add_messages("s", [user("alpha"), user("beta"), user("gamma")])
+    assert store.pop_message("s") == user("gamma")
+    assert store.search("gamma") == []
+    store.fork("s", "t")
+    assert {h.session_id for h in store.search("beta")} == {"s", "t"}
+    store.clear_session("t")
+    assert [h.session_id for h in store.search("beta")] == ["s"]
+    store.prune(keep_last=1)
+    assert store.search("alpha") == []
+    assert [(h.session_id, h.position) for h in store.search("beta")] == [("s", 1)]
+    store.prune(older_than=timedelta(0))
+    assert store.search("beta") == []
+
+
+def test_fork_copies_history_metadata_and_timestamps(store: Any) -> None:
+    store.add_messages("s", [user("1"), user("2")])
+    store.add_messages("s", [user("3")])
+    store.set_metadata("s", {"user_id": "u1"})
+    assert store.fork("s", "half", at=2) == 2
+    assert store.get_messages("half") == [user("1"), user("2")]
+    assert store.session_info("half").metadata == {"user_id": "u1"}
+    assert store.fork("s", "all") == 3 and store.get_messages("all") == store.get_messages("s")
+    assert store.fork("s", "none", at=0) == 0 and store.session_info("none").message_count == 0
+    store.set_metadata("empty", {"mine": 1})  # a record with no messages may be forked into
+    assert store.fork("s", "empty", at=1) == 1
+    assert store.session_info("empty").metadata == {"user_id": "u1"}
+    assert store.get_messages("empty") == [user("1")]
+    store.add_messages("half", [user("other")])
+    assert store.get_messages("s") == [user("1"), user("2"), user("3")]
+    assert store.get_messages("half")[-1] == user("other")
+    with pytest.raises(ValueError, match="'half' already has 3 messages"):
+        store.fork("s", "half")
+    with pytest.raises(ValueError, match="'missing'"):
+        store.fork("missing", "x")
+    with pytest.raises(ValueError, match="at=4"):
+        store.fork("s", "x", at=4)
+    with pytest.raises(ValueError, match="itself"):
+        store.fork("s", "s")
+    assert store.session_info("x") is None
+
+
+def test_prune_deletes_idle_sessions_whole_in_bounded_batches(store: Any) -> None:
+    old = time.time() - 10 * 86400
+    store.import_jsonl(
+        _jsonl_session("old1", old, [f"m{i}" for i in range(5)])
+        + _jsonl_session("old2", old + 1, ["x", "y"])
+        + _jsonl_session("empty", old, [])
+    )
+    store.add_messages("recent", [user("keep")])
+    assert store.prune(older_than=timedelta(days=1), dry_run=True) == 7
+    assert store.session_info("old1") is not None
+    batches: list[int] = []
+    assert store.prune(older_than=timedelta(days=1), batch=2, progress=batches.append) == 7
+    assert len(batches) >= 4 and max(batches) <= 2 and sum(batches) == 7
+    assert [i.session_id for i in store.list_sessions()] == ["recent"]
+    cutoff = datetime.now(timezone.utc) + timedelta(seconds=5)
+    assert store.prune(older_than=cutoff) == 1 and store.list_sessions() == []
+
+
+def test_prune_keep_last_trims_and_renumbers(store: Any) -> None:
+    store.add_messages("long", [user(str(i)) for i in range(7)])
+    store.add_messages("short", [user("a"), user("b")])
+    batches: list[int] = []
+    assert store.prune(keep_last=2, batch=2, progress=batches.append) == 5
+    assert max(batches) <= 2 and len(batches) >= 3
+    assert store.get_messages("long") == [user("5"), user("6")]
+    assert store.get_messages("short") == [user("a"), user("b")]
+    assert store.message_count("long") == 2
+    # positions are dense again: appends, pops and positions all line up
+    store.add_messages("long", [user("7")])
+    assert [h.position for h in store.search("7")] == [3]
+    assert store.pop_message("long") == user("7")
+    assert store.fork("long", "copy", at=1) == 1 and store.get_messages("copy") == [user("5")]
+    assert store.prune(keep_last=2) == 0
+
+
+def test_prune_skips_sessions_a_run_holds(store: Any) -> None:
+    store.add_messages("busy", [user(str(i)) for i in range(3)])
+    assert store.try_lock("busy", "run-1", 60)
+    assert store.prune(keep_last=1) == 0
+    assert store.prune(older_than=timedelta(0)) == 0
+    store.unlock("busy", "run-1")
+    assert store.prune(keep_last=1) == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, ValueError),
+        ({"keep_last": -1}, ValueError),
+        ({"keep_last": "2"}, TypeError),
+        ({"keep_last": 1, "batch": 0}, ValueError),
+        ({"older_than": 5}, TypeError),
+        ({"older_than": timedelta(days=-1)}, ValueError),
+        ({"older_than": datetime(2020, 1, 1)}, ValueError),
+    ],
+)
+def test_bad_prune_arguments_are_refused(store: Any, kwargs: Any, error: type) -> None:
+    store.add_messages("s", [user("1")])
+    with pytest.raises(error):
+        store.prune(**kwargs)
+    assert store.message_count("s") == 1
+
+
+def test_expire_idle_counts_sessions_and_vacuum_runs(store: Any) -> None:
+    store.import_jsonl(_jsonl_session("idle", time.time() - 3600, ["a", "b"]))
+    store.add_messages("live", [user("c")])
+    assert store.expire_idle(timedelta(minutes=30), batch=1) == 1
+    assert [i.session_id for i in store.list_sessions()] == ["live"]
+    with pytest.raises(ValueError, match="ttl"):
+        store.expire_idle(timedelta(0))
+    store.vacuum()
+    assert store.get_messages("live") == [user("c")]
+
+
+def _fill_varied(store: Any) -> None:
+    store.add_messages("s1", [user("héllo ✓ 中文"), user("line\nbreak \u2028 sep")])
+    store.add_messages(
+        "s2",
+        [
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": '{"x": 1}'},
+            {"type": "function_call_output", "call_id": "c", "output": "0.1"},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "n", "x": 1.5e-07}]},
+        ],
+    )
+    store.set_metadata("s2", {"user_id": "u1", "nested": {"a": [1, 2.5, None, True]}})
+    store.set_metadata("meta-only", {"t": 1})
+
+
+def test_export_import_round_trip_is_exact(store: Any, tmp_path: Path) -> None:
+    _fill_varied(store)
+    first = _export(store)
+    lines = first.split("\n")
+    assert lines[-1] == "" and len(lines) == 1 + 3 + 5
+    assert all(json.loads(line)["type"] in ("session", "message") for line in lines[:-1])
+    assert json.loads(lines[0])["version"] == 1
+    copy = _fresh(store, tmp_path)
+    try:
+        assert copy.import_jsonl(io.StringIO(first)) == 3
+        assert _export(copy) == first
+        for info in store.list_sessions():
+            assert copy.session_info(info.session_id) == info
+            assert copy.get_messages(info.session_id) == store.get_messages(info.session_id)
+        assert [h.session_id for h in copy.search("héllo")] == ["s1"]
+        copy.add_messages("s1", [user("next")])
+        assert copy.get_messages("s1")[-1] == user("next") and copy.message_count("s1") == 3
+    finally:
+        copy.close()
+    start = first.index('{"type":"session","version":1,"session_id":"s2"')
+    end = first.index('{"type":"session"', start + 1)
+    assert _export(store, session_ids=["s2"]) == first[start:end]
+    with pytest.raises(ValueError, match="'nope'"):
+        _export(store, session_ids=["s1", "nope"])
+
+
+def test_import_conflicts_error_skip_replace(store: Any) -> None:
+    store.add_messages("s", [user("stored")])
+    lines = _jsonl_session("new", 1_700_000_000.0, ["n"]) + _jsonl_session(
+        "s", 1_700_000_000.0, ["from file"]
+    )
+    with pytest.raises(ValueError, match="'s'"):
+        store.import_jsonl(lines)
+    assert store.get_messages("s") == [user("stored")]
+    assert store.get_messages("new") == [user("n")]  # the session before it stays imported
+    store.clear_session("new")
+    assert store.import_jsonl(lines, on_conflict="skip") == 1
+    assert store.get_messages("s") == [user("stored")]
+    assert store.import_jsonl(lines, on_conflict="replace") == 2
+    assert store.get_messages("s") == [user("from file")]
+    with pytest.raises(ValueError, match="on_conflict"):
+        store.import_jsonl(lines, on_conflict="merge")
+
+
+_GOOD = _jsonl_session("bad", 1_700_000_000.0, ["one", "two"])
+
+
+@pytest.mark.parametrize(
+    ("lines", "line"),
+    [
+        ([_GOOD[0], "{not json\n", _GOOD[2]], 2),
+        ([_GOOD[0], _GOOD[1], '{"type": "message", "seq": 3, "created_at": 1, "message": {}}'], 3),
+        ([_GOOD[0], _GOOD[1]], 1),  # the header promises two messages
+        ([_GOOD[0], _GOOD[1], _GOOD[2], _GOOD[2]], 4),
+        ([_GOOD[0], _GOOD[1], _GOOD[2].replace('"message": {', '"message": [{')[:-2] + "]}\n"], 3),
+        (
+            [
+                _GOOD[0],
+                _GOOD[1],
+                _GOOD[2].replace('"created_at": ', '"created_at": "')[:0] + "[]\n",
+            ],
+            3,
+        ),
+        ([_GOOD[0].replace('"version": 1', '"version": 2'), _GOOD[1], _GOOD[2]], 1),
+        ([_GOOD[0].replace('"metadata": {}', '"metadata": []'), _GOOD[1], _GOOD[2]], 1),
+        (
+            [
+                _GOOD[0],
+                _GOOD[1].replace('"created_at": 1700000000.0', '"created_at": NaN'),
+                _GOOD[2],
+            ],
+            2,
+        ),
+    ],
+    ids=[
+        "json",
+        "seq-gap",
+        "too-few",
+        "seq-repeat",
+        "not-object",
+        "not-record",
+        "version",
+        "metadata",
+        "nan",
+    ],
+)
+def test_bad_lines_name_the_line_and_store_nothing_of_the_session(
+    store: Any, lines: list[str], line: int
+) -> None:
+    before = _jsonl_session("fine", 1_700_000_000.0, ["ok"])
+    with pytest.raises(ValueError, match=f"line {line + len(before)}"):
+        store.import_jsonl(before + lines)
+    assert store.session_info("bad") is None and store.search("one") == []
+    assert store.get_messages("fine") == [user("ok")]
+
+
+def test_a_message_line_before_any_header_is_refused(store: Any) -> None:
+    with pytest.raises(ValueError, match="line 2: a message line before any session header"):
+        store.import_jsonl(["\n", _GOOD[1], *_GOOD])
+    assert store.list_sessions() == []
+
+
+def test_history_is_reachable_through_the_async_adapter(store: Any) -> None:
+    from agentsession import StoreMemory
+
+    async def main() -> None:
+        memory = StoreMemory(store)
+        await memory.add_messages("s", [user("async fox")])
+        await memory.update_metadata("s", {"k": "v"})
+        assert (await memory.session_info("s")).metadata == {"k": "v"}
+        assert [h.position for h in await memory.search("fox")] == [1]
+        assert (await memory.list_sessions_page(limit=1)).sessions[0].session_id == "s"
+        assert await memory.fork("s", "t") == 1
+        buffer = io.StringIO()
+        assert await memory.export_jsonl(buffer) == 2
+        assert await memory.import_jsonl(io.StringIO(buffer.getvalue()), on_conflict="skip") == 0
+        assert await memory.prune(keep_last=0) == 2
+        assert await memory.expire_idle(timedelta(days=1)) == 0
+
+    asyncio.run(main())
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(query=st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from('"()*:^-+ ANDORNT')))
+def test_search_never_raises_on_any_text(store: Any, query: str) -> None:
+    if store.message_count("s") == 0:
+        store.add_messages("s", [user("fox AND dog (or not)")])
+    for hit in store.search(query):
+        assert hit.session_id == "s"
