@@ -24,6 +24,7 @@ from .window import HistoryWindow
 
 if TYPE_CHECKING:
     import os
+    from datetime import timedelta
 
     from agents.memory import SessionSettings
 
@@ -191,6 +192,7 @@ class SQLiteSessionMemory(StoreMemory):
         synchronous: ``"FULL"`` (default) or ``"NORMAL"``; see ``SQLiteStore``.
         max_threads: how many store calls may run at once per event loop.
         window: the history a run sees by default (``HistoryWindow``).
+        ttl: delete sessions idle for longer than this (see ``SQLiteStore``).
 
     Raises:
         TypeError, ValueError: bad arguments.
@@ -208,9 +210,10 @@ class SQLiteSessionMemory(StoreMemory):
         synchronous: str = "FULL",
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
+        ttl: timedelta | None = None,
     ) -> None:
         super().__init__(
-            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous),
+            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous, ttl=ttl),
             max_threads=max_threads,
             window=window,
         )

@@ -242,3 +242,31 @@ def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> No
     assert sorted(found) == [("after the migration",), ("golden gate bridge",)]
     assert conn.execute("SELECT metadata FROM agentsession_sessions").fetchall() == [("{}",)]
     conn.close()
+
+
+def test_ttl_deletes_idle_sessions_when_writers_come_by(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    path = tmp_path / "ttl.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("idle", [user("long ago")])
+        store.add_messages("recent", [user("a while ago")])
+    conn = sqlite3.connect(path)
+    # "idle" was last active two hours ago, "recent" thirty minutes ago.
+    conn.execute(
+        "UPDATE agentsession_sessions SET updated_at = updated_at - 7200 WHERE session_id = 'idle'"
+    )
+    conn.execute(
+        "UPDATE agentsession_sessions SET updated_at = updated_at - 1800 "
+        "WHERE session_id = 'recent'"
+    )
+    conn.commit()
+    conn.close()
+
+    with SQLiteStore(path, ttl=timedelta(hours=1)) as store:
+        assert store.get_messages("idle") == [user("long ago")]  # reads enforce nothing
+        store.add_messages("new", [user("now")])  # a write enforces the TTL
+        assert store.get_messages("idle") == []
+        assert [s.session_id for s in store.list_sessions()] == ["new", "recent"]
+    with pytest.raises(ValueError, match="ttl"):
+        SQLiteStore(path, ttl=timedelta(0))

@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,10 +143,14 @@ class SQLiteStore(SQLiteHistoryMixin):
         synchronous: SQLite's ``PRAGMA synchronous`` for file databases. ``"FULL"``
             (the default) keeps every acknowledged write through a power loss;
             ``"NORMAL"`` keeps them through a crash of the process, and is faster.
+        ttl: delete sessions idle for longer than this. Enforced by the writers: at
+            most once per tenth of the TTL (at least once a minute) an ``add_messages``
+            call, after its own commit, removes the idle sessions in short batches.
 
     Raises:
         TypeError: ``path`` is not a string or path.
-        ValueError: ``busy_timeout`` is not positive, or ``synchronous`` is unknown.
+        ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
+            ``ttl`` is not a positive ``timedelta``.
         SchemaError: the file was written by a newer agentsession.
         StoreError: the file cannot be opened as a SQLite database (the message names
             the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
@@ -158,7 +163,10 @@ class SQLiteStore(SQLiteHistoryMixin):
         *,
         busy_timeout: float = 5.0,
         synchronous: str = "FULL",
+        ttl: timedelta | None = None,
     ) -> None:
+        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
+            raise ValueError(f"ttl must be a positive timedelta or None, got {ttl!r}")
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
@@ -178,6 +186,9 @@ class SQLiteStore(SQLiteHistoryMixin):
         if not text:
             raise ValueError("path must name a database file or be ':memory:', got ''")
         self.busy_timeout = float(busy_timeout)
+        self.ttl = ttl
+        self._next_expiry = 0.0
+        self._expiry_lock = threading.Lock()
         self.synchronous = synchronous.upper()
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
@@ -449,6 +460,19 @@ class SQLiteStore(SQLiteHistoryMixin):
             )
 
         self._write(write)
+        if self.ttl is not None:
+            self._expire_now_and_then(self.ttl)
+
+    def _expire_now_and_then(self, ttl: timedelta) -> None:
+        # The time-to-live is enforced by the writers: at most once per tenth of the TTL
+        # (and at least once a minute), after its own write has committed, one writer
+        # deletes the idle sessions in short batches (see expire_idle).
+        now = time.monotonic()
+        with self._expiry_lock:
+            if now < self._next_expiry:
+                return
+            self._next_expiry = now + min(ttl.total_seconds() / 10, 60.0)
+        self.expire_idle(ttl)
 
     def pop_message(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return the session's newest message (``None`` if it has none).
