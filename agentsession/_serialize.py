@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,34 +18,66 @@ __all__ = ("decode_messages", "encode_messages", "message_text")
 logger = logging.getLogger("agentsession")
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+# For the rare message holding a lone surrogate, which UTF-8 (and so SQLite) cannot hold
+# but a \udxxx escape can; it reads back identical.
+_ascii_encoder = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+#: Messages nested deeper than this are refused, so that every caller can read back what
+#: was stored however deep its own stack is (json decodes recursively).
+MAX_DEPTH = 256
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 4
+_repr.maxstring = _repr.maxother = 60
+
+
+class _Problem:
+    """What ``_find_bad_value`` returns for a fault that is not a value of its own."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+_NONE_KEY = _Problem("None as a key")
+_TOO_DEEP = _Problem(f"nesting deeper than {MAX_DEPTH} levels")
 _decode = json.JSONDecoder().decode
 
 
 def _describe(value: Any, limit: int = 80) -> str:
-    text = repr(value)
+    try:
+        text = _repr.repr(value)
+    except Exception:  # an int past the digit limit, a broken __repr__
+        text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _find_bad_value(value: Any) -> Any:
+def _find_bad_value(value: Any, depth: int = 0) -> Any:
     """Return the first value inside ``value`` that would not read back identical.
 
     JSON-ready means: dicts with string keys, lists, strings, finite floats, ints,
-    booleans and None. Anything else (bytes, sets, tuples, objects, NaN, infinities, or a
-    non-string key) is returned; ``None`` means the whole value is fine.
+    booleans and None, nested at most ``MAX_DEPTH`` deep. Anything else (bytes, sets,
+    tuples, objects, NaN, infinities, or a non-string key) is returned, a ``None`` key as
+    ``_NONE_KEY`` and too deep a value as ``_TOO_DEEP``; ``None`` means the whole value is
+    fine.
     """
+    if depth > MAX_DEPTH:
+        return _TOO_DEEP
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return value
     if isinstance(value, Mapping):
         for key, inner in value.items():
             if not isinstance(key, str):
-                return key
-            bad = _find_bad_value(inner)
+                return _NONE_KEY if key is None else key
+            bad = _find_bad_value(inner, depth + 1)
             if bad is not None:
                 return bad
         return None
     if isinstance(value, list):
         for inner in value:
-            bad = _find_bad_value(inner)
+            bad = _find_bad_value(inner, depth + 1)
             if bad is not None:
                 return bad
         return None
@@ -85,15 +118,20 @@ def encode_messages(messages: Sequence[Any]) -> list[str]:
             # read back as lists) as well as what it refuses.
             bad = _find_bad_value(message)
             if bad is None:
-                encoded.append(_encoder.encode(message))
+                text = _encoder.encode(message)
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    text = _ascii_encoder.encode(message)
+                encoded.append(text)
         except (TypeError, ValueError, RecursionError) as exc:
             raise TypeError(
                 f"message {index} is not JSON-serializable ({exc}): {_describe(message)}"
             ) from exc
         if bad is not None:
+            what = bad if isinstance(bad, _Problem) else f"{_describe(bad)} ({type(bad).__name__})"
             raise TypeError(
-                f"message {index} is not JSON-serializable: {_describe(bad)} "
-                f"({type(bad).__name__}) in {_describe(message)}"
+                f"message {index} is not JSON-serializable: {what} in {_describe(message)}"
             )
     return encoded
 
@@ -113,7 +151,7 @@ def decode_messages(rows: Iterable[tuple[Any, str]], where: str) -> list[dict[st
     for key, text in rows:
         try:
             message = _decode(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             message = None
         if isinstance(message, dict):
             messages.append(message)
@@ -152,4 +190,6 @@ def message_text(message: Mapping[str, Any]) -> str:
     summary = message.get("summary")
     if isinstance(summary, list):
         parts.append(_content_text(summary))
-    return " ".join(part for part in parts if part)
+    text = " ".join(part for part in parts if part)
+    # Lone surrogates cannot be stored as UTF-8 text; search has no use for them.
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -20,6 +20,12 @@ def check_session_id(session_id: Any) -> str:
         )
     if not session_id:
         raise ValueError("session_id must be a non-empty string, got ''")
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"session_id must be valid Unicode text (no lone surrogates), got {session_id!r}"
+        ) from None
     return session_id
 
 

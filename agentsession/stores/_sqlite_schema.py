@@ -127,8 +127,17 @@ def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
         return
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
-    migrations.apply(Database(conn, execute_plugins=False))
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    # One transaction for every migration, sqlite-utils' own bookkeeping table and the
+    # version stamp: a process killed part-way leaves the file as it was.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        migrations.apply(Database(conn, execute_plugins=False))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: float) -> None:

@@ -217,12 +217,15 @@ class SQLiteStore(SQLiteHistoryMixin):
 
     @staticmethod
     def _create_private_file(path: Path) -> None:
-        if path.is_dir():
+        # SQLite follows symlinks, so create (privately) the file a symlink points to.
+        target = Path(os.path.realpath(path))
+        if target.is_dir():
             raise StoreError(f"cannot open {path} as a database: it is a directory")
-        if not path.parent.is_dir():
-            raise StoreError(f"cannot create database {path}: folder {path.parent} does not exist")
+        if not target.parent.is_dir():
+            problem = "is not a folder" if target.parent.exists() else "does not exist"
+            raise StoreError(f"cannot create database {path}: {target.parent} {problem}")
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            fd = os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return
         except OSError as exc:
