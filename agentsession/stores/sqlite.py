@@ -138,8 +138,10 @@ class SQLiteStore(SQLiteHistoryMixin):
         path: the database file, created (readable by its owner only) if missing, or
             ``":memory:"`` (the default) for a private database that lives as long as
             the store and is shared by all threads using it.
-        busy_timeout: seconds a write waits for other writers (threads or processes)
-            before raising ``StoreBusy``; also bounds the wait for schema set-up.
+        busy_timeout: seconds a write waits for other writers before raising
+            ``StoreBusy``: first for the writers of this process, then for those of
+            other processes, so one write can wait up to twice this in all. Also bounds
+            the wait for schema set-up.
         synchronous: SQLite's ``PRAGMA synchronous`` for file databases. ``"FULL"``
             (the default) keeps every acknowledged write through a power loss;
             ``"NORMAL"`` keeps them through a crash of the process, and is faster.
