@@ -8,14 +8,23 @@ once per backend; a backend joins the suite by adding one entry to ``MEMORIES`` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import agents
 import pytest
 
-from agentsession import MemorySession, SQLiteSessionMemory, SQLiteStore, StoreMemory
+from agentsession import (
+    Agent,
+    MemorySession,
+    RunConfig,
+    Runner,
+    SQLiteSessionMemory,
+    SQLiteStore,
+    StoreMemory,
+)
 
 STORES = [
     pytest.param("sqlite-memory", id="sqlite-memory"),
@@ -23,6 +32,8 @@ STORES = [
 ]
 
 MEMORIES = [*STORES, pytest.param("protocol-only", id="protocol-only")]
+
+RUNNER_METHODS = ["run", "run_sync", "run_streamed"]
 
 
 class DictMemory:
@@ -121,3 +132,45 @@ def model_server(_responses_server: Any) -> Iterator[Any]:
     server.new_requests = lambda: server.requests[start:]
     yield server
     server.responder = echo_responder
+
+
+def run_in_threads(count: int, work: Callable[[int], object]) -> None:
+    """Run ``work(0)`` ... ``work(count - 1)`` in threads released together; re-raise the
+    first error any of them raised, after all have finished."""
+    barrier = threading.Barrier(count)
+    errors: list[BaseException] = []
+
+    def target(n: int) -> None:
+        try:
+            barrier.wait()
+            work(n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+async def run_with(method: str, agent: Agent[Any], text: str, config: RunConfig) -> Any:
+    """Run one turn through the named ``Runner`` method and return its final output.
+
+    ``run_sync`` is called inside the test's running event loop, where the SDK's own
+    ``run_sync`` raises; a streamed run must stream its text as deltas.
+    """
+    if method == "run":
+        return (await Runner.run(agent, text, run_config=config)).final_output
+    if method == "run_sync":
+        return Runner.run_sync(agent, text, run_config=config).final_output
+    result = Runner.run_streamed(agent, text, run_config=config)
+    deltas = [
+        event
+        async for event in result.stream_events()
+        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta"
+    ]
+    assert deltas, "a streamed run should stream text deltas"
+    return result.final_output

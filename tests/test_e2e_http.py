@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,25 +26,10 @@ from agentsession import (
     SQLiteSessionMemory,
     function_tool,
 )
+from tests.conftest import RUNNER_METHODS, run_in_threads, run_with
 from tests.responses_server import input_items, tool_responder, user_texts
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER_METHODS = ["run", "run_sync", "run_streamed"]
-
-
-async def run_with(method: str, agent: Agent[Any], text: str, config: RunConfig) -> Any:
-    if method == "run":
-        return (await Runner.run(agent, text, run_config=config)).final_output
-    if method == "run_sync":
-        return Runner.run_sync(agent, text, run_config=config).final_output
-    result = Runner.run_streamed(agent, text, run_config=config)
-    deltas = [
-        event
-        async for event in result.stream_events()
-        if event.type == "raw_response_event" and event.data.type == "response.output_text.delta"
-    ]
-    assert deltas, "a streamed run should stream text deltas"
-    return result.final_output
 
 
 def kinds(body: dict[str, Any]) -> list[str]:
@@ -179,24 +163,13 @@ def test_run_sync_then_asyncio_run_in_one_process(
 def test_eight_threads_on_one_file(model_server: Any, tmp_path: Path) -> None:
     memory = SQLiteSessionMemory(tmp_path / "threads.db")
     agent = Agent(name="Assistant")
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
 
     def worker(n: int) -> None:
         config = RunConfig(memory=memory, session_id=f"thread-{n}")
-        try:
-            barrier.wait()
-            for turn in range(3):
-                Runner.run_sync(agent, f"thread {n} turn {turn}", run_config=config)
-        except BaseException as exc:
-            errors.append(exc)
+        for turn in range(3):
+            Runner.run_sync(agent, f"thread {n} turn {turn}", run_config=config)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(8, worker)
     finals = [b for b in model_server.new_requests() if len(user_texts(b)) == 3]
     assert len(finals) == 8
     for body in finals:

@@ -14,6 +14,7 @@ from agents.models.interface import Model
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agentsession import Agent, RunConfig, Runner, SQLiteSessionMemory, function_tool
+from tests.conftest import run_in_threads
 
 
 def contents(items: list[dict[str, Any]]) -> list[Any]:
@@ -23,33 +24,21 @@ def contents(items: list[dict[str, Any]]) -> list[Any]:
 def test_eight_threads_share_one_memory_each_with_its_session(
     sqlite_memory: SQLiteSessionMemory,
 ) -> None:
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
-
     def worker(n: int) -> None:
         model = ScriptedModel([[assistant_message(f"reply {n}.{turn}")] for turn in range(3)])
         agent = Agent(name="Assistant", model=model)
         config = RunConfig(memory=sqlite_memory, session_id=f"user-{n}")
-        try:
-            barrier.wait()
-            for turn in range(3):
-                Runner.run_sync(agent, f"question {n}.{turn}", run_config=config)
-            assert contents(model.last_call.input) == [
-                f"question {n}.0",
-                "message",
-                f"question {n}.1",
-                "message",
-                f"question {n}.2",
-            ]
-        except BaseException as exc:
-            errors.append(exc)
+        for turn in range(3):
+            Runner.run_sync(agent, f"question {n}.{turn}", run_config=config)
+        assert contents(model.last_call.input) == [
+            f"question {n}.0",
+            "message",
+            f"question {n}.1",
+            "message",
+            f"question {n}.2",
+        ]
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(8, worker)
     for n in range(8):
         assert len(sqlite_memory.store.get_messages(f"user-{n}")) == 6
 

@@ -66,6 +66,12 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_file_locks)
 
 
+def _session_key(conn: sqlite3.Connection, session_id: str) -> int | None:
+    """The sessions row id of ``session_id``, or ``None`` if it has no record."""
+    row = conn.execute(f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 def _is_user_message(decoded: list[dict[str, Any]]) -> bool:
     return (
         bool(decoded)
@@ -531,12 +537,9 @@ class SQLiteStore(SQLiteHistoryMixin):
             raise ValueError(f"turns must be at least 1, got {turns}")
 
         def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            row = conn.execute(
-                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
+            session = _session_key(conn, session_id)
+            if session is None:
                 return []
-            session = row[0]
             # Walk back from the newest message to the turns-th user message: that is
             # where the turns to remove start (the whole session if there are fewer).
             start, found = 1, 0
@@ -571,10 +574,8 @@ class SQLiteStore(SQLiteHistoryMixin):
             raise ValueError(f"keep must be 0 or more, got {keep}")
 
         def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            row = conn.execute(
-                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            return [] if row is None else self._cut(conn, row[0], keep + 1)
+            session = _session_key(conn, session_id)
+            return [] if session is None else self._cut(conn, session, keep + 1)
 
         removed = self._write(write)
         return decode_messages(removed, f"session {session_id!r}")
@@ -661,11 +662,9 @@ class SQLiteStore(SQLiteHistoryMixin):
         check_session_id(session_id)
 
         def write(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if row is not None:
-                conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", row)
-                conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", row)
+            session = _session_key(conn, session_id)
+            if session is not None:
+                conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
+                conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
 
         self._write(write)

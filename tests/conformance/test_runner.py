@@ -12,23 +12,9 @@ from agents.guardrail import GuardrailFunctionOutput
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agentsession import Agent, RunConfig, Runner, function_tool
+from tests.conftest import RUNNER_METHODS, run_with
 
 pytestmark = pytest.mark.anyio
-
-RUNNER_METHODS = ["run", "run_sync", "run_streamed"]
-
-
-async def run_with(method: str, agent: Agent[Any], text: str, config: RunConfig) -> Any:
-    """Run one turn through the named Runner method and return its final output."""
-    if method == "run":
-        return (await Runner.run(agent, text, run_config=config)).final_output
-    if method == "run_sync":
-        # Inside this test's running event loop, where the SDK's own run_sync raises.
-        return Runner.run_sync(agent, text, run_config=config).final_output
-    result = Runner.run_streamed(agent, text, run_config=config)
-    async for _ in result.stream_events():
-        pass
-    return result.final_output
 
 
 def texts(items: list[dict[str, Any]]) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agentsession import SessionInfo, StoreClosed
+from tests.conftest import run_in_threads
 
 
 def user(text: str) -> dict[str, Any]:
@@ -85,24 +85,12 @@ def test_bad_messages_raise_type_error_and_store_nothing(store: Any, messages: A
 
 
 def test_threads_adding_at_once_keep_every_batch_whole(store: Any) -> None:
-    barrier = threading.Barrier(8)
-    errors: list[BaseException] = []
-
     def writer(n: int) -> None:
-        try:
-            barrier.wait()
-            for batch in range(25):
-                store.add_messages("shared", [user(f"{n}:{batch}:{i}") for i in range(2)])
-                store.add_messages(f"own-{n}", [user(str(batch))])
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+        for batch in range(25):
+            store.add_messages("shared", [user(f"{n}:{batch}:{i}") for i in range(2)])
+            store.add_messages(f"own-{n}", [user(str(batch))])
 
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    run_in_threads(8, writer)
     texts = [m["content"] for m in store.get_messages("shared")]
     assert len(texts) == 8 * 25 * 2
     for i in range(0, len(texts), 2):
