@@ -18,6 +18,7 @@ from agents.models.interface import ModelProvider
 from ._loop_thread import run_blocking
 from ._provider import LoopLocalProvider
 from ._run_guard import FailedRuns, RunGuard, SessionLock
+from ._streamed import GuardedSession, guard_stream
 from ._validate import check_session_id
 from .memory import StoreMemory
 from .session import MemorySession
@@ -60,13 +61,11 @@ class RunConfig(agents.RunConfig):
         failed_runs: ``"rollback"`` (default): when a run fails (model error, guardrail
             tripwire, max turns exceeded, cancellation, Ctrl-C) what it stored is removed,
             so the session is as it was before the run. ``"keep"`` keeps it, as the SDK
-            does. Applies to ``run`` and ``run_sync``; streamed runs keep the SDK's
-            behaviour.
+            does.
         session_lock: two runs on one session never interleave: ``"wait"`` (default)
             waits for the other run (up to ``lock_timeout``), ``"fail"`` raises
             ``SessionBusy`` at once, ``"off"`` does not lock. Held across processes for
-            agentsession's stores, within the process for a memory of your own. Applies
-            to ``run`` and ``run_sync``.
+            agentsession's stores, within the process for a memory of your own.
         lock_timeout: seconds to wait for a session held by another run before
             ``SessionBusy``.
 
@@ -238,7 +237,9 @@ class Runner:
         """Start a streamed run; iterate ``result.stream_events()`` for its events.
 
         Must be called with an event loop running, as with the SDK. What the run adds is
-        stored as the SDK stores streamed turns.
+        stored as the SDK stores streamed turns. The run holds the session from its first
+        read of it (``session_lock``); a stream that raises is rolled back
+        (``failed_runs``) once ``stream_events()`` ends.
 
         Raises:
             ValueError: ``"session_id is required when memory is enabled"``, before
@@ -246,6 +247,23 @@ class Runner:
             Whatever the SDK's ``Runner.run_streamed`` raises.
         """
         run_config, session = _prepare(run_config, session)
-        return agents.Runner.run_streamed(
-            starting_agent, input, run_config=run_config, session=session, **kwargs
+        if not isinstance(run_config, RunConfig) or run_config.memory is None:
+            return agents.Runner.run_streamed(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            )
+        guard = RunGuard(
+            run_config.memory,
+            session.session_id,  # type: ignore[union-attr]
+            failed_runs=run_config.failed_runs,
+            session_lock=run_config.session_lock,
+            lock_timeout=run_config.lock_timeout,
         )
+        result = agents.Runner.run_streamed(
+            starting_agent,
+            input,
+            run_config=run_config,
+            session=GuardedSession(session, guard),  # type: ignore[arg-type]
+            **kwargs,
+        )
+        guard_stream(result, guard)
+        return result

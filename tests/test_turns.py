@@ -161,3 +161,54 @@ def test_run_config_refuses_unknown_turn_options() -> None:
         RunConfig(session_lock="sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="lock_timeout"):
         RunConfig(lock_timeout=-1)
+
+
+async def test_a_failed_streamed_run_is_rolled_back_when_its_stream_ends(memory: Any) -> None:
+    model = ScriptedModel(
+        [
+            [assistant_message("first answer")],
+            [function_call("lookup", {"key": "k"}, call_id="c1")],
+            ModelStep.raise_error(RuntimeError("the model fell over")),
+        ]
+    )
+    agent = Agent(name="A", model=model, tools=[lookup])
+    config = RunConfig(memory=memory, session_id="streamed")
+    await Runner.run(agent, "first", run_config=config)
+    before = await memory.get_messages("streamed")
+
+    result = Runner.run_streamed(agent, "second", run_config=config)
+    with pytest.raises(RuntimeError, match="fell over"):
+        async for _ in result.stream_events():
+            pass
+    if hasattr(memory, "pop_message"):
+        assert await memory.get_messages("streamed") == before
+    else:
+        assert len(await memory.get_messages("streamed")) > len(before)
+
+
+async def test_two_streamed_runs_on_one_session_take_turns(memory: Any) -> None:
+    model = ScriptedModel([[assistant_message("one")], [assistant_message("two")]])
+    agent = Agent(name="A", model=model)
+    config = RunConfig(memory=memory, session_id="s")
+
+    first = Runner.run_streamed(agent, "first", run_config=config)
+    second = Runner.run_streamed(agent, "second", run_config=config)
+    # The second run waits for the first, whose turn ends when its stream is consumed.
+    async for _ in first.stream_events():
+        pass
+    async for _ in second.stream_events():
+        pass
+    assert texts(model.last_call.input) == ["first", "one", "second"]
+    assert texts(await memory.get_messages("s")) == ["first", "one", "second", "two"]
+
+
+async def test_a_stream_nobody_consumes_does_not_hold_the_session(sqlite_memory: Any) -> None:
+    model = ScriptedModel([[assistant_message("unread")], [assistant_message("next")]])
+    agent = Agent(name="A", model=model)
+    config = RunConfig(memory=sqlite_memory, session_id="s", lock_timeout=5)
+    unread = Runner.run_streamed(agent, "first", run_config=config)
+    assert unread.run_loop_task is not None
+    await unread.run_loop_task
+    result = await Runner.run(agent, "second", run_config=config)
+    assert result.final_output == "next"
+    assert texts(model.last_call.input) == ["first", "unread", "second"]

@@ -1,0 +1,102 @@
+"""Whole turns for streamed runs.
+
+``Runner.run_streamed`` returns before the run has read any history, and the SDK tells
+only the consumer of ``stream_events()`` whether the run failed. So the run's
+``RunGuard`` is entered by the session itself, on the run's first session call, and left
+by ``stream_events()``: a stream that ends normally keeps the turn, one that raises rolls
+it back. If nobody consumes the stream, the session is released when the run's task
+ends, so a lease is never held longer than its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ._run_guard import RunGuard
+
+if TYPE_CHECKING:
+    from agents import RunResultStreaming
+    from agents.memory import Session
+
+__all__ = ("GuardedSession", "guard_stream")
+
+
+class GuardedSession:
+    """A session that enters ``guard`` before the run's first read or write of it."""
+
+    def __init__(self, inner: Session, guard: RunGuard) -> None:
+        self.inner = inner
+        self.guard = guard
+        self.session_id = inner.session_id
+        self.session_settings = inner.session_settings
+        self._entered: asyncio.Future[None] | None = None
+
+    async def _enter(self) -> None:
+        if self._entered is None:
+            self._entered = asyncio.get_running_loop().create_future()
+            try:
+                await self.guard.__aenter__()
+            except BaseException as exc:
+                self._entered.set_exception(exc)
+                raise
+            self._entered.set_result(None)
+        else:
+            await asyncio.shield(self._entered)
+
+    async def get_items(self, limit: int | None = None) -> list[Any]:
+        await self._enter()
+        return await self.inner.get_items(limit)
+
+    async def add_items(self, items: list[Any]) -> None:
+        await self._enter()
+        await self.inner.add_items(items)
+
+    async def pop_item(self) -> Any:
+        await self._enter()
+        return await self.inner.pop_item()
+
+    async def clear_session(self) -> None:
+        await self._enter()
+        await self.inner.clear_session()
+
+
+def guard_stream(result: RunResultStreaming, guard: RunGuard) -> None:
+    """Make ``result.stream_events()`` leave ``guard``: keep the turn or roll it back."""
+    events = result.stream_events
+    state = {"consuming": False, "done": False}
+
+    async def finish(failed: bool) -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        await guard.__aexit__(RuntimeError if failed else None, None, None)
+
+    async def stream_events() -> AsyncIterator[Any]:
+        state["consuming"] = True
+        failed = True
+        try:
+            async for event in events():
+                yield event
+            task = result.run_loop_task
+            failed = task is not None and (task.cancelled() or task.exception() is not None)
+        except GeneratorExit:
+            # The consumer stopped early; the run goes on, and its end releases the guard.
+            state["consuming"] = False
+            raise
+        finally:
+            if state["consuming"]:
+                with anyio.CancelScope(shield=True):
+                    await finish(failed)
+
+    def run_ended(task: asyncio.Task[Any]) -> None:
+        if not state["consuming"] and not state["done"]:
+            failed = task.cancelled() or task.exception() is not None
+            asyncio.get_running_loop().create_task(finish(failed))
+
+    result.stream_events = stream_events  # type: ignore[method-assign]
+    if result.run_loop_task is not None:
+        result.run_loop_task.add_done_callback(run_ended)
