@@ -125,20 +125,21 @@ def bind_session(memory: Any, session_id: str, window: HistoryWindow | None = No
 def _prepare(
     run_config: RunConfig | agents.RunConfig | dict[str, Any] | None,
     session: Session | None,
-) -> tuple[agents.RunConfig, Session | None]:
-    """Validate the memory settings and return what the SDK's runner is given.
+) -> tuple[agents.RunConfig, Session | None, RunGuard | None]:
+    """Validate the memory settings; return what the SDK's runner is given, and the
+    run's guard (``None`` when the run has no memory).
 
     Raises:
         ValueError: memory without a session id, or memory and ``session=`` together.
     """
     if run_config is None:
-        return RunConfig(), session
+        return RunConfig(), session, None
     if isinstance(run_config, dict):
         run_config = RunConfig(**run_config)
-    memory = getattr(run_config, "memory", None)
-    if memory is None:
-        return run_config, session
-    session_id = getattr(run_config, "session_id", None)
+    if not isinstance(run_config, RunConfig) or run_config.memory is None:
+        return run_config, session, None
+    memory = run_config.memory
+    session_id = run_config.session_id
     if session_id is None:
         raise ValueError(SESSION_ID_REQUIRED)
     if session is not None:
@@ -146,8 +147,33 @@ def _prepare(
             "pass either session= or RunConfig(memory=..., session_id=...), not both "
             f"(got session={session!r} and memory={memory!r})"
         )
-    window = getattr(run_config, "history_window", None)
-    return run_config, bind_session(memory, session_id, window)
+    guard = RunGuard(
+        memory,
+        session_id,
+        failed_runs=run_config.failed_runs,
+        session_lock=run_config.session_lock,
+        lock_timeout=run_config.lock_timeout,
+    )
+    return run_config, bind_session(memory, session_id, run_config.history_window), guard
+
+
+async def _run(
+    starting_agent: Agent[Any],
+    input: Any,
+    run_config: agents.RunConfig,
+    session: Session | None,
+    guard: RunGuard | None,
+    kwargs: dict[str, Any],
+) -> RunResult:
+    """The SDK's run, inside the run's guard when it has memory."""
+    if guard is None:
+        return await agents.Runner.run(
+            starting_agent, input, run_config=run_config, session=session, **kwargs
+        )
+    async with guard:
+        return await agents.Runner.run(
+            starting_agent, input, run_config=run_config, session=session, **kwargs
+        )
 
 
 class Runner:
@@ -180,22 +206,7 @@ class Runner:
                 ``session_lock="fail"`` and it was held.
             Whatever the SDK's ``Runner.run`` raises.
         """
-        run_config, session = _prepare(run_config, session)
-        if not isinstance(run_config, RunConfig) or run_config.memory is None:
-            return await agents.Runner.run(
-                starting_agent, input, run_config=run_config, session=session, **kwargs
-            )
-        guard = RunGuard(
-            run_config.memory,
-            session.session_id,  # type: ignore[union-attr]
-            failed_runs=run_config.failed_runs,
-            session_lock=run_config.session_lock,
-            lock_timeout=run_config.lock_timeout,
-        )
-        async with guard:
-            return await agents.Runner.run(
-                starting_agent, input, run_config=run_config, session=session, **kwargs
-            )
+        return await _run(starting_agent, input, *_prepare(run_config, session), kwargs)
 
     @classmethod
     def run_sync(
@@ -219,10 +230,9 @@ class Runner:
                 anything is sent to a model.
             Whatever the SDK's ``Runner.run`` raises.
         """
-        _prepare(run_config, session)  # raise caller mistakes here, before any work
-        return run_blocking(
-            cls.run(starting_agent, input, run_config=run_config, session=session, **kwargs)
-        )
+        # Caller mistakes raise here, in the calling thread, before any work.
+        prepared = _prepare(run_config, session)
+        return run_blocking(_run(starting_agent, input, *prepared, kwargs))
 
     @classmethod
     def run_streamed(
@@ -246,18 +256,11 @@ class Runner:
                 anything is sent to a model.
             Whatever the SDK's ``Runner.run_streamed`` raises.
         """
-        run_config, session = _prepare(run_config, session)
-        if not isinstance(run_config, RunConfig) or run_config.memory is None:
+        run_config, session, guard = _prepare(run_config, session)
+        if guard is None:
             return agents.Runner.run_streamed(
                 starting_agent, input, run_config=run_config, session=session, **kwargs
             )
-        guard = RunGuard(
-            run_config.memory,
-            session.session_id,  # type: ignore[union-attr]
-            failed_runs=run_config.failed_runs,
-            session_lock=run_config.session_lock,
-            lock_timeout=run_config.lock_timeout,
-        )
         result = agents.Runner.run_streamed(
             starting_agent,
             input,
