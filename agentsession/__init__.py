@@ -12,23 +12,30 @@ for the next one::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from agents import Agent, function_tool, handoff
 
 from .exceptions import (
     AgentSessionError,
     MissingDependencyError,
+    NotSupportedError,
     SchemaError,
     SessionBusy,
     StoreBusy,
     StoreClosed,
     StoreError,
 )
-from .memory import SQLiteSessionMemory, StoreMemory
+from .memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from .protocol import SearchHit, SessionInfo, SessionMemory, SessionPage, Store
 from .runner import RunConfig, Runner
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
+
+if TYPE_CHECKING:
+    from .stores.postgres import PostgresStore
+    from .stores.redis import RedisStore
 
 __version__ = "0.1.0"
 
@@ -38,6 +45,11 @@ __all__ = (
     "HistoryWindow",
     "MemorySession",
     "MissingDependencyError",
+    "NotSupportedError",
+    "PostgresSessionMemory",
+    "PostgresStore",
+    "RedisSessionMemory",
+    "RedisStore",
     "RunConfig",
     "Runner",
     "SQLiteSessionMemory",
@@ -57,3 +69,13 @@ __all__ = (
     "function_tool",
     "handoff",
 )
+
+
+def __getattr__(name: str) -> Any:
+    # The PostgreSQL and Redis stores import their drivers, which are extras: load them
+    # on first use, so that ``import agentsession`` works without them.
+    if name in ("PostgresStore", "RedisStore"):
+        from . import stores
+
+        return getattr(stores, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
      │    ├── StoreClosed        the store was used after close()
      │    └── SchemaError        the database is not usable by this version
      ├── SessionBusy             another run holds the session (lock timeout, or lock="fail")
+     ├── NotSupportedError       the store's engine cannot do this (also NotImplementedError)
      └── MissingDependencyError  an optional extra is not installed (also an ImportError)
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 __all__ = (
     "AgentSessionError",
     "MissingDependencyError",
+    "NotSupportedError",
     "SchemaError",
     "SessionBusy",
     "StoreBusy",
@@ -53,3 +55,10 @@ class SessionBusy(AgentSessionError):
 
 class MissingDependencyError(AgentSessionError, ImportError):
     """An optional extra is not installed; the message carries the ``pip install`` hint."""
+
+
+class NotSupportedError(AgentSessionError, NotImplementedError):
+    """The store's engine cannot offer this feature (full-text search on Redis, say).
+
+    The message names the store, the feature and the engines that have it.
+    """

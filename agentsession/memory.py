@@ -27,10 +27,20 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from agents.memory import SessionSettings
+    from psycopg_pool import ConnectionPool
+    from redis import Redis
 
     from .session import MemorySession
+    from .stores.postgres import PostgresStore
+    from .stores.redis import RedisStore
 
-__all__ = ("SQLiteSessionMemory", "SessionMemory", "StoreMemory")
+__all__ = (
+    "PostgresSessionMemory",
+    "RedisSessionMemory",
+    "SQLiteSessionMemory",
+    "SessionMemory",
+    "StoreMemory",
+)
 
 T = TypeVar("T")
 
@@ -216,4 +226,95 @@ class SQLiteSessionMemory(StoreMemory):
             SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous, ttl=ttl),
             max_threads=max_threads,
             window=window,
+        )
+
+
+class PostgresSessionMemory(StoreMemory):
+    """Session memory in PostgreSQL, shared by every app server: ``("postgresql://...")``.
+
+    Needs the ``postgres`` extra (``pip install 'agentsession[postgres]'``). See
+    ``PostgresStore`` for the schema, the pool and what each call promises.
+
+    Args:
+        conninfo: a libpq connection string or URL, or a ``psycopg_pool.ConnectionPool``
+            of your own (then the pool's sizes are yours, and ``close()`` leaves it open).
+        schema: the PostgreSQL schema holding agentsession's tables (created if missing).
+        min_size, max_size: the pool's size, when the store makes the pool.
+        pool_timeout: seconds a call waits for a free connection before ``StoreBusy``.
+        ttl: delete sessions idle for longer than this.
+        max_threads: how many store calls may run at once per event loop; keep it at or
+            below ``max_size`` so threads do not queue for connections.
+        window: the history a run sees by default (``HistoryWindow``).
+
+    Raises:
+        MissingDependencyError: the ``postgres`` extra is not installed.
+        TypeError, ValueError: bad arguments.
+        StoreError: the server cannot be reached or the schema cannot be set up.
+    """
+
+    store: PostgresStore
+
+    def __init__(
+        self,
+        conninfo: str | ConnectionPool,
+        *,
+        schema: str = "public",
+        min_size: int = 1,
+        max_size: int = 10,
+        pool_timeout: float = 30.0,
+        ttl: timedelta | None = None,
+        max_threads: int = 10,
+        window: HistoryWindow | None = None,
+    ) -> None:
+        from .stores.postgres import PostgresStore
+
+        super().__init__(
+            PostgresStore(
+                conninfo,
+                schema=schema,
+                min_size=min_size,
+                max_size=max_size,
+                pool_timeout=pool_timeout,
+                ttl=ttl,
+            ),
+            max_threads=max_threads,
+            window=window,
+        )
+
+
+class RedisSessionMemory(StoreMemory):
+    """Session memory in Redis (or Redis Cluster): ``("redis://localhost:6379/0")``.
+
+    Needs the ``redis`` extra (``pip install 'agentsession[redis]'``). See ``RedisStore``
+    for the key layout, the TTL and the features Redis does not offer.
+
+    Args:
+        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL, or a ``redis.Redis``
+            client of your own (``close()`` then leaves it open).
+        prefix: the start of every key agentsession writes (no braces).
+        ttl: each session expires this long after its last write (Redis expiry).
+        max_threads: how many store calls may run at once per event loop.
+        window: the history a run sees by default (``HistoryWindow``).
+
+    Raises:
+        MissingDependencyError: the ``redis`` extra is not installed.
+        TypeError, ValueError: bad arguments.
+        StoreError: the server cannot be reached.
+    """
+
+    store: RedisStore
+
+    def __init__(
+        self,
+        url: str | Redis,
+        *,
+        prefix: str = "agentsession",
+        ttl: timedelta | None = None,
+        max_threads: int = DEFAULT_THREADS,
+        window: HistoryWindow | None = None,
+    ) -> None:
+        from .stores.redis import RedisStore
+
+        super().__init__(
+            RedisStore(url, prefix=prefix, ttl=ttl), max_threads=max_threads, window=window
         )

@@ -2,13 +2,15 @@
 
 The conformance tests in ``tests/conformance/`` take ``memory`` or ``store`` and so run
 once per backend; a backend joins the suite by adding one entry to ``MEMORIES`` /
-``STORES`` and a branch to ``make_store``.
+``STORES`` and a branch to ``make_store``. PostgreSQL and Redis stores run against the
+local servers (see ``tests/services.py``), each test in a schema or key prefix of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,17 @@ from agentsession import (
 STORES = [
     pytest.param("sqlite-memory", id="sqlite-memory"),
     pytest.param("sqlite-file", id="sqlite-file"),
+    pytest.param("postgres", id="postgres"),
+    pytest.param("redis", id="redis"),
 ]
+
+#: The engine of each store kind (what engine-specific expectations are keyed by).
+ENGINES = {
+    "sqlite-memory": "sqlite",
+    "sqlite-file": "sqlite",
+    "postgres": "postgres",
+    "redis": "redis",
+}
 
 MEMORIES = [*STORES, pytest.param("protocol-only", id="protocol-only")]
 
@@ -53,12 +65,56 @@ class DictMemory:
         self.sessions.pop(session_id, None)
 
 
-def make_store(kind: str, tmp_path: Path) -> SQLiteStore:
+def make_store(kind: str, tmp_path: Path, cleanups: list[Callable[[], None]] | None = None) -> Any:
+    """A new, empty store of ``kind``.
+
+    PostgreSQL and Redis stores get a schema / key prefix of their own; the callable that
+    removes it is appended to ``cleanups`` (run it after closing the store). Without
+    ``cleanups`` the data is left on the server.
+    """
     if kind == "sqlite-memory":
         return SQLiteStore()
     if kind == "sqlite-file":
-        return SQLiteStore(tmp_path / "sessions.db")
+        return SQLiteStore(tmp_path / f"sessions-{uuid.uuid4().hex[:8]}.db")
+    if kind == "postgres":
+        from agentsession.stores.postgres import PostgresStore
+
+        from tests import services
+
+        schema = services.unique_name("agentsession_test")
+        store = PostgresStore(services.postgres_dsn(), schema=schema)
+        if cleanups is not None:
+            cleanups.append(lambda: services.drop_postgres_schema(schema))
+        return store
+    if kind == "redis":
+        from agentsession.stores.redis import RedisStore
+
+        from tests import services
+
+        prefix = services.unique_name("agentsession-test")
+        store = RedisStore(services.redis_url(), prefix=prefix)
+        if cleanups is not None:
+            cleanups.append(lambda: services.drop_redis_prefix(prefix))
+        return store
     raise ValueError(f"unknown store kind {kind!r}")
+
+
+@pytest.fixture
+def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[str], Any]]:
+    """``store_factory(kind)`` makes stores that are closed and removed after the test."""
+    made: list[Any] = []
+    cleanups: list[Callable[[], None]] = []
+
+    def factory(kind: str) -> Any:
+        store = make_store(kind, tmp_path, cleanups)
+        made.append(store)
+        return store
+
+    yield factory
+    for store in made:
+        store.close()
+    for cleanup in cleanups:
+        cleanup()
 
 
 @pytest.fixture
@@ -74,18 +130,22 @@ def _no_tracing() -> Iterator[None]:
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SQLiteStore]:
-    store = make_store(request.param, tmp_path)
-    yield store
-    store.close()
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of store this test runs on (one of ``STORES``)."""
+    return str(request.param)
+
+
+@pytest.fixture
+def store(store_kind: str, store_factory: Callable[[str], Any]) -> Any:
+    return store_factory(store_kind)
 
 
 @pytest.fixture(params=MEMORIES)
-def memory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def memory(request: pytest.FixtureRequest, store_factory: Callable[[str], Any]) -> Iterator[Any]:
     if request.param == "protocol-only":
         yield DictMemory()
         return
-    memory = StoreMemory(make_store(request.param, tmp_path))
+    memory = StoreMemory(store_factory(request.param))
     yield memory
     memory.close()
 

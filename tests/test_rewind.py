@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_store
+from tests.conftest import STORES
 
 
 def user(text: str) -> dict[str, Any]:
@@ -33,12 +33,11 @@ TURNS = [
 ]
 
 
-@pytest.fixture(params=["sqlite-memory", "sqlite-file"])
-def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    store = make_store(request.param, tmp_path)
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, store_factory: Any) -> Any:
+    store = store_factory(request.param)
     store.add_messages("s", TURNS)
-    yield store
-    store.close()
+    return store
 
 
 def test_rewind_removes_whole_turns_newest_first(store: Any) -> None:

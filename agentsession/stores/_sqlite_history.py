@@ -8,9 +8,6 @@ thread-safe, like the rest of the store; ``StoreMemory`` has an async twin of ea
 
 from __future__ import annotations
 
-import base64
-import binascii
-import math
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -19,8 +16,18 @@ from typing import Any
 from .._serialize import decode_messages
 from .._validate import check_session_id
 from ..protocol import SearchHit, SessionInfo, SessionPage
-from ._history_base import check_count, dump_metadata, info_from_row, load_metadata
-from ._sqlite_jsonl import JsonlMixin
+from ._history_base import (
+    check_count,
+    check_fork,
+    check_metadata_filter,
+    check_search,
+    decode_cursor,
+    dump_metadata,
+    encode_cursor,
+    info_from_row,
+    load_metadata,
+)
+from ._sqlite_jsonl import SQLiteJsonlMixin
 from ._sqlite_retention import RetentionMixin
 from ._sqlite_schema import MESSAGES, MESSAGES_FTS, SESSIONS
 
@@ -43,27 +50,16 @@ def fts_phrase_query(query: str) -> str:
 
 def _metadata_where(metadata: Any) -> tuple[list[str], list[Any]]:
     """SQL conditions on sessions row ``s`` matching every key/value of ``metadata``."""
-    if metadata is None:
-        return [], []
-    if not isinstance(metadata, Mapping):
-        raise TypeError(f"metadata filter must be a dict, not {type(metadata).__name__}")
     clauses: list[str] = []
     params: list[Any] = []
-    for key, value in metadata.items():
-        if not isinstance(key, str):
-            raise TypeError(f"metadata filter keys must be str, got {key!r}")
+    for key, value in check_metadata_filter(metadata).items():
         extra: list[Any] = []
         if value is None or isinstance(value, bool):
             kind = f"j.type = '{_JSON_CONSTANT[value]}'"
         elif isinstance(value, str):
             kind, extra = "j.type = 'text' AND j.atom = ?", [value]
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            kind, extra = "j.type IN ('integer', 'real') AND j.atom = ?", [value]
         else:
-            raise TypeError(
-                f"metadata filter value for {key!r} must be a str, finite number, bool or "
-                f"None, got {value!r:.80}"
-            )
+            kind, extra = "j.type IN ('integer', 'real') AND j.atom = ?", [value]
         # json_each rather than a JSON path, so that keys holding dots or quotes work.
         clauses.append(f"EXISTS (SELECT 1 FROM json_each(s.metadata) j WHERE j.key = ? AND {kind})")
         params += [key, *extra]
@@ -72,25 +68,7 @@ def _metadata_where(metadata: Any) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-def _encode_cursor(updated_at: float, row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"1:{updated_at!r}:{row_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: Any) -> tuple[float, int]:
-    if not isinstance(cursor, str):
-        raise TypeError(f"cursor must be a str from a previous page, got {cursor!r}")
-    try:
-        version, updated, row_id = base64.urlsafe_b64decode(cursor).decode().split(":")
-        if version != "1":
-            raise ValueError(version)
-        return float(updated), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ValueError(
-            f"cursor {cursor!r:.60} is not a cursor returned by list_sessions_page"
-        ) from None
-
-
-class SQLiteHistoryMixin(RetentionMixin, JsonlMixin):
+class SQLiteHistoryMixin(RetentionMixin, SQLiteJsonlMixin):
     """Sessions as records, metadata, full-text search, fork; plus retention and JSONL."""
 
     # -- sessions and metadata -------------------------------------------------------------
@@ -144,7 +122,7 @@ class SQLiteHistoryMixin(RetentionMixin, JsonlMixin):
         limit = check_count(limit, "limit", minimum=1)
         clauses, params = _metadata_where(metadata)
         if cursor is not None:
-            updated, row_id = _decode_cursor(cursor)
+            updated, row_id = decode_cursor(cursor)
             clauses.insert(0, "(s.updated_at, s.id) < (?, ?)")
             params[:0] = [updated, row_id]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -156,7 +134,7 @@ class SQLiteHistoryMixin(RetentionMixin, JsonlMixin):
             ).fetchall()
         )
         page = rows[:limit]
-        next_cursor = _encode_cursor(page[-1][3], page[-1][5]) if len(rows) > limit else None
+        next_cursor = encode_cursor(page[-1][3], page[-1][5]) if len(rows) > limit else None
         return SessionPage([info_from_row(row[:5]) for row in page], next_cursor)
 
     def session_info(self, session_id: str) -> SessionInfo | None:
@@ -273,17 +251,7 @@ class SQLiteHistoryMixin(RetentionMixin, JsonlMixin):
                 FTS5 cannot parse; the message quotes it.
             StoreClosed, StoreError: the store is closed or the database failed.
         """
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, not {type(query).__name__}: {query!r:.80}")
-        if session_id is not None:
-            check_session_id(session_id)
-        limit = check_count(limit, "limit", minimum=1)
-        if not (
-            isinstance(highlight, tuple)
-            and len(highlight) == 2
-            and all(isinstance(mark, str) for mark in highlight)
-        ):
-            raise TypeError(f"highlight must be a pair of str, got {highlight!r}")
+        limit = check_search(query, session_id, limit, highlight)
         match = query if raw else fts_phrase_query(query)
         if not match.strip():
             return []
@@ -341,12 +309,7 @@ class SQLiteHistoryMixin(RetentionMixin, JsonlMixin):
                 past the source's last message. Nothing is changed.
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
-        check_session_id(session_id)
-        check_session_id(new_session_id)
-        if session_id == new_session_id:
-            raise ValueError(f"cannot fork session {session_id!r} into itself")
-        if at is not None:
-            check_count(at, "at", minimum=0)
+        check_fork(session_id, new_session_id, at)
 
         def write(conn: sqlite3.Connection) -> int:
             source = conn.execute(

@@ -1,169 +1,30 @@
-"""Export and import of sessions as JSON Lines (format version 1), streaming.
+"""JSON Lines export and import for ``SQLiteStore``: the engine hooks of ``JsonlMixin``.
 
-Each session is a header line followed by one line per message, oldest first::
-
-    {"type":"session","version":1,"session_id":"s1","created_at":1717171717.25,
-     "updated_at":1717171720.5,"message_count":2,"metadata":{"user_id":"u1"}}
-    {"type":"message","seq":1,"created_at":1717171717.25,"message":{"role":"user",...}}
-    {"type":"message","seq":2,"created_at":1717171720.5,"message":{...}}
-
-(each object on one line). Times are Unix seconds (UTC) as JSON numbers, written with
-enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
-is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
-even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
-keys are ignored (for later minor additions); an unknown ``version`` is refused.
+The format and the checks are in ``_jsonl``; here each session is read in one read
+transaction (a consistent snapshot; writers are not blocked) and stored in one write
+transaction.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import sqlite3
-from collections.abc import Iterable, Iterator
-from typing import IO, Any, Literal
+from collections.abc import Iterator
+from typing import IO
 
-from .._serialize import _decode, _encoder, encode_messages, message_text
-from .._validate import check_session_id
-from ._history_base import Progress, StoreCore, check_timestamp, dump_metadata, load_metadata
+from ._history_base import StoreCore, load_metadata
+from ._jsonl import ImportedSession, JsonlMixin, header_line, message_lines
 from ._sqlite_schema import MESSAGES, SESSIONS
 
-__all__ = ("FORMAT_VERSION", "JsonlMixin")
+__all__ = ("SQLiteJsonlMixin",)
 
-#: The ``version`` written in every session header.
-FORMAT_VERSION = 1
-
-_CONFLICTS = ("error", "skip", "replace")
 _PAGE = 500
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+class SQLiteJsonlMixin(JsonlMixin, StoreCore):
+    """``export_jsonl`` and ``import_jsonl`` for SQLite."""
 
-
-_parse = json.JSONDecoder(parse_constant=_reject_constant).decode
-
-
-class _Session:
-    """One session read from a file and checked, waiting to be stored."""
-
-    def __init__(self, header: dict[str, Any], line: int) -> None:
-        self.line = line
-        self.session_id: str = header["session_id"]
-        self.created_at: float = header["created_at"]
-        self.updated_at: float = header["updated_at"]
-        self.message_count: int = header["message_count"]
-        self.metadata = dump_metadata(header["metadata"])
-        self.rows: list[tuple[int, float, str, str]] = []
-
-
-def _header(record: dict[str, Any], line: int) -> _Session:
-    def bad(what: str) -> ValueError:
-        return ValueError(f"line {line}: session header {what}")
-
-    if record.get("version") != FORMAT_VERSION:
-        raise bad(f"has version {record.get('version')!r}; this agentsession reads version 1")
-    try:
-        check_session_id(record.get("session_id"))
-    except (TypeError, ValueError) as exc:
-        raise bad(str(exc)) from None
-    for key in ("created_at", "updated_at"):
-        if not check_timestamp(record.get(key)):
-            raise bad(f"needs {key} as a number of seconds, got {record.get(key)!r}")
-    count = record.get("message_count")
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise bad(f"needs message_count as an int >= 0, got {count!r}")
-    try:
-        return _Session(record, line)
-    except TypeError as exc:
-        raise bad(str(exc)) from None
-
-
-def _message(record: dict[str, Any], line: int, session: _Session) -> None:
-    seq = len(session.rows) + 1
-    if record.get("seq") != seq or isinstance(record.get("seq"), bool):
-        raise ValueError(
-            f"line {line}: message of session {session.session_id!r} has seq "
-            f"{record.get('seq')!r}, expected {seq}"
-        )
-    if not check_timestamp(record.get("created_at")):
-        raise ValueError(f"line {line}: message needs created_at as a number of seconds")
-    if "message" in record:
-        try:
-            (text,) = encode_messages([record["message"]])
-        except TypeError as exc:
-            raise ValueError(f"line {line}: {exc}") from None
-        searchable = message_text(record["message"])
-    elif isinstance(record.get("raw"), str):
-        text, searchable = record["raw"], ""
-    else:
-        raise ValueError(f"line {line}: message line needs a 'message' object")
-    session.rows.append((seq, record["created_at"], text, searchable))
-
-
-class JsonlMixin(StoreCore):
-    """``export_jsonl`` and ``import_jsonl``."""
-
-    def export_jsonl(
-        self,
-        fp: IO[str],
-        *,
-        session_ids: Iterable[str] | None = None,
-        progress: Progress | None = None,
-    ) -> int:
-        """Write sessions to ``fp`` as JSON Lines (see the module docstring for the format).
-
-        Sessions are read a page at a time and each session's messages streamed, so
-        memory use stays small whatever the size of the database. Each session is read
-        in one read transaction (a consistent snapshot of it); writers are not blocked.
-
-        Args:
-            fp: a text file open for writing (UTF-8).
-            session_ids: export these sessions, in this order; ``None`` exports all,
-                oldest record first.
-            progress: called with 1 after each session is written.
-
-        Returns:
-            How many sessions were written.
-
-        Raises:
-            TypeError: a bad session id.
-            ValueError: a named session does not exist (checked before writing).
-            StoreClosed, StoreError: the store is closed or the database failed.
-            OSError: writing to ``fp`` failed.
-        """
-        ids = self._all_ids() if session_ids is None else self._known(session_ids)
-        written = 0
-        for session_id in ids:
-            if self._read(functools.partial(_export_one, session_id=session_id, fp=fp)):
-                written += 1
-                if progress is not None:
-                    progress(1)
-        return written
-
-    def _known(self, session_ids: Iterable[str]) -> list[str]:
-        """``session_ids`` without repeats, once every one is known to exist."""
-        if isinstance(session_ids, str):
-            raise TypeError(f"session_ids must be a list of ids, not a str: {session_ids!r}")
-        wanted = list(dict.fromkeys(session_ids))
-        for session_id in wanted:
-            check_session_id(session_id)
-
-        def read(conn: sqlite3.Connection) -> list[str]:
-            return [
-                session_id
-                for session_id in wanted
-                if conn.execute(
-                    f"SELECT 1 FROM {SESSIONS} WHERE session_id = ?", (session_id,)
-                ).fetchone()
-                is None
-            ]
-
-        missing = self._read(read)
-        if missing:
-            raise ValueError(f"no session {missing[0]!r} to export")
-        return wanted
-
-    def _all_ids(self) -> Iterator[str]:
+    def _jsonl_session_ids(self) -> Iterator[str]:
         after = 0
         while True:
             rows = self._read(functools.partial(_id_page, after=after))
@@ -173,80 +34,24 @@ class JsonlMixin(StoreCore):
                 return
             after = rows[-1][0]
 
-    def import_jsonl(
-        self,
-        lines: Iterable[str],
-        *,
-        on_conflict: Literal["error", "skip", "replace"] = "error",
-        progress: Progress | None = None,
-    ) -> int:
-        """Read sessions written by ``export_jsonl`` and store them exactly as they were.
+    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
+        def read(conn: sqlite3.Connection) -> list[str]:
+            return [
+                session_id
+                for session_id in session_ids
+                if conn.execute(
+                    f"SELECT 1 FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+                ).fetchone()
+                is None
+            ]
 
-        Each session is checked whole, then stored in one transaction with its
-        timestamps, metadata and message order: all of it or none of it. Sessions
-        before a failing one stay imported. Memory use is one session at a time.
+        return self._read(read)
 
-        Args:
-            lines: a text file open for reading, or any iterable of its lines.
-            on_conflict: what to do with a session the database already has:
-                ``"error"`` raises, ``"skip"`` keeps the stored one, ``"replace"``
-                deletes the stored one and imports the file's (in one transaction).
-            progress: called with 1 after each session is imported or skipped.
+    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
+        return self._read(lambda conn: _export_one(conn, session_id, fp))
 
-        Returns:
-            How many sessions were imported (skipped ones are not counted).
-
-        Raises:
-            ValueError: a bad ``on_conflict``; a line that is not valid JSON or not a
-                valid record, a session whose message lines do not match its header
-                (the message names the line number; nothing of that session is stored);
-                or, with ``on_conflict="error"``, a session already in the database
-                (named).
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        if on_conflict not in _CONFLICTS:
-            raise ValueError(
-                f"on_conflict must be 'error', 'skip' or 'replace', got {on_conflict!r}"
-            )
-        imported = 0
-        current: _Session | None = None
-
-        def flush(session: _Session) -> None:
-            nonlocal imported
-            if len(session.rows) != session.message_count:
-                raise ValueError(
-                    f"line {session.line}: session {session.session_id!r} declares "
-                    f"{session.message_count} messages but {len(session.rows)} follow"
-                )
-            if self._write(lambda conn: _store(conn, session, on_conflict)):
-                imported += 1
-            if progress is not None:
-                progress(1)
-
-        number = 0
-        for number, line in enumerate(lines, 1):  # noqa: B007 - used after the loop
-            if not line.strip():
-                continue
-            try:
-                record = _parse(line)
-            except ValueError as exc:
-                raise ValueError(f"line {number}: not valid JSON ({exc})") from None
-            kind = record.get("type") if isinstance(record, dict) else None
-            if kind == "session":
-                if current is not None:
-                    flush(current)
-                current = _header(record, number)
-            elif kind == "message":
-                if current is None:
-                    raise ValueError(f"line {number}: a message line before any session header")
-                _message(record, number, current)
-            else:
-                raise ValueError(
-                    f"line {number}: expected a JSON object with type 'session' or 'message'"
-                )
-        if current is not None:
-            flush(current)
-        return imported
+    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
+        return self._write(lambda conn: _store(conn, session, on_conflict))
 
 
 def _id_page(conn: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
@@ -267,41 +72,21 @@ def _export_one(conn: sqlite3.Connection, session_id: str, fp: IO[str]) -> bool:
         if row is None:  # deleted since it was listed
             return False
         session, created, updated, count, metadata = row
-        header = {
-            "type": "session",
-            "version": FORMAT_VERSION,
-            "session_id": session_id,
-            "created_at": created,
-            "updated_at": updated,
-            "message_count": count,
-            "metadata": load_metadata(metadata, session_id),
-        }
-        fp.write(_encoder.encode(header) + "\n")
+        fp.write(
+            header_line(session_id, created, updated, count, load_metadata(metadata, session_id))
+        )
         cursor = conn.execute(
             f"SELECT seq, created_at, message FROM {MESSAGES} WHERE session = ? ORDER BY seq",
             (session,),
         )
         while rows := cursor.fetchmany(_PAGE):
-            out = []
-            for seq, created_at, text in rows:
-                start = f'{{"type":"message","seq":{seq},"created_at":{created_at!r},'
-                try:
-                    valid = isinstance(_decode(text), dict)
-                except (TypeError, ValueError):
-                    valid = False
-                if valid and "\n" not in text and "\r" not in text:  # compact: use as stored
-                    out.append(f'{start}"message":{text}}}\n')
-                elif valid:
-                    out.append(f'{start}"message":{_encoder.encode(_decode(text))}}}\n')
-                else:
-                    out.append(f'{start}"raw":{_encoder.encode(text)}}}\n')
-            fp.write("".join(out))
+            fp.write(message_lines(rows))
         return True
     finally:
         conn.execute("COMMIT")
 
 
-def _store(conn: sqlite3.Connection, session: _Session, on_conflict: str) -> bool:
+def _store(conn: sqlite3.Connection, session: ImportedSession, on_conflict: str) -> bool:
     row = conn.execute(
         f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session.session_id,)
     ).fetchone()
@@ -309,10 +94,7 @@ def _store(conn: sqlite3.Connection, session: _Session, on_conflict: str) -> boo
         if on_conflict == "skip":
             return False
         if on_conflict == "error":
-            raise ValueError(
-                f"line {session.line}: session {session.session_id!r} is already in the "
-                "database (use on_conflict='skip' or 'replace')"
-            )
+            raise session.conflict()
         conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", row)
         conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", row)
     (new_id,) = conn.execute(

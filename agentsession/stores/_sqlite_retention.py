@@ -14,27 +14,10 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._history_base import NOT_LEASED, Progress, StoreCore, check_count
+from ._history_base import NOT_LEASED, Progress, StoreCore, check_count, check_ttl, prune_cutoff
 from ._sqlite_schema import MESSAGES, SESSIONS
 
 __all__ = ("RetentionMixin",)
-
-
-def _cutoff(older_than: Any) -> float | None:
-    """``older_than`` as a Unix time: sessions last active before it are old."""
-    if older_than is None:
-        return None
-    if isinstance(older_than, timedelta):
-        if older_than < timedelta(0):
-            raise ValueError(f"older_than must not be negative, got {older_than!r}")
-        return time.time() - older_than.total_seconds()
-    if isinstance(older_than, datetime):
-        if older_than.tzinfo is None:
-            raise ValueError(
-                f"older_than must be timezone-aware (e.g. tzinfo=timezone.utc), got {older_than!r}"
-            )
-        return older_than.timestamp()
-    raise TypeError(f"older_than must be a datetime, timedelta or None, got {older_than!r:.80}")
 
 
 class RetentionMixin(StoreCore):
@@ -78,12 +61,7 @@ class RetentionMixin(StoreCore):
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``; batches
                 already committed stay deleted.
         """
-        cutoff = _cutoff(older_than)
-        if keep_last is not None:
-            check_count(keep_last, "keep_last", minimum=0)
-        check_count(batch, "batch", minimum=1)
-        if cutoff is None and keep_last is None:
-            raise ValueError("prune needs older_than, keep_last or both")
+        cutoff = prune_cutoff(older_than, keep_last, batch)
         if dry_run:
             return self._read(lambda conn: _count(conn, cutoff, keep_last))
         removed = 0
@@ -106,10 +84,7 @@ class RetentionMixin(StoreCore):
             ValueError: ``ttl`` is not positive, or ``batch`` below 1.
             StoreBusy, StoreClosed, StoreError: as for ``prune``.
         """
-        if not isinstance(ttl, timedelta):
-            raise TypeError(f"ttl must be a timedelta, got {ttl!r:.80}")
-        if ttl <= timedelta(0):
-            raise ValueError(f"ttl must be positive, got {ttl!r}")
+        check_ttl(ttl)
         check_count(batch, "batch", minimum=1)
         cutoff = time.time() - ttl.total_seconds()
         sessions = 0

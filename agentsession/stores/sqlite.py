@@ -24,6 +24,7 @@ from .._serialize import decode_messages, encode_messages, message_text
 from .._validate import check_limit, check_session_id
 from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
 from ..window import tool_safe_tail
+from ._history_base import is_user_message
 from ._sqlite_history import SQLiteHistoryMixin
 from ._sqlite_schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
 
@@ -70,14 +71,6 @@ def _session_key(conn: sqlite3.Connection, session_id: str) -> int | None:
     """The sessions row id of ``session_id``, or ``None`` if it has no record."""
     row = conn.execute(f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)).fetchone()
     return None if row is None else int(row[0])
-
-
-def _is_user_message(decoded: list[dict[str, Any]]) -> bool:
-    return (
-        bool(decoded)
-        and decoded[0].get("role") == "user"
-        and decoded[0].get("type", "message") == "message"
-    )
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -547,7 +540,7 @@ class SQLiteStore(SQLiteHistoryMixin):
                 f"SELECT seq, message FROM {MESSAGES} WHERE session = ? ORDER BY seq DESC",
                 (session,),
             ):
-                if _is_user_message(decode_messages([(seq, text)], f"session {session_id!r}")):
+                if is_user_message(decode_messages([(seq, text)], f"session {session_id!r}")):
                     found += 1
                     if found == turns:
                         start = seq

@@ -7,7 +7,6 @@ import io
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,11 +202,6 @@ def _export(store: Any, **kwargs: Any) -> str:
     buffer = io.StringIO()
     store.export_jsonl(buffer, **kwargs)
     return buffer.getvalue()
-
-
-def _fresh(store: Any, tmp_path: Path) -> Any:
-    """An empty store of the same kind as ``store``."""
-    return type(store)() if store.path is None else type(store)(tmp_path / "fresh.db")
 
 
 def test_the_store_has_history_management(store: Any) -> None:
@@ -489,25 +483,22 @@ def _fill_varied(store: Any) -> None:
     store.set_metadata("meta-only", {"t": 1})
 
 
-def test_export_import_round_trip_is_exact(store: Any, tmp_path: Path) -> None:
+def test_export_import_round_trip_is_exact(store: Any, store_kind: str, store_factory: Any) -> None:
     _fill_varied(store)
     first = _export(store)
     lines = first.split("\n")
     assert lines[-1] == "" and len(lines) == 1 + 3 + 5
     assert all(json.loads(line)["type"] in ("session", "message") for line in lines[:-1])
     assert json.loads(lines[0])["version"] == 1
-    copy = _fresh(store, tmp_path)
-    try:
-        assert copy.import_jsonl(io.StringIO(first)) == 3
-        assert _export(copy) == first
-        for info in store.list_sessions():
-            assert copy.session_info(info.session_id) == info
-            assert copy.get_messages(info.session_id) == store.get_messages(info.session_id)
-        assert [h.session_id for h in copy.search("héllo")] == ["s1"]
-        copy.add_messages("s1", [user("next")])
-        assert copy.get_messages("s1")[-1] == user("next") and copy.message_count("s1") == 3
-    finally:
-        copy.close()
+    copy = store_factory(store_kind)
+    assert copy.import_jsonl(io.StringIO(first)) == 3
+    assert _export(copy) == first
+    for info in store.list_sessions():
+        assert copy.session_info(info.session_id) == info
+        assert copy.get_messages(info.session_id) == store.get_messages(info.session_id)
+    assert [h.session_id for h in copy.search("héllo")] == ["s1"]
+    copy.add_messages("s1", [user("next")])
+    assert copy.get_messages("s1")[-1] == user("next") and copy.message_count("s1") == 3
     start = first.index('{"type":"session","version":1,"session_id":"s2"')
     end = first.index('{"type":"session"', start + 1)
     assert _export(store, session_ids=["s2"]) == first[start:end]

@@ -1,0 +1,296 @@
+"""Export and import of sessions as JSON Lines (format version 1), for every engine.
+
+Each session is a header line followed by one line per message, oldest first::
+
+    {"type":"session","version":1,"session_id":"s1","created_at":1717171717.25,
+     "updated_at":1717171720.5,"message_count":2,"metadata":{"user_id":"u1"}}
+    {"type":"message","seq":1,"created_at":1717171717.25,"message":{"role":"user",...}}
+    {"type":"message","seq":2,"created_at":1717171720.5,"message":{...}}
+
+(each object on one line). Times are Unix seconds (UTC) as JSON numbers, written with
+enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
+is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
+even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
+keys are ignored (for later minor additions); an unknown ``version`` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Literal
+
+from .._serialize import _decode, _encoder, encode_messages, message_text
+from .._validate import check_session_id
+from ._history_base import Progress, check_timestamp, dump_metadata
+
+__all__ = ("FORMAT_VERSION", "ImportedSession", "JsonlMixin", "header_line", "message_lines")
+
+#: The ``version`` written in every session header.
+FORMAT_VERSION = 1
+
+_CONFLICTS = ("error", "skip", "replace")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_parse = json.JSONDecoder(parse_constant=_reject_constant).decode
+
+
+class ImportedSession:
+    """One session read from a file and checked, waiting to be stored."""
+
+    def __init__(self, header: dict[str, Any], line: int) -> None:
+        self.line = line
+        self.session_id: str = header["session_id"]
+        self.created_at: float = header["created_at"]
+        self.updated_at: float = header["updated_at"]
+        self.message_count: int = header["message_count"]
+        self.metadata = dump_metadata(header["metadata"])
+        #: ``(seq, created_at, message JSON text, searchable text)``, in order.
+        self.rows: list[tuple[int, float, str, str]] = []
+
+    def conflict(self) -> ValueError:
+        """The error for a session the store already has, with ``on_conflict="error"``."""
+        return ValueError(
+            f"line {self.line}: session {self.session_id!r} is already in the "
+            "database (use on_conflict='skip' or 'replace')"
+        )
+
+
+def _header(record: dict[str, Any], line: int) -> ImportedSession:
+    def bad(what: str) -> ValueError:
+        return ValueError(f"line {line}: session header {what}")
+
+    if record.get("version") != FORMAT_VERSION:
+        raise bad(f"has version {record.get('version')!r}; this agentsession reads version 1")
+    try:
+        check_session_id(record.get("session_id"))
+    except (TypeError, ValueError) as exc:
+        raise bad(str(exc)) from None
+    for key in ("created_at", "updated_at"):
+        if not check_timestamp(record.get(key)):
+            raise bad(f"needs {key} as a number of seconds, got {record.get(key)!r}")
+    count = record.get("message_count")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise bad(f"needs message_count as an int >= 0, got {count!r}")
+    try:
+        return ImportedSession(record, line)
+    except TypeError as exc:
+        raise bad(str(exc)) from None
+
+
+def _message(record: dict[str, Any], line: int, session: ImportedSession) -> None:
+    seq = len(session.rows) + 1
+    if record.get("seq") != seq or isinstance(record.get("seq"), bool):
+        raise ValueError(
+            f"line {line}: message of session {session.session_id!r} has seq "
+            f"{record.get('seq')!r}, expected {seq}"
+        )
+    if not check_timestamp(record.get("created_at")):
+        raise ValueError(f"line {line}: message needs created_at as a number of seconds")
+    if "message" in record:
+        try:
+            (text,) = encode_messages([record["message"]])
+        except TypeError as exc:
+            raise ValueError(f"line {line}: {exc}") from None
+        searchable = message_text(record["message"])
+    elif isinstance(record.get("raw"), str):
+        text, searchable = record["raw"], ""
+    else:
+        raise ValueError(f"line {line}: message line needs a 'message' object")
+    session.rows.append((seq, record["created_at"], text, searchable))
+
+
+def header_line(
+    session_id: str, created_at: float, updated_at: float, count: int, metadata: dict[str, Any]
+) -> str:
+    """The session header line (ending in a newline)."""
+    header = {
+        "type": "session",
+        "version": FORMAT_VERSION,
+        "session_id": session_id,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "message_count": count,
+        "metadata": metadata,
+    }
+    return _encoder.encode(header) + "\n"
+
+
+def message_lines(rows: Iterable[tuple[int, float, str]]) -> str:
+    """The message lines of stored ``(seq, created_at, message JSON text)`` rows.
+
+    Valid compact JSON is written as stored; other valid JSON is re-encoded on one line;
+    text that is not a JSON object goes out as ``"raw"``, so damage round-trips.
+    """
+    out = []
+    for seq, created_at, text in rows:
+        start = f'{{"type":"message","seq":{seq},"created_at":{created_at!r},'
+        try:
+            valid = isinstance(_decode(text), dict)
+        except (TypeError, ValueError):
+            valid = False
+        if valid and "\n" not in text and "\r" not in text:  # compact: use as stored
+            out.append(f'{start}"message":{text}}}\n')
+        elif valid:
+            out.append(f'{start}"message":{_encoder.encode(_decode(text))}}}\n')
+        else:
+            out.append(f'{start}"raw":{_encoder.encode(text)}}}\n')
+    return "".join(out)
+
+
+class JsonlMixin:
+    """``export_jsonl`` and ``import_jsonl`` over four engine hooks.
+
+    A store implements ``_jsonl_session_ids``, ``_jsonl_missing``, ``_jsonl_export_one``
+    and ``_jsonl_store``; argument checks, the file format and the all-or-nothing rule
+    per session live here, the same for every engine.
+    """
+
+    def _jsonl_session_ids(self) -> Iterator[str]:
+        """Every session id, oldest record first, read a page at a time."""
+        raise NotImplementedError
+
+    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
+        """Those of ``session_ids`` the store has no record of."""
+        raise NotImplementedError
+
+    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
+        """Write one session (header and messages) from one snapshot; ``False`` if gone."""
+        raise NotImplementedError
+
+    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
+        """Store one checked session in one transaction; ``False`` if skipped.
+
+        Raises ``session.conflict()`` when the session exists and ``on_conflict`` is
+        ``"error"``.
+        """
+        raise NotImplementedError
+
+    def export_jsonl(
+        self,
+        fp: IO[str],
+        *,
+        session_ids: Iterable[str] | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Write sessions to ``fp`` as JSON Lines (see the module docstring for the format).
+
+        Sessions are read a page at a time and each session's messages streamed, so
+        memory use stays small whatever the size of the database. Each session is read
+        in one read transaction (a consistent snapshot of it); writers are not blocked.
+
+        Args:
+            fp: a text file open for writing (UTF-8).
+            session_ids: export these sessions, in this order; ``None`` exports all,
+                oldest record first.
+            progress: called with 1 after each session is written.
+
+        Returns:
+            How many sessions were written.
+
+        Raises:
+            TypeError: a bad session id.
+            ValueError: a named session does not exist (checked before writing).
+            StoreClosed, StoreError: the store is closed or the database failed.
+            OSError: writing to ``fp`` failed.
+        """
+        ids = self._jsonl_session_ids() if session_ids is None else self._known(session_ids)
+        written = 0
+        for session_id in ids:
+            if self._jsonl_export_one(session_id, fp):
+                written += 1
+                if progress is not None:
+                    progress(1)
+        return written
+
+    def _known(self, session_ids: Iterable[str]) -> list[str]:
+        """``session_ids`` without repeats, once every one is known to exist."""
+        if isinstance(session_ids, str):
+            raise TypeError(f"session_ids must be a list of ids, not a str: {session_ids!r}")
+        wanted = list(dict.fromkeys(session_ids))
+        for session_id in wanted:
+            check_session_id(session_id)
+
+        missing = self._jsonl_missing(wanted)
+        if missing:
+            raise ValueError(f"no session {missing[0]!r} to export")
+        return wanted
+
+    def import_jsonl(
+        self,
+        lines: Iterable[str],
+        *,
+        on_conflict: Literal["error", "skip", "replace"] = "error",
+        progress: Progress | None = None,
+    ) -> int:
+        """Read sessions written by ``export_jsonl`` and store them exactly as they were.
+
+        Each session is checked whole, then stored in one transaction with its
+        timestamps, metadata and message order: all of it or none of it. Sessions
+        before a failing one stay imported. Memory use is one session at a time.
+
+        Args:
+            lines: a text file open for reading, or any iterable of its lines.
+            on_conflict: what to do with a session the database already has:
+                ``"error"`` raises, ``"skip"`` keeps the stored one, ``"replace"``
+                deletes the stored one and imports the file's (in one transaction).
+            progress: called with 1 after each session is imported or skipped.
+
+        Returns:
+            How many sessions were imported (skipped ones are not counted).
+
+        Raises:
+            ValueError: a bad ``on_conflict``; a line that is not valid JSON or not a
+                valid record, a session whose message lines do not match its header
+                (the message names the line number; nothing of that session is stored);
+                or, with ``on_conflict="error"``, a session already in the database
+                (named).
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        if on_conflict not in _CONFLICTS:
+            raise ValueError(
+                f"on_conflict must be 'error', 'skip' or 'replace', got {on_conflict!r}"
+            )
+        imported = 0
+        current: ImportedSession | None = None
+
+        def flush(session: ImportedSession) -> None:
+            nonlocal imported
+            if len(session.rows) != session.message_count:
+                raise ValueError(
+                    f"line {session.line}: session {session.session_id!r} declares "
+                    f"{session.message_count} messages but {len(session.rows)} follow"
+                )
+            if self._jsonl_store(session, on_conflict):
+                imported += 1
+            if progress is not None:
+                progress(1)
+
+        number = 0
+        for number, line in enumerate(lines, 1):  # noqa: B007 - used after the loop
+            if not line.strip():
+                continue
+            try:
+                record = _parse(line)
+            except ValueError as exc:
+                raise ValueError(f"line {number}: not valid JSON ({exc})") from None
+            kind = record.get("type") if isinstance(record, dict) else None
+            if kind == "session":
+                if current is not None:
+                    flush(current)
+                current = _header(record, number)
+            elif kind == "message":
+                if current is None:
+                    raise ValueError(f"line {number}: a message line before any session header")
+                _message(record, number, current)
+            else:
+                raise ValueError(
+                    f"line {number}: expected a JSON object with type 'session' or 'message'"
+                )
+        if current is not None:
+            flush(current)
+        return imported
