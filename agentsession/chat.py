@@ -35,8 +35,9 @@ from .cli.render import (
     write,
 )
 from .exceptions import StoreError
-from .memory import SQLiteSessionMemory
+from .memory import StoreMemory
 from .runner import RunConfig, Runner
+from .stores.sqlite import SQLiteStore
 
 __all__ = ("Chat", "HELP", "current_time", "run_chat")
 
@@ -93,7 +94,7 @@ class Chat:
     """
 
     def __init__(
-        self, memory: SQLiteSessionMemory, session_id: str, built: BuiltModel, *, tools: bool
+        self, memory: StoreMemory, session_id: str, built: BuiltModel, *, tools: bool
     ) -> None:
         self.memory = memory
         self.store = memory.store
@@ -313,23 +314,34 @@ def _read_line() -> str | None:
             write("\n" + dim("(Ctrl-D or /exit leaves)") + "\n")
 
 
+def _describe(store: object) -> str:
+    """How the chat's header names a store it was not told the name of."""
+    if isinstance(store, SQLiteStore):
+        return str(store.path or ":memory:")
+    return type(store).__name__
+
+
 def run_chat(
-    memory: SQLiteSessionMemory,
+    memory: StoreMemory,
     session_id: str,
     choice: ModelChoice,
     *,
     tools: bool = True,
     history_file: Path | None = None,
+    database: str | None = None,
 ) -> None:
     """Chat on the terminal until /exit or Ctrl-D, then close ``memory``.
 
     Args:
-        memory: the database.
+        memory: the database (any ``StoreMemory``: SQLite, PostgreSQL, Redis).
         session_id: the session to start in.
         choice: the model.
         tools: give the agent the ``current_time`` tool (turn off for models without
             tool support).
         history_file: where input history is kept (none if ``None``).
+        database: how the header names the database, printed as it is, so it must not
+            hold a password (the command line passes the masked URL). By default the
+            SQLite file's path (``:memory:`` for none), else the store's class name.
 
     Raises:
         ValueError: ``session_id`` is empty.
@@ -339,7 +351,7 @@ def run_chat(
     save_history = _setup_readline(history_file) if history_file else (lambda: None)
     try:
         chat = Chat(memory, session_id, built, tools=tools)
-        where = memory.store.path or ":memory:"
+        where = _describe(memory.store) if database is None else database
         click.echo(label(f"agentsession chat: {where}"))
         click.echo(choice.describe())
         chat.greet_session()

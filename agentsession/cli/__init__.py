@@ -12,8 +12,8 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..exceptions import StoreError
-from ._db import data_dir, default_db_path, open_memory, resolve_db
+from ..exceptions import MissingDependencyError, NotSupportedError, StoreError
+from ._db import data_dir, is_default, open_memory, redact, resolve_db
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .models import API_CHOICES, MODEL_ENV, choose_model
@@ -22,13 +22,18 @@ __all__ = ("cli", "main")
 
 
 class _Group(click.Group):
-    """A click group that reports storage failures as one-line errors, not tracebacks."""
+    """A click group that reports storage failures as one-line errors, not tracebacks.
+
+    A ``StoreError``, ``NotSupportedError`` or ``MissingDependencyError`` a command did
+    not turn into a message itself becomes ``click.ClickException`` (exit code 1), any
+    URL password in its message masked.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except StoreError as exc:
-            raise click.ClickException(str(exc)) from exc
+        except (StoreError, NotSupportedError, MissingDependencyError) as exc:
+            raise click.ClickException(redact(str(exc))) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The commands in the order a new user meets them, not alphabetically."""
@@ -90,7 +95,7 @@ def demo(
 
     Runs the spec's example (three turns about the Golden Gate Bridge on one session),
     prints what was stored, then asks a fourth question through a fresh memory object on
-    the same file, as a restarted program would. The session is cleared first.
+    the same database, as a restarted program would. The session is cleared first.
     """
     from .demo import run_demo
 
@@ -134,14 +139,15 @@ def chat(
     if not session_id:
         raise click.BadParameter("a session id cannot be empty", param_hint="--session")
     choice = choose_model(model, base_url, api)
-    path = resolve_db(db)
-    memory = open_memory(path, create_folder=path == default_db_path())
+    target = resolve_db(db)
+    memory = open_memory(target, create_folder=is_default(target))
     run_chat(
         memory,
         session_id,
         choice,
         tools=not no_tools,
         history_file=data_dir() / "chat_history",
+        database=str(target),
     )
 
 

@@ -1,38 +1,180 @@
-"""Where the command line keeps its database, and opening it without surprises.
+"""Where the command line keeps its sessions, and opening them without surprises.
+
+A database is either a SQLite file or a server named by a URL:
+
+- a path (``sessions.db``, ``~/chats.db``, ``C:\\data\\sessions.db``): a SQLite file;
+- ``postgresql://`` or ``postgres://``: PostgreSQL (``PostgresStore``, schema ``public``);
+- ``redis://``, ``rediss://`` or ``unix://``: Redis (``RedisStore``, key prefix
+  ``agentsession``).
 
 The default database is ``$XDG_DATA_HOME/agentsession/sessions.db`` (``XDG_DATA_HOME``
 defaults to ``~/.local/share``; on Windows ``%LOCALAPPDATA%`` is used); ``--db`` and the
 ``AGENTSESSION_DB`` environment variable override it. Inspecting commands never create a
-database; every command refuses a file that is not an agentsession database rather than
-adding tables to it.
+database file; every command refuses a file that is not an agentsession database rather
+than adding tables to it. A URL is shown with its password masked (``str(DatabaseUrl)``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol, TypeAlias
+from urllib.parse import unquote, urlsplit
 
 import click
 import sqlite_utils
 
-from ..exceptions import StoreError
-from ..memory import SQLiteSessionMemory
+from .._history_memory import HistoryStore
+from ..exceptions import MissingDependencyError, StoreError
+from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
+from ..protocol import Store
 from ..stores._sqlite_schema import SESSIONS
 from ..stores.sqlite import SQLiteStore
 
 __all__ = (
     "DB_ENV",
+    "SCHEMES",
+    "CliStore",
+    "Database",
+    "DatabaseUrl",
+    "create_store",
     "data_dir",
-    "default_db_path",
+    "db_argument",
+    "default_db",
+    "is_default",
     "open_memory",
     "open_store",
+    "parse_db",
+    "redact",
     "resolve_db",
 )
 
-#: Environment variable naming the database file, overridden by ``--db``.
+#: Environment variable naming the database (a path or a URL), overridden by ``--db``.
 DB_ENV = "AGENTSESSION_DB"
+
+#: The URL schemes ``--db`` accepts, and the engine each one opens.
+SCHEMES: Mapping[str, str] = {
+    "postgresql": "postgres",
+    "postgres": "postgres",
+    "redis": "redis",
+    "rediss": "redis",
+    "unix": "redis",
+}
+
+#: ``scheme://`` at the start of a ``--db`` value. A one-letter scheme is a Windows
+#: drive (``C://data``), so a scheme has two letters or more.
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+)://")
+
+#: A password in a URL's user info (``//user:secret@``) or query (``password=secret``).
+_USERINFO_PASSWORD = re.compile(r"(//[^/@:\s]*:)[^/@\s]*(@)")
+_QUERY_PASSWORD = re.compile(r"(\bpassword=)[^&\s#]*", re.IGNORECASE)
+
+_MASK = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL password in it replaced by ``***``.
+
+    Covers ``scheme://user:secret@host`` and ``password=secret`` query parameters, so
+    that a driver's error message quoting the URL it was given prints no secret.
+    """
+    text = _USERINFO_PASSWORD.sub(rf"\g<1>{_MASK}\g<2>", text)
+    return _QUERY_PASSWORD.sub(rf"\g<1>{_MASK}", text)
+
+
+@dataclass(frozen=True, repr=False)
+class DatabaseUrl:
+    """A database server named by a URL, as ``--db`` or ``AGENTSESSION_DB`` gave it.
+
+    ``str()`` and ``repr()`` mask the password (``postgresql://user:***@host/db``), so a
+    ``DatabaseUrl`` can be printed in any message; ``url`` is the URL itself, with the
+    password, for the driver (and for a command the user is told to type again).
+
+    Attributes:
+        url: the URL, its scheme lower-cased.
+        engine: ``"postgres"`` or ``"redis"``.
+    """
+
+    url: str
+    engine: str
+
+    @property
+    def masked(self) -> str:
+        """The URL with any password (in the user info or the query) replaced by ``***``."""
+        try:
+            parts = urlsplit(self.url)
+        except ValueError:  # not parseable (an unclosed "[", say): mask by pattern
+            return redact(self.url)
+        netloc = parts.netloc
+        userinfo, at, host = netloc.rpartition("@")
+        if at and ":" in userinfo:
+            netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{host}"
+        masked = f"{parts.scheme}://{netloc}{parts.path}"
+        if parts.query:
+            masked += "?" + "&".join(
+                f"{key}={_MASK}" if unquote(key).lower() == "password" else f"{key}{sep}{value}"
+                for key, sep, value in (item.partition("=") for item in parts.query.split("&"))
+            )
+        if parts.fragment:
+            masked += "#" + parts.fragment
+        return masked
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.masked!r})"
+
+
+#: What a command works on: a SQLite file, or a server.
+Database: TypeAlias = Path | DatabaseUrl
+
+
+class CliStore(Store, HistoryStore, Protocol):
+    """What the commands need of a store: ``Store``, history management, ``rewind``.
+
+    ``SQLiteStore``, ``PostgresStore`` and ``RedisStore`` all are one.
+    """
+
+    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]: ...
+
+    def __enter__(self) -> CliStore: ...
+
+    def __exit__(self, *exc_info: object) -> None: ...
+
+
+def parse_db(text: str) -> Database:
+    """``text`` (from ``--db`` or ``AGENTSESSION_DB``) as a file path or a server URL.
+
+    Anything that does not start with ``scheme://`` is a path (``~`` expanded); a
+    Windows path such as ``C:\\data\\sessions.db`` is a path.
+
+    Raises:
+        ValueError: a URL whose scheme is none of ``SCHEMES`` (the message lists them),
+            or that cannot be parsed.
+    """
+    match = _SCHEME.match(text)
+    if match is None:
+        return Path(text).expanduser()
+    scheme = match.group(1).lower()
+    engine = SCHEMES.get(scheme)
+    if engine is None:
+        accepted = ", ".join(f"{name}://" for name in SCHEMES)
+        raise ValueError(
+            f"{redact(text)!r} is neither a file path nor a database URL agentsession "
+            f"knows ({scheme}:// is not one of {accepted})"
+        )
+    url = scheme + text[len(scheme) :]
+    try:
+        urlsplit(url)
+    except ValueError as exc:
+        raise ValueError(f"{redact(url)!r} is not a valid URL ({exc})") from None
+    return DatabaseUrl(url, engine)
 
 
 def data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -50,18 +192,46 @@ def data_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path.home() / ".local" / "share" / "agentsession"
 
 
-def default_db_path(env: Mapping[str, str] | None = None) -> Path:
-    """The database used when ``--db`` is not given: ``AGENTSESSION_DB`` or ``data_dir()``."""
+def default_db(env: Mapping[str, str] | None = None) -> Database:
+    """The database used when ``--db`` is not given: ``AGENTSESSION_DB`` or ``data_dir()``.
+
+    Raises:
+        ValueError: ``AGENTSESSION_DB`` is a URL of an unknown scheme.
+    """
     env = os.environ if env is None else env
     named = env.get(DB_ENV, "")
     if named:
-        return Path(named).expanduser()
+        return parse_db(named)
     return data_dir(env) / "sessions.db"
 
 
-def resolve_db(db: str | None) -> Path:
-    """The database path a command works on: ``--db`` if given, else the default."""
-    return Path(db).expanduser() if db else default_db_path()
+def is_default(target: Database, env: Mapping[str, str] | None = None) -> bool:
+    """Whether ``target`` is what ``default_db(env)`` names (so ``--db`` can be left out).
+
+    ``False`` when ``AGENTSESSION_DB`` is a URL of an unknown scheme.
+    """
+    try:
+        return target == default_db(env)
+    except ValueError:
+        return False
+
+
+def resolve_db(db: str | None) -> Database:
+    """The database a command works on: ``--db`` if given, else the default.
+
+    Raises:
+        click.BadParameter: a URL of an unknown scheme (exit code 2); the message lists
+            the accepted ones.
+    """
+    try:
+        return parse_db(db) if db else default_db()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=f"'--db' / {DB_ENV}") from exc
+
+
+def db_argument(target: Database) -> str:
+    """``target`` as ``--db`` takes it back: the path, or the URL with its password."""
+    return target.url if isinstance(target, DatabaseUrl) else str(target)
 
 
 def _check_agentsession_db(path: Path) -> None:
@@ -91,37 +261,113 @@ def _check_agentsession_db(path: Path) -> None:
         )
 
 
-def open_store(path: Path) -> SQLiteStore:
-    """Open an existing agentsession database for an inspecting command.
+@contextlib.contextmanager
+def _server_errors(target: DatabaseUrl) -> Iterator[None]:
+    """Turn a missing driver or a server that failed into a one-line error.
+
+    The stores' messages name the server (host and port, never the password), the
+    ``MissingDependencyError`` ones the ``pip install`` line; a password a driver quoted
+    is masked all the same. An agentsession module that fails to import is a broken
+    installation, not a missing extra, and is left to propagate.
 
     Raises:
-        click.ClickException: the file does not exist (it is not created), is not an
-            agentsession database, or cannot be opened; the message names the path.
+        click.ClickException: in place of ``StoreError`` or a driver's ``ImportError``.
     """
-    if not path.exists():
+    try:
+        yield
+    except (ImportError, StoreError) as exc:
+        if isinstance(exc, (MissingDependencyError, StoreError)):
+            message = str(exc)
+        elif (exc.name or "").partition(".")[0] == "agentsession":
+            raise
+        else:  # the driver failed to import some other way than the stores foresee
+            message = (
+                f"{target} needs the {target.engine} driver, which cannot be imported "
+                f"({exc}): pip install 'agentsession[{target.engine}]'"
+            )
+        raise click.ClickException(redact(message.replace(target.url, target.masked))) from exc
+
+
+def _open_server_store(target: DatabaseUrl) -> CliStore:
+    """A ``PostgresStore`` or ``RedisStore`` on ``target`` (see ``open_store``)."""
+    with _server_errors(target):
+        if target.engine == "postgres":
+            from ..stores.postgres import PostgresStore
+
+            return PostgresStore(target.url)
+        from ..stores.redis import RedisStore
+
+        return RedisStore(target.url)
+
+
+def open_store(target: Database) -> CliStore:
+    """Open an existing database for an inspecting or history command.
+
+    A file must already be an agentsession database: nothing is created. A server only
+    has to answer (PostgreSQL gets agentsession's tables in schema ``public`` on first
+    use; Redis needs nothing).
+
+    Raises:
+        click.ClickException: the file does not exist, is not an agentsession database,
+            or cannot be opened; the driver of the URL's engine is not installed (the
+            message has the ``pip install`` line); the server cannot be reached. The
+            message names the path or the URL (password masked).
+    """
+    if isinstance(target, DatabaseUrl):
+        return _open_server_store(target)
+    if not target.exists():
         raise click.ClickException(
-            f"no database at {path} (nothing is created by this command; "
+            f"no database at {target} (nothing is created by this command; "
             "'agentsession demo' or 'agentsession chat' creates one, or pass --db)"
         )
-    _check_agentsession_db(path)
+    _check_agentsession_db(target)
+    try:
+        return SQLiteStore(target)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def create_store(path: Path) -> CliStore:
+    """Open the SQLite file ``path``, creating it (not its folder) if it is missing.
+
+    Raises:
+        click.ClickException: the folder is missing, the file is not an agentsession
+            database, or it cannot be opened.
+    """
+    if path.exists():
+        return open_store(path)
+    if not path.parent.is_dir():
+        raise click.ClickException(f"cannot create {path}: folder {path.parent} is missing")
     try:
         return SQLiteStore(path)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
 
-def open_memory(path: Path, *, create_folder: bool) -> SQLiteSessionMemory:
-    """Open (creating if missing) the database a chat or the demo writes to.
+def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
+    """Open the database a chat or the demo writes to, creating a missing file.
+
+    A path gives a ``SQLiteSessionMemory``, a ``postgresql://`` URL a
+    ``PostgresSessionMemory``, a ``redis://`` one a ``RedisSessionMemory``.
 
     Args:
-        path: the database file.
-        create_folder: create missing parent folders (readable by the owner only); used
-            for the default path, whose folder a fresh machine does not have yet.
+        target: the database file or server.
+        create_folder: create a missing parent folder of a file (readable by the owner
+            only); used for the default path, whose folder a fresh machine does not have
+            yet. Ignored for a URL.
 
     Raises:
         click.ClickException: an existing file that is not an agentsession database, a
-            missing folder (when not created), or a database that cannot be opened.
+            missing folder (when not created), a database that cannot be opened, a
+            missing driver or a server that cannot be reached; the message names the path
+            or the URL (password masked).
     """
+    if isinstance(target, DatabaseUrl):
+        with _server_errors(target):
+            if target.engine == "postgres":
+                return PostgresSessionMemory(target.url)
+            return RedisSessionMemory(target.url)
+    path = target
     if path.exists() and (path.is_dir() or path.stat().st_size > 0):
         _check_agentsession_db(path)
     if create_folder and not path.parent.exists():

@@ -2,20 +2,20 @@
 
 Three turns about the Golden Gate Bridge on session ``conversation_123`` (cleared first, so
 that every run of the demo starts the same way), the stored transcript, and a fourth turn
-through a fresh memory object on the same file, as a restarted program would make.
+through a fresh memory object of the same kind on the same database (a SQLite file or a
+server), as a restarted program would make.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shlex
-from pathlib import Path
 
 import click
 
-from ..memory import SQLiteSessionMemory
+from ..memory import StoreMemory
 from ..runner import RunConfig, Runner
-from ._db import default_db_path, open_memory
+from ._db import Database, db_argument, is_default, open_memory, redact
 from .models import BuiltModel, ModelChoice
 from .render import dim, format_transcript, label
 
@@ -38,7 +38,7 @@ INSTRUCTIONS = "Reply very concisely."
 
 
 async def _turn(
-    agent_model: BuiltModel, memory: SQLiteSessionMemory, session_id: str, question: str
+    agent_model: BuiltModel, memory: StoreMemory, session_id: str, question: str
 ) -> None:
     from agents import Agent
 
@@ -60,10 +60,10 @@ def _command(*words: str) -> str:
     return " ".join(shlex.quote(word) for word in words)
 
 
-async def _demo(path: Path, choice: ModelChoice, session_id: str) -> None:
+async def _demo(target: Database, choice: ModelChoice, session_id: str) -> None:
     built = choice.build()
     try:
-        memory = open_memory(path, create_folder=path == default_db_path())
+        memory = open_memory(target, create_folder=is_default(target))
         try:
             cleared = len(await memory.get_messages(session_id))
             await memory.clear_session(session_id)
@@ -71,7 +71,7 @@ async def _demo(path: Path, choice: ModelChoice, session_id: str) -> None:
             click.echo(
                 label("agentsession demo: three turns on one session, then one after a restart")
             )
-            click.echo(f"Database: {path} (session {session_id!r}{note})")
+            click.echo(f"Database: {target} (session {session_id!r}{note})")
             click.echo(choice.describe())
             for question in TURNS:
                 click.echo()
@@ -80,30 +80,37 @@ async def _demo(path: Path, choice: ModelChoice, session_id: str) -> None:
         finally:
             memory.close()
         click.echo()
-        click.echo(label(f"Stored in {path}, session {session_id!r} ({len(stored)} messages):"))
+        click.echo(label(f"Stored in {target}, session {session_id!r} ({len(stored)} messages):"))
         click.echo(format_transcript(stored, numbered=True))
         click.echo()
-        click.echo(label("A fresh SQLiteSessionMemory on the same file, as after a restart:"))
-        fresh = SQLiteSessionMemory(path)
+        kind = type(memory).__name__
+        click.echo(label(f"A fresh {kind} on the same database, as after a restart:"))
+        fresh = open_memory(target, create_folder=False)
         try:
             await _turn(built, fresh, session_id, FOURTH_TURN)
         finally:
             fresh.close()
     finally:
         await built.aclose()
-    db = () if path == default_db_path() else ("--db", str(path))
+    # The commands to type next: a URL as the user gave it (password and all), since a
+    # masked one would not work.
+    db = () if is_default(target) else ("--db", db_argument(target))
     click.echo()
     click.echo("The history survived. Continue the conversation, or look at it:")
     click.echo(dim(f"  {_command('agentsession', 'chat', *db, '--session', session_id)}"))
     click.echo(dim(f"  {_command('agentsession', 'show', session_id, *db)}"))
 
 
-def run_demo(path: Path, choice: ModelChoice, session_id: str = DEMO_SESSION) -> None:
-    """Run the demo on ``path``, printing for people.
+def run_demo(target: Database, choice: ModelChoice, session_id: str = DEMO_SESSION) -> None:
+    """Run the demo on ``target`` (a SQLite file or a server URL), printing for people.
+
+    The database is named with any URL password masked, except in the closing hints,
+    which are commands to type (``agentsession chat --db URL``).
 
     Raises:
-        click.ClickException: the database cannot be used, or a model call failed (a
-            wrong key, an unreachable server); the message says which.
+        click.ClickException: the database cannot be used (not an agentsession file, a
+            missing driver, an unreachable server), or a model call failed (a wrong key,
+            an unreachable model server); the message says which.
     """
     import openai
     from agents.exceptions import AgentsException
@@ -111,8 +118,8 @@ def run_demo(path: Path, choice: ModelChoice, session_id: str = DEMO_SESSION) ->
     from ..exceptions import StoreError
 
     try:
-        asyncio.run(_demo(path, choice, session_id))
+        asyncio.run(_demo(target, choice, session_id))
     except (openai.OpenAIError, AgentsException) as exc:
         raise click.ClickException(f"the model call failed: {type(exc).__name__}: {exc}") from exc
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc

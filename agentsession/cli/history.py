@@ -1,8 +1,9 @@
 """``agentsession search | export | import | prune | fork | rewind | meta``: history work.
 
-Like the inspecting commands, none of these creates a database (``import --create``
+Like the inspecting commands, none of these creates a database file (``import --create``
 excepted): a missing path or a file that is not an agentsession database is reported
-with a non-zero exit code, as is any caller mistake, without a traceback.
+with a non-zero exit code, as is any caller mistake or a feature the database's engine
+lacks (search on Redis), without a traceback.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 import click
 
-from ..stores.sqlite import SQLiteStore
-from ._db import open_store, resolve_db
+from ..exceptions import NotSupportedError
+from ._db import create_store, open_store, resolve_db
 from .inspecting import _require_session, _session_id, db_option
 from .render import format_transcript, label
 
@@ -45,10 +46,14 @@ def parse_duration(text: str) -> timedelta:
 
 @contextlib.contextmanager
 def _caller_errors() -> Iterator[None]:
-    """Report the store's ValueError / TypeError as one-line errors (exit code 1)."""
+    """Report the store's ValueError / TypeError / NotSupportedError as one-line errors.
+
+    Raises:
+        click.ClickException: with the exception's message (exit code 1).
+    """
     try:
         yield
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, NotSupportedError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 
@@ -66,7 +71,12 @@ def _echo_json(data: Any) -> None:
 @db_option
 @click.option("--session", "session_id", metavar="ID", help="Search this session only.")
 @click.option("--limit", "-n", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--raw", is_flag=True, help='QUERY is FTS5 syntax (OR, NOT, "phrase", pre*).')
+@click.option(
+    "--raw",
+    is_flag=True,
+    help='QUERY is the engine\'s own syntax: FTS5 on SQLite (OR, NOT, "phrase", pre*), '
+    "tsquery on PostgreSQL (&, |, !, pre:*).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def search(
     query: str, db: str | None, session_id: str | None, limit: int, raw: bool, as_json: bool
@@ -136,24 +146,24 @@ def _lines(fp: Iterable[bytes], bar: Any) -> Iterator[str]:
     show_default=True,
     help="What to do with a session the database already has.",
 )
-@click.option("--create", is_flag=True, help="Create the database if it does not exist.")
+@click.option(
+    "--create",
+    is_flag=True,
+    help="Create the database file if it is missing (a URL needs no --create).",
+)
 def import_(source: str, db: str | None, on_conflict: str, create: bool) -> None:
     """Read sessions from a JSON Lines file written by 'agentsession export'.
 
     Each session is stored whole or not at all; a bad line is reported with its number.
     """
-    path = resolve_db(db)
-    if create and not path.exists():
-        if not path.parent.is_dir():
-            raise click.ClickException(f"cannot create {path}: folder {path.parent} is missing")
-        store = SQLiteStore(path)
-    else:
-        store = open_store(path)
+    target = resolve_db(db)
+    # --create is about files: a server URL is opened as it is.
+    store = create_store(target) if create and isinstance(target, Path) else open_store(target)
     size = None if source == "-" else _size(source)
     with store, click.open_file(source, "rb") as fp, _progress(size, "Importing") as bar:
         with _caller_errors():
             count = store.import_jsonl(_lines(fp, bar), on_conflict=on_conflict)  # type: ignore[arg-type]
-    click.echo(f"Imported {count} sessions into {path}.")
+    click.echo(f"Imported {count} sessions into {target}.")
 
 
 def _size(source: str) -> int:
@@ -195,14 +205,14 @@ def prune(
     age = None if older_than is None else parse_duration(older_than)
     if age is None and keep_last is None:
         raise click.UsageError("give --older-than, --keep-last or both")
-    path = resolve_db(db)
-    with open_store(path) as store, _caller_errors():
+    target = resolve_db(db)
+    with open_store(target) as store, _caller_errors():
         due = store.prune(older_than=age, keep_last=keep_last, dry_run=True)
         if dry_run or due == 0:
-            click.echo(f"{due} messages would be deleted from {path}.")
+            click.echo(f"{due} messages would be deleted from {target}.")
             return
         if not yes:
-            click.confirm(f"Delete {due} messages from {path}?", abort=True)
+            click.confirm(f"Delete {due} messages from {target}?", abort=True)
         with _progress(due, "Pruning") as bar:
             removed = store.prune(
                 older_than=age, keep_last=keep_last, batch=batch, progress=bar.update
@@ -241,9 +251,9 @@ def fork(session_id: str, new_session_id: str, db: str | None, at: int | None) -
 def rewind(session_id: str, db: str | None, turns: int, yes: bool, as_json: bool) -> None:
     """Remove the last turns of a session (a turn starts at a user message)."""
     session_id = _session_id(session_id)
-    path = resolve_db(db)
-    with open_store(path) as store, _caller_errors():
-        _require_session(store, session_id, path)
+    target = resolve_db(db)
+    with open_store(target) as store, _caller_errors():
+        _require_session(store, session_id, target)
         if not yes:
             click.confirm(f"Remove the last {turns} turn(s) of {session_id!r}?", abort=True)
         removed = store.rewind(session_id, turns=turns)
@@ -290,9 +300,9 @@ def meta(
         if not sep or not key:
             raise click.BadParameter(f"{change!r} is not KEY=VALUE", param_hint="KEY=VALUE")
         updates[key] = _value(value)
-    path = resolve_db(db)
-    with open_store(path) as store, _caller_errors():
-        _require_session(store, session_id, path)
+    target = resolve_db(db)
+    with open_store(target) as store, _caller_errors():
+        _require_session(store, session_id, target)
         if replace:
             store.set_metadata(session_id, updates)
         elif updates or unset:

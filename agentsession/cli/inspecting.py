@@ -1,29 +1,28 @@
 """``agentsession sessions | show | clear``: look at and tidy a database.
 
-None of these creates a database: a path that does not exist, or a file that is not an
-agentsession database, is reported with a non-zero exit code.
+None of these creates a database file: a path that does not exist, or a file that is not
+an agentsession database, is reported with a non-zero exit code. A server URL only has to
+answer (see ``_db.open_store``).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from ..stores.sqlite import SQLiteStore
-from ._db import open_store, resolve_db
+from ._db import CliStore, Database, open_store, resolve_db
 from .render import format_transcript, label, session_to_json, sessions_table
 
 __all__ = ("clear", "db_option", "sessions", "show")
 
 db_option = click.option(
     "--db",
-    metavar="PATH",
+    metavar="PATH|URL",
     envvar="AGENTSESSION_DB",
     show_envvar=True,
-    help="Database file (default: ~/.local/share/agentsession/sessions.db, or "
-    "$XDG_DATA_HOME/agentsession/sessions.db).",
+    help="Database file, or a postgresql:// or redis:// URL (default: "
+    "~/.local/share/agentsession/sessions.db, or $XDG_DATA_HOME/agentsession/sessions.db).",
 )
 
 
@@ -33,7 +32,7 @@ def _session_id(value: str) -> str:
     return value
 
 
-def _message_count(store: SQLiteStore, session_id: str) -> int | None:
+def _message_count(store: CliStore, session_id: str) -> int | None:
     """The session's message count, or ``None`` if the database has no such session."""
     for info in store.list_sessions():
         if info.session_id == session_id:
@@ -41,11 +40,17 @@ def _message_count(store: SQLiteStore, session_id: str) -> int | None:
     return None
 
 
-def _require_session(store: SQLiteStore, session_id: str, path: Path) -> int:
+def _require_session(store: CliStore, session_id: str, target: Database) -> int:
+    """The session's message count.
+
+    Raises:
+        click.ClickException: the database has no such session (``target`` is named,
+            a URL with its password masked).
+    """
     count = _message_count(store, session_id)
     if count is None:
         raise click.ClickException(
-            f"no session {session_id!r} in {path} ('agentsession sessions' lists them)"
+            f"no session {session_id!r} in {target} ('agentsession sessions' lists them)"
         )
     return count
 
@@ -59,13 +64,13 @@ def sessions(db: str | None, as_json: bool) -> None:
     Shows each session's id, message count, when it was created and when it was last
     active (local time). With --json, the same as a JSON list (times in UTC).
     """
-    path = resolve_db(db)
-    with open_store(path) as store:
+    target = resolve_db(db)
+    with open_store(target) as store:
         infos = store.list_sessions()
     if as_json:
         click.echo(json.dumps([session_to_json(info) for info in infos], indent=2))
     elif not infos:
-        click.echo(f"No sessions in {path}.")
+        click.echo(f"No sessions in {target}.")
     else:
         click.echo(sessions_table(infos))
 
@@ -80,14 +85,14 @@ def show(session_id: str, db: str | None, as_json: bool) -> None:
     With --json, the stored messages (Responses API input items), oldest first.
     """
     session_id = _session_id(session_id)
-    path = resolve_db(db)
-    with open_store(path) as store:
-        _require_session(store, session_id, path)
+    target = resolve_db(db)
+    with open_store(target) as store:
+        _require_session(store, session_id, target)
         messages = store.get_messages(session_id)
     if as_json:
         click.echo(json.dumps(messages, indent=2, ensure_ascii=False))
         return
-    click.echo(label(f"Session {session_id!r} in {path}: {len(messages)} messages"))
+    click.echo(label(f"Session {session_id!r} in {target}: {len(messages)} messages"))
     if messages:
         click.echo(format_transcript(messages, numbered=True))
 
@@ -102,12 +107,12 @@ def clear(session_id: str, db: str | None, yes: bool) -> None:
     Deletes SESSION_ID and all its messages.
     """
     session_id = _session_id(session_id)
-    path = resolve_db(db)
-    with open_store(path) as store:
-        count = _require_session(store, session_id, path)
+    target = resolve_db(db)
+    with open_store(target) as store:
+        count = _require_session(store, session_id, target)
         if not yes:
             click.confirm(
-                f"Delete session {session_id!r} ({count} messages) from {path}?", abort=True
+                f"Delete session {session_id!r} ({count} messages) from {target}?", abort=True
             )
         store.clear_session(session_id)
     click.echo(f"Deleted session {session_id!r} ({count} messages).")
