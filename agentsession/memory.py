@@ -283,7 +283,7 @@ class PostgresSessionMemory(StoreMemory):
 
 
 class RedisSessionMemory(StoreMemory):
-    """Session memory in Redis (or Redis Cluster): ``("redis://localhost:6379/0")``.
+    """Session memory in Redis: ``("redis://localhost:6379/0")``; keys are Cluster-ready.
 
     Needs the ``redis`` extra (``pip install 'agentsession[redis]'``). See ``RedisStore``
     for the key layout, the TTL and the features Redis does not offer.

@@ -1,0 +1,306 @@
+"""What every part of ``RedisStore`` shares: the key layout, errors, scripts and the index.
+
+Key layout (``prefix`` defaults to ``"agentsession"``)::
+
+    <prefix>:{<id>}:messages   LIST    "<created_at> <message JSON>", oldest first
+    <prefix>:{<id>}:session    HASH    created_at, updated_at, metadata (JSON text)
+    <prefix>:{<id>}:lock       STRING  the run lease's owner, expiring (PX)
+    <prefix>:sessions          ZSET    session id -> updated_at: the sessions index
+
+``<id>`` is the session id with ``%``, ``{`` and ``}`` percent-encoded (``%25``,
+``%7B``, ``%7D``), so the text between the braces is the Redis Cluster hash tag: the
+same for every key of one session (one slot, so one script can touch them all) and
+different for different sessions. Times are Unix seconds from the Redis server's clock.
+
+The index is a key of its own (another slot in a cluster), updated right after each
+session write, so it is eventually consistent with the sessions: an entry may outlive
+its session (expired by TTL, or deleted) until a listing skips it and removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from .._extras import require
+from ..exceptions import StoreBusy, StoreClosed, StoreError
+from ..protocol import SessionInfo
+from . import _redis_scripts as lua
+from ._history_base import info_from_row
+
+if TYPE_CHECKING:
+    import redis
+    from redis.commands.core import Script
+else:
+    redis = require("redis", "redis", "RedisStore")
+
+__all__ = (
+    "PAGE",
+    "RETRIES",
+    "RedisCore",
+    "Scripts",
+    "chunks",
+    "escape_id",
+    "session_keys",
+    "split_item",
+    "storable_json",
+    "text",
+)
+
+T = TypeVar("T")
+
+#: Index entries read per round trip when walking the sessions index.
+PAGE = 500
+
+#: How often an optimistic step (``rewind``, ``update_metadata``) is tried while its
+#: session keeps changing under it, before ``StoreBusy`` is raised.
+RETRIES = 100
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last one shorter)."""
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def escape_id(session_id: str) -> str:
+    """``session_id`` with ``%``, ``{`` and ``}`` percent-encoded: a valid hash tag body."""
+    return session_id.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+
+
+def session_keys(prefix: str, session_id: str) -> list[str]:
+    """The session's keys, in the order every script takes them: messages, session, lock."""
+    tag = f"{prefix}:{{{escape_id(session_id)}}}"
+    return [f"{tag}:messages", f"{tag}:session", f"{tag}:lock"]
+
+
+def text(value: bytes | str) -> str:
+    """A reply as text (clients made with ``decode_responses=True`` return ``str``)."""
+    return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
+
+
+def storable_json(encoded: str) -> str:
+    """JSON text Redis can hold as UTF-8: lone surrogates, if any, as ``\\u`` escapes."""
+    try:
+        encoded.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(json.loads(encoded), ensure_ascii=True, separators=(",", ":"))
+    return encoded
+
+
+def split_item(item: bytes | str) -> tuple[float, str]:
+    """``(created_at, message JSON text)`` of a stored list item."""
+    stamp, _, message = text(item).partition(" ")
+    try:
+        return float(stamp), message
+    except ValueError:
+        return 0.0, text(item)
+
+
+class Info(NamedTuple):
+    """One session's record, as the ``INFO`` script reads it in one step."""
+
+    created_at: float
+    updated_at: float
+    metadata: str
+    messages: int
+    leased: bool
+
+    @classmethod
+    def parse(cls, reply: list[Any]) -> Info:
+        created, updated, metadata, count, leased = reply
+        return cls(
+            float(created) if created is not None else float(updated),
+            float(updated),
+            "{}" if metadata is None else text(metadata),
+            int(count),
+            bool(leased),
+        )
+
+    def session_info(self, session_id: str) -> SessionInfo:
+        return info_from_row(
+            (session_id, self.messages, self.created_at, self.updated_at, self.metadata)
+        )
+
+
+class Scripts:
+    """The store's Lua scripts, registered on its client (EVALSHA, loaded on demand)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.add: Script = client.register_script(lua.ADD)
+        self.pop: Script = client.register_script(lua.POP)
+        self.cut_tail: Script = client.register_script(lua.CUT_TAIL)
+        self.truncate: Script = client.register_script(lua.TRUNCATE)
+        self.clear: Script = client.register_script(lua.CLEAR)
+        self.lock: Script = client.register_script(lua.LOCK)
+        self.unlock: Script = client.register_script(lua.UNLOCK)
+        self.info: Script = client.register_script(lua.INFO)
+        self.snapshot: Script = client.register_script(lua.SNAPSHOT)
+        self.fork_into: Script = client.register_script(lua.FORK_INTO)
+        self.import_: Script = client.register_script(lua.IMPORT)
+        self.put_metadata: Script = client.register_script(lua.PUT_METADATA)
+        self.drop_idle: Script = client.register_script(lua.DROP_IDLE)
+        self.trim: Script = client.register_script(lua.TRIM)
+
+
+class RedisCore:
+    """The state and helpers ``RedisStore`` and its mixins share.
+
+    Every helper maps the driver's errors (see ``_mapped``) and raises ``StoreClosed``
+    once the store is closed.
+    """
+
+    _client: redis.Redis
+    _scripts: Scripts
+    prefix: str
+    _index_key: str
+    _ttl_ms: str
+    _where: str
+    _closed: bool
+
+    # -- errors ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _mapped(self) -> Iterator[None]:
+        """Raise ``StoreClosed`` if closed; map the driver's errors to ``StoreError``s."""
+        self._check_open()
+        try:
+            yield
+        except redis.exceptions.BusyLoadingError as exc:
+            raise StoreBusy(f"Redis at {self._where} is still loading its data: {exc}") from exc
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            if self._closed:
+                raise StoreClosed(f"{self!r} is closed") from exc
+            raise StoreError(f"cannot reach Redis at {self._where}: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise StoreError(f"Redis at {self._where}: {exc}") from exc
+
+    def _check_open(self) -> None:
+        """Raise ``StoreClosed`` if the store is closed."""
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+
+    # -- one session -----------------------------------------------------------------------
+
+    def _keys(self, session_id: str) -> list[str]:
+        return session_keys(self.prefix, session_id)
+
+    def _run(self, script: Script, session_id: str, *args: Any) -> Any:
+        """Run one of the store's scripts on the session's keys: one atomic step."""
+        with self._mapped():
+            return script(keys=self._keys(session_id), args=args)
+
+    def _infos(self, session_ids: Sequence[str]) -> list[Info | None]:
+        """Each session's record (``None`` if it has none), read in one round trip."""
+        if not session_ids:
+            return []
+        with self._mapped():
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in session_ids:
+                self._scripts.info(keys=self._keys(session_id), client=pipe)
+            replies = pipe.execute()
+        return [None if reply is None else Info.parse(reply) for reply in replies]
+
+    def _server_time(self) -> float:
+        """The Redis server's clock, in Unix seconds (what every stored time is read from)."""
+        with self._mapped():
+            seconds, micros = self._client.time()
+        return seconds + micros / 1_000_000
+
+    # -- the sessions index ----------------------------------------------------------------
+
+    def _indexed(self, session_id: str, updated_at: bytes | str, *, exact: bool = False) -> None:
+        """Record the session's new ``updated_at`` in the index (after its own write).
+
+        Scores only grow (``ZADD GT``), so two writers whose index updates arrive out
+        of order leave the newer time; ``exact`` sets it as is (an imported session).
+        """
+        with self._mapped():
+            self._client.zadd(self._index_key, {session_id: updated_at}, gt=not exact)
+
+    def _unindex(self, session_ids: Sequence[str]) -> None:
+        """Remove index entries, then put back any whose session was written meanwhile.
+
+        A session re-created between its deletion and this removal keeps its entry:
+        its writer's own ``ZADD`` comes after its script, and this check after the
+        ``ZREM``, so one of the two always sees the other.
+        """
+        if not session_ids:
+            return
+        with self._mapped():
+            self._client.zrem(self._index_key, *session_ids)
+            pipe = self._client.pipeline(transaction=False)
+            for session_id in session_ids:
+                pipe.hget(self._keys(session_id)[1], "updated_at")
+            found = pipe.execute()
+            back = {
+                sid: updated
+                for sid, updated in zip(session_ids, found, strict=True)
+                if updated is not None
+            }
+            if back:
+                self._client.zadd(self._index_key, back, gt=True)
+
+    def _range(self, start: str, end: str, descending: bool, count: int | None) -> list[Any]:
+        """Index entries ``(member, score)`` with scores from ``start`` to ``end``."""
+        with self._mapped():
+            return self._client.zrange(
+                self._index_key,
+                start,
+                end,
+                desc=descending,
+                byscore=True,
+                withscores=True,
+                offset=None if count is None else 0,
+                num=count,
+            )
+
+    def _walk(
+        self,
+        *,
+        descending: bool,
+        after: tuple[float, str] | None = None,
+        below: float | None = None,
+        page: int = PAGE,
+    ) -> Iterator[tuple[str, float]]:
+        """Index entries ``(session_id, updated_at)`` in ``(updated_at, id)`` order.
+
+        Keyset paging: each page starts from the last entry returned, so entries removed
+        or moved while walking (sessions deleted, or active again) never make it skip or
+        repeat the others. A session written meanwhile moves past the walk's end (or
+        behind its start) and is not returned again.
+
+        Args:
+            descending: newest first (else oldest first).
+            after: start strictly after this ``(updated_at, session_id)``.
+            below: (oldest first only) stop before this ``updated_at``.
+            page: index entries read per round trip.
+        """
+        start = ("+inf" if descending else "-inf") if after is None else repr(after[0])
+        end = "-inf" if descending else ("+inf" if below is None else f"({below!r}")
+        while True:
+            batch = self._range(start, end, descending, page)
+            fresh: list[tuple[float, str]] = []
+            for member, score in batch:
+                key = (score, text(member))
+                if after is None or (key < after if descending else key > after):
+                    fresh.append(key)
+            if len(batch) == page and not fresh and after is not None:
+                # A page or more of sessions share one updated_at: take all of them at once.
+                tied = self._range(start, start, descending, None)
+                for member, score in tied:
+                    key = (score, text(member))
+                    if key < after if descending else key > after:
+                        yield key[1], key[0]
+                start = f"({after[0]!r}"
+                continue
+            for key in fresh:
+                yield key[1], key[0]
+                after = key
+            if len(batch) < page or after is None:
+                return
+            start = repr(after[0])

@@ -1,0 +1,296 @@
+"""The Lua scripts ``RedisStore`` runs: one atomic step per session operation.
+
+Every script is called with the three keys of one session (see ``_redis_core``), in
+this order, so that it touches one hash slot only (Redis Cluster runs it on the node
+that owns the session)::
+
+    KEYS[1]  <prefix>:{<id>}:messages   LIST of "<created_at> <message JSON>", oldest first
+    KEYS[2]  <prefix>:{<id>}:session    HASH created_at, updated_at, metadata
+    KEYS[3]  <prefix>:{<id>}:lock       STRING run lease owner, with a PX expiry
+
+Timestamps are the server's clock (``TIME``), written as decimal text
+(``"1717171717.250000"``), and every timestamp that comes from a client travels as
+text too: no timestamp passes through a Lua number on its way into a key, so floats
+round-trip exactly. ``ttl`` arguments are milliseconds as text, ``"0"`` for none.
+Redis 7 replicates a script's effects, so reading ``TIME`` before writing is allowed.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "ADD",
+    "CLEAR",
+    "CUT_TAIL",
+    "DROP_IDLE",
+    "FORK_INTO",
+    "IMPORT",
+    "INFO",
+    "LOCK",
+    "POP",
+    "PUT_METADATA",
+    "SNAPSHOT",
+    "TRIM",
+    "TRUNCATE",
+    "UNLOCK",
+)
+
+# Helpers every writing script starts with.
+_PRELUDE = """
+local messages, session, lock = KEYS[1], KEYS[2], KEYS[3]
+
+-- The server's time as "<seconds>.<microseconds>" text.
+local function clock()
+  local t = redis.call('TIME')
+  return t[1] .. '.' .. string.rep('0', 6 - #t[2]) .. t[2]
+end
+
+-- Sliding expiry: a TTL (ms) is set on both keys. Without one, a message list created
+-- now inherits what is left of the session hash's expiry, so both go together.
+local function expire(ttl)
+  if ttl ~= '0' then
+    redis.call('PEXPIRE', messages, ttl)
+    redis.call('PEXPIRE', session, ttl)
+  else
+    local left = redis.call('PTTL', session)
+    if left > 0 then
+      redis.call('PEXPIRE', messages, left)
+    end
+  end
+end
+
+-- Activity: updated_at is now (created_at too, for a new session); the TTL slides.
+local function touch(now, ttl)
+  redis.call('HSETNX', session, 'created_at', now)
+  redis.call('HSET', session, 'updated_at', now)
+  expire(ttl)
+end
+
+-- RPUSH ARGV[first..] in chunks (Lua's unpack has a limit), each prefixed by stamp.
+local function push(first, stamp)
+  for i = first, #ARGV, 1000 do
+    local chunk = {}
+    for j = i, math.min(i + 999, #ARGV) do
+      chunk[#chunk + 1] = stamp .. ARGV[j]
+    end
+    redis.call('RPUSH', messages, unpack(chunk))
+  end
+end
+"""
+
+
+def _script(body: str) -> str:
+    return _PRELUDE + body
+
+
+#: ARGV: ttl, message JSON texts... -> the new updated_at.
+ADD = _script("""
+local now = clock()
+push(2, now .. ' ')
+touch(now, ARGV[1])
+return now
+""")
+
+#: ARGV: ttl -> {updated_at, the removed item}, or nil for an empty session.
+POP = _script("""
+local item = redis.call('RPOP', messages)
+if not item then
+  return false
+end
+local now = clock()
+touch(now, ARGV[1])
+return {now, item}
+""")
+
+#: ARGV: ttl, whole ("1": the expected items are the entire list), expected items...
+#: Removes the last #items items if they are exactly these (and, with whole, nothing
+#: else is left before them) -> the new updated_at, or nil if the list changed.
+CUT_TAIL = _script("""
+local k = #ARGV - 2
+local tail = redis.call('LRANGE', messages, -k, -1)
+if #tail ~= k then
+  return false
+end
+if ARGV[2] == '1' and redis.call('LLEN', messages) ~= k then
+  return false
+end
+for i = 1, k do
+  if tail[i] ~= ARGV[i + 2] then
+    return false
+  end
+end
+if ARGV[2] == '1' then
+  redis.call('DEL', messages)
+else
+  redis.call('LTRIM', messages, 0, -(k + 1))
+end
+local now = clock()
+touch(now, ARGV[1])
+return now
+""")
+
+#: ARGV: ttl, keep -> {updated_at, removed items...}, or nil if nothing was removed.
+TRUNCATE = _script("""
+local keep = tonumber(ARGV[2])
+local removed = redis.call('LRANGE', messages, keep, -1)
+if #removed == 0 then
+  return false
+end
+if keep == 0 then
+  redis.call('DEL', messages)
+else
+  redis.call('LTRIM', messages, 0, keep - 1)
+end
+local now = clock()
+touch(now, ARGV[1])
+table.insert(removed, 1, now)
+return removed
+""")
+
+#: -> how many of the session's two keys existed.
+CLEAR = _script("""
+return redis.call('DEL', messages, session)
+""")
+
+#: ARGV: owner, lease ms -> 1 if owner holds the lease now, 0 if another owner does.
+LOCK = _script("""
+local holder = redis.call('GET', lock)
+if holder and holder ~= ARGV[1] then
+  return 0
+end
+redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
+return 1
+""")
+
+#: ARGV: owner -> 1 if the lease was owner's and is given back, else 0.
+UNLOCK = _script("""
+if redis.call('GET', lock) == ARGV[1] then
+  return redis.call('DEL', lock)
+end
+return 0
+""")
+
+#: -> {created_at, updated_at, metadata or nil, message count, leased 0/1}, or nil
+#: when the session has no record.
+INFO = _script("""
+local h = redis.call('HMGET', session, 'created_at', 'updated_at', 'metadata')
+if not h[2] then
+  return false
+end
+return {h[1], h[2], h[3], redis.call('LLEN', messages), redis.call('EXISTS', lock)}
+""")
+
+#: ARGV: at (-1: all) -> {created_at, updated_at, metadata, count, items 1..at...}, or
+#: nil when the session has neither a record nor messages.
+SNAPSHOT = _script("""
+local h = redis.call('HMGET', session, 'created_at', 'updated_at', 'metadata')
+local count = redis.call('LLEN', messages)
+if not h[2] and count == 0 then
+  return false
+end
+local at = tonumber(ARGV[1])
+local items = {}
+if at < 0 then
+  items = redis.call('LRANGE', messages, 0, -1)
+elseif at > 0 then
+  items = redis.call('LRANGE', messages, 0, at - 1)
+end
+table.insert(items, 1, count)
+table.insert(items, 1, h[3] or '')
+table.insert(items, 1, h[2] or '')
+table.insert(items, 1, h[1] or '')
+return items
+""")
+
+#: ARGV: ttl, metadata ('' for none), stored items... -> {1, updated_at} once copied,
+#: or {0, count} if the target already holds messages (nothing is changed then).
+FORK_INTO = _script("""
+local have = redis.call('LLEN', messages)
+if have > 0 then
+  return {0, have}
+end
+push(3, '')
+if ARGV[2] == '' then
+  redis.call('HDEL', session, 'metadata')
+else
+  redis.call('HSET', session, 'metadata', ARGV[2])
+end
+local now = clock()
+touch(now, ARGV[1])
+return {1, now}
+""")
+
+#: ARGV: ttl, on_conflict, created_at, updated_at, metadata, stored items...
+#: -> 'ok', 'skip' or 'conflict' (nothing changed for the last two).
+IMPORT = _script("""
+if redis.call('EXISTS', messages, session) > 0 then
+  if ARGV[2] == 'skip' then
+    return 'skip'
+  end
+  if ARGV[2] ~= 'replace' then
+    return 'conflict'
+  end
+  redis.call('DEL', messages, session)
+end
+push(6, '')
+redis.call('HSET', session, 'created_at', ARGV[3], 'updated_at', ARGV[4], 'metadata', ARGV[5])
+expire(ARGV[1])
+return 'ok'
+""")
+
+#: ARGV: ttl, new metadata, mode, expected. Mode '*' writes unconditionally, '-' only
+#: if the session has no metadata, '=' only if its metadata is exactly ``expected``.
+#: Creates the record if need be; updated_at is not changed (metadata is not activity).
+#: -> updated_at, or nil if the condition failed.
+PUT_METADATA = _script("""
+local current = redis.call('HGET', session, 'metadata')
+if (ARGV[3] == '-' and current) or (ARGV[3] == '=' and current ~= ARGV[4]) then
+  return false
+end
+local now = clock()
+redis.call('HSETNX', session, 'created_at', now)
+redis.call('HSETNX', session, 'updated_at', now)
+redis.call('HSET', session, 'metadata', ARGV[2])
+expire(ARGV[1])
+return redis.call('HGET', session, 'updated_at')
+""")
+
+#: ARGV: cutoff, budget. Deletes an idle session (updated_at before cutoff, no lease)
+#: whole if it has at most budget messages, else its newest budget messages.
+#: -> {messages deleted, 1 if the session is gone}, or {-1, 0} leased, {-2, 0} active
+#: again since it was listed, {-3, 0} no such session (a stale index entry).
+DROP_IDLE = _script("""
+if redis.call('EXISTS', lock) == 1 then
+  return {-1, 0}
+end
+local updated = redis.call('HGET', session, 'updated_at')
+local count = redis.call('LLEN', messages)
+if not updated and count == 0 then
+  return {-3, 0}
+end
+if updated and tonumber(updated) >= tonumber(ARGV[1]) then
+  return {-2, 0}
+end
+local budget = tonumber(ARGV[2])
+if count <= budget then
+  redis.call('DEL', messages, session)
+  return {count, 1}
+end
+redis.call('LTRIM', messages, 0, -(budget + 1))
+return {budget, 0}
+""")
+
+#: ARGV: keep, budget. Deletes up to budget of the oldest messages beyond the newest
+#: keep, unless the session is leased -> how many were deleted (-1: leased).
+#: updated_at and the expiry stay as they were: trimming is not activity.
+TRIM = _script("""
+if redis.call('EXISTS', lock) == 1 then
+  return -1
+end
+local excess = redis.call('LLEN', messages) - tonumber(ARGV[1])
+if excess <= 0 then
+  return 0
+end
+local cut = math.min(excess, tonumber(ARGV[2]))
+redis.call('LTRIM', messages, cut, -1)
+return cut
+""")
