@@ -77,7 +77,9 @@ class SearchHit:
         position: the message's 1-based position in its session (its ``seq``).
         message: the stored message.
         snippet: a short excerpt with the matched words between the highlight marks.
-        rank: SQLite's bm25 score: lower (more negative) is more relevant.
+        rank: lower (more negative) is more relevant; comparable within one engine
+            only. SQLite: FTS5's bm25 score. PostgreSQL: ``-ts_rank_cd(..., 1)`` (cover
+            density divided by 1 + log of the message's length).
     """
 
     session_id: str

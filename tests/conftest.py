@@ -78,7 +78,6 @@ def make_store(kind: str, tmp_path: Path, cleanups: list[Callable[[], None]] | N
         return SQLiteStore(tmp_path / f"sessions-{uuid.uuid4().hex[:8]}.db")
     if kind == "postgres":
         from agentsession.stores.postgres import PostgresStore
-
         from tests import services
 
         schema = services.unique_name("agentsession_test")
@@ -88,7 +87,6 @@ def make_store(kind: str, tmp_path: Path, cleanups: list[Callable[[], None]] | N
         return store
     if kind == "redis":
         from agentsession.stores.redis import RedisStore
-
         from tests import services
 
         prefix = services.unique_name("agentsession-test")

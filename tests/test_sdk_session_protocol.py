@@ -4,8 +4,10 @@ Every case here exercises only the SDK's public ``agents.memory.Session`` protoc
 (``get_items`` with and without ``limit``, ``add_items``, ``pop_item``, ``clear_session``,
 ``session_settings``) or the SDK's own ``agents.Runner`` (``run`` / ``run_sync`` /
 ``run_streamed``) given ``session=memory.session("id")``. Each runs once per backend:
-``SQLiteSessionMemory()`` (in memory), ``SQLiteSessionMemory(tmp_path / "s.db")``, and a
-``MemorySession`` over ``ProtocolOnlyMemory`` below (only the spec's three async methods).
+``SQLiteSessionMemory()`` (in memory), ``SQLiteSessionMemory(tmp_path / "s.db")``, a
+``MemorySession`` over ``ProtocolOnlyMemory`` below (only the spec's three async methods),
+``RedisSessionMemory`` on the test Redis server (a key prefix of its own per test), and
+``PostgresSessionMemory`` on the test PostgreSQL server (a schema of its own per test).
 The SDK tests' private helpers (``tests.fake_model.FakeModel``,
 ``tests.test_responses.get_text_message``) are replaced by ``agents.testing.ScriptedModel``
 and ``agents.testing.assistant_message``; ``model.last_turn_args["input"]`` becomes
@@ -55,9 +57,10 @@ Left out, and why:
   ``test_tool_output_trimmer.py``, ``test_file_session_example.py``: other SDK classes
   (OpenAI-hosted conversations, compaction, trimming, the example script), not the protocol.
 
-Pop cases need a ``pop_message``; the protocol-only memory has none, so they run on the two
-SQLite backends and ``test_pop_item_without_pop_message_raises_not_implemented`` checks the
-protocol-only memory instead. Every ported case passes as the SDK wrote it.
+Pop cases need a ``pop_message``; the protocol-only memory has none, so they run on the
+store backends (SQLite, Redis, PostgreSQL) and
+``test_pop_item_without_pop_message_raises_not_implemented`` checks the protocol-only
+memory instead. Every ported case passes as the SDK wrote it.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +81,14 @@ from agents import Agent, RunConfig, Runner
 from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message
 
-from agentsession import MemorySession, SQLiteSessionMemory
+from agentsession import (
+    MemorySession,
+    PostgresSessionMemory,
+    RedisSessionMemory,
+    SQLiteSessionMemory,
+    StoreMemory,
+)
+from tests import services
 
 pytestmark = pytest.mark.anyio
 
@@ -111,10 +121,13 @@ class Backend:
     """One memory under test and how to bind a session of it."""
 
     memory: Any
+    #: Removes what the backend left on a server (its Redis key prefix or PostgreSQL
+    #: schema), after close.
+    cleanup: Callable[[], None] | None = None
 
     def session(self, session_id: str, session_settings: SessionSettings | None = None) -> Any:
         """A bound session (typed ``Any`` so items read as plain dicts, as in the SDK tests)."""
-        if isinstance(self.memory, SQLiteSessionMemory):
+        if isinstance(self.memory, StoreMemory):
             # Exactly what a user hands to the SDK: memory.session("id").
             session: Session = self.memory.session(session_id, session_settings)
         else:
@@ -123,8 +136,8 @@ class Backend:
         return session
 
 
-ALL_BACKENDS = ["sqlite-memory", "sqlite-file", "protocol-only"]
-POP_BACKENDS = ["sqlite-memory", "sqlite-file"]
+ALL_BACKENDS = ["sqlite-memory", "sqlite-file", "protocol-only", "redis", "postgres"]
+POP_BACKENDS = ["sqlite-memory", "sqlite-file", "redis", "postgres"]
 
 
 def _make_backend(kind: str, tmp_path: Path) -> Backend:
@@ -134,12 +147,22 @@ def _make_backend(kind: str, tmp_path: Path) -> Backend:
         return Backend(SQLiteSessionMemory(tmp_path / "s.db"))
     if kind == "protocol-only":
         return Backend(ProtocolOnlyMemory())
+    if kind == "redis":
+        prefix = services.unique_name("agentsession-test")
+        memory = RedisSessionMemory(services.redis_url(), prefix=prefix)
+        return Backend(memory, cleanup=lambda: services.drop_redis_prefix(prefix))
+    if kind == "postgres":
+        schema = services.unique_name("agentsession_test")
+        memory = PostgresSessionMemory(services.postgres_dsn(), schema=schema)
+        return Backend(memory, cleanup=lambda: services.drop_postgres_schema(schema))
     raise ValueError(kind)
 
 
 def _close(backend: Backend) -> None:
-    if isinstance(backend.memory, SQLiteSessionMemory):
+    if isinstance(backend.memory, StoreMemory):
         backend.memory.close()
+    if backend.cleanup is not None:
+        backend.cleanup()
 
 
 @pytest.fixture(params=ALL_BACKENDS)

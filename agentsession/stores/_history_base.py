@@ -43,6 +43,7 @@ __all__ = (
     "is_user_message",
     "load_metadata",
     "metadata_matches",
+    "newest_window",
     "prune_cutoff",
 )
 
@@ -315,3 +316,25 @@ def prune_cutoff(older_than: Any, keep_last: Any, batch: Any) -> float | None:
     if cutoff is None and keep_last is None:
         raise ValueError("prune needs older_than, keep_last or both")
     return cutoff
+
+
+# -- windows -------------------------------------------------------------------------------
+
+
+def newest_window(rows: list[tuple[Any, str]], limit: int, where: str) -> list[dict[str, Any]]:
+    """The tool-safe window of a session's newest ``limit`` messages, oldest first.
+
+    Args:
+        rows: ``(row_key, json_text)`` of up to ``limit + 1`` stored messages, newest
+            first. The one past the window, if read, tells whether the window's first
+            item lost its reasoning item (see ``window.tool_safe_tail``).
+        limit: the window's size (1 or more).
+        where: names the session, for the log message of a corrupt row.
+    """
+    from .._serialize import decode_messages
+    from ..window import tool_safe_tail
+
+    rows = rows[::-1]
+    outside = len(rows) - limit if len(rows) > limit else 0
+    earlier = decode_messages(rows[:outside], where)
+    return tool_safe_tail(earlier + decode_messages(rows[outside:], where), len(earlier))
