@@ -1,0 +1,145 @@
+"""App-server processes for the scale-out tests: real runs against one shared server.
+
+Each child process plays one app server of a deployment: it opens its own memory on the
+shared PostgreSQL database or Redis server and runs whole turns through the runner, from
+threads with ``Runner.run_sync`` (a Flask or Django worker) or from asyncio tasks with
+``Runner.run`` (a FastAPI worker). A turn is a user message, a tool call, its output and
+the reply, so four items that must stay together in the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from agents.testing import ScriptedModel, assistant_message, function_call
+
+from agentsession import Agent, RunConfig, Runner, StoreMemory, function_tool
+
+from ._workers import _reporting
+
+#: Sessions every app server writes to (besides each writer's own).
+SHARED_SESSIONS = 2
+
+
+@function_tool
+def lookup(key: str) -> str:
+    """Look a key up."""
+    return f"value of {key}"
+
+
+def own_session(proc: int, writer: int) -> str:
+    return f"own-p{proc}-w{writer}"
+
+
+def shared_session(proc: int, writer: int) -> str:
+    return f"shared-{(proc + writer) % SHARED_SESSIONS}"
+
+
+def turn_id(proc: int, writer: int, turn: int, session: str) -> str:
+    return f"p{proc}-w{writer}-t{turn}@{session}"
+
+
+def turn_of(item: dict[str, Any]) -> str:
+    """Which turn a stored item belongs to (every item of a turn names it)."""
+    if item.get("role") == "user":
+        return str(item["content"])
+    if item.get("type") in ("function_call", "function_call_output"):
+        return str(item["call_id"]).removeprefix("call-")
+    return str(item["content"][0]["text"]).removeprefix("reply ")
+
+
+def _agent(turn: str) -> tuple[Agent[Any], ScriptedModel]:
+    model = ScriptedModel(
+        [
+            [function_call("lookup", {"key": turn}, call_id=f"call-{turn}")],
+            [assistant_message(f"reply {turn}")],
+        ]
+    )
+    return Agent(name="A", model=model, tools=[lookup]), model
+
+
+def _check_seen(model: ScriptedModel, turn: str) -> None:
+    """The model was sent the history then this turn's input, whole turns only."""
+    sent = model.first_call.input if model.first_call is not None else None
+    if not isinstance(sent, list) or sent[-1].get("content") != turn:
+        raise AssertionError(f"turn {turn} was not sent its own input last: {sent!r}")
+    earlier = [turn_of(item) for item in sent[:-1]]
+    for start in range(0, len(earlier), 4):
+        if len(set(earlier[start : start + 4])) != 1 or len(earlier[start : start + 4]) != 4:
+            raise AssertionError(f"turn {turn} was sent a broken history: {earlier!r}")
+
+
+def make_memory(engine: str, target: str, namespace: str) -> StoreMemory:
+    if engine == "postgres":
+        from agentsession import PostgresSessionMemory
+
+        return PostgresSessionMemory(target, schema=namespace, max_size=8, max_threads=8)
+    from agentsession import RedisSessionMemory
+
+    return RedisSessionMemory(target, prefix=namespace)
+
+
+def _turns(proc: int, writer: int, turns: int) -> list[tuple[str, str]]:
+    """(session, turn id) of each turn a writer runs, own and shared sessions alternating."""
+    plan = []
+    for turn in range(turns):
+        for session in (own_session(proc, writer), shared_session(proc, writer)):
+            plan.append((session, turn_id(proc, writer, turn, session)))
+    return plan
+
+
+@_reporting
+def app_server(
+    conn: Connection, engine: str, target: str, namespace: str, proc: int, writers: int, turns: int
+) -> None:
+    """One app server: ``writers`` concurrent writers of ``turns`` turns each, once told to go.
+
+    Even-numbered servers run ``Runner.run_sync`` from threads, odd ones ``Runner.run``
+    from asyncio tasks. Sends ``("ready",)``, waits for ``"go"``, then sends
+    ``("done", {"errors": [...], "seconds": ...})``.
+    """
+    memory = make_memory(engine, target, namespace)
+    errors: list[str] = []
+    conn.send(("ready",))
+    assert conn.recv() == "go"
+    began = time.perf_counter()
+    if proc % 2 == 0:
+
+        def thread(writer: int) -> None:
+            for session, turn in _turns(proc, writer, turns):
+                try:
+                    agent, model = _agent(turn)
+                    config = RunConfig(memory=memory, session_id=session)
+                    Runner.run_sync(agent, turn, run_config=config)
+                    _check_seen(model, turn)
+                except Exception:
+                    errors.append(traceback.format_exc())
+
+        threads = [threading.Thread(target=thread, args=(w,)) for w in range(writers)]
+        for worker in threads:
+            worker.start()
+        for worker in threads:
+            worker.join()
+    else:
+
+        async def task(writer: int) -> None:
+            for session, turn in _turns(proc, writer, turns):
+                try:
+                    agent, model = _agent(turn)
+                    config = RunConfig(memory=memory, session_id=session)
+                    await Runner.run(agent, turn, run_config=config)
+                    _check_seen(model, turn)
+                except Exception:
+                    errors.append(traceback.format_exc())
+
+        async def main() -> None:
+            await asyncio.gather(*(task(w) for w in range(writers)))
+
+        asyncio.run(main())
+    memory.close()
+    conn.send(("done", {"errors": errors, "seconds": time.perf_counter() - began}))
