@@ -63,21 +63,30 @@ class Scale:
     w5_lists: int
     w6_sessions: tuple[int, ...]
     w7_runs: int
+    w8_turns: int
+    w8_items: int
+    w8_reads: int
+    w8_full_reads: int
+    w8_worker_turns: int
 
 
 SCALES = {
     "full": Scale(3, 500, 10_000, 2000, 40, 200, 1000, 400, 200,
-                  1_000_000, 10_000, 2000, 50, (10, 100), 7),
+                  1_000_000, 10_000, 2000, 50, (10, 100), 7,
+                  300, 10_000, 1500, 30, 100),
     "quick": Scale(2, 60, 10_000, 200, 4, 20, 500, 60, 20,
-                   20_000, 200, 200, 10, (5, 25), 1),
+                   20_000, 200, 200, 10, (5, 25), 1,
+                   40, 1_000, 200, 4, 15),
     "smoke": Scale(1, 8, 200, 10, 1, 3, 60, 5, 3,
-                   2_000, 20, 10, 2, (2, 4), 1),
+                   2_000, 20, 10, 2, (2, 4), 1,
+                   5, 100, 5, 1, 3),
 }  # fmt: skip
 
 
 @dataclass
 class Context:
-    """Everything a workload needs: mode, sizes, systems, durability, a temp root."""
+    """Everything a workload needs: mode, sizes, systems, durability, a temp root, and
+    the servers W8 runs on."""
 
     mode: str
     scale: Scale
@@ -85,6 +94,7 @@ class Context:
     synchronous: str
     root: Path
     log: Callable[[str], None] = print
+    servers: dict[str, str] = field(default_factory=dict)  # W8: engine -> URL
 
     def fresh_dir(self, name: str) -> Path:
         """A new empty directory for one workload (removed with the run's temp root)."""
@@ -249,13 +259,18 @@ async def open_all(
     notes: list[str],
     prepare: Callable[[Driver], Awaitable[Any]] | None = None,
     systems: list[System] | None = None,
+    opener: Callable[[System], Driver] | None = None,
 ) -> dict[str, Driver]:
-    """Open every system (each in its own sub-directory) and ``prepare`` it (warm-up,
-    fill); a system that fails either step is left out, with a note."""
+    """Open every system (each in its own sub-directory, or with ``opener``) and
+    ``prepare`` it (warm-up, fill); a system that fails either step is left out, with a
+    note."""
     drivers: dict[str, Driver] = {}
 
     async def one(system: System) -> bool:
-        driver = open_driver(system, directory / system.key, ctx.synchronous)
+        if opener is not None:
+            driver = opener(system)
+        else:
+            driver = open_driver(system, directory / system.key, ctx.synchronous)
         drivers[system.key] = driver
         if prepare is not None:
             await prepare(driver)

@@ -21,7 +21,7 @@ __all__ = ("machine", "write_results")
 
 PACKAGES = (
     "agentsession", "openai-agents", "anyio", "sqlite-utils", "filelock",
-    "aiosqlite", "sqlalchemy", "greenlet", "matplotlib",
+    "aiosqlite", "sqlalchemy", "greenlet", "matplotlib", "psycopg", "psycopg-pool", "redis",
 )  # fmt: skip
 
 

@@ -8,8 +8,10 @@ list sessions.
 
 The systems: ``raw`` (the limit: stdlib ``sqlite3``, minimal SQL), agentsession's blocking
 store and async memory (file and ``":memory:"``), and the Agents SDK's ``SQLiteSession``,
-``AsyncSQLiteSession`` and ``SQLAlchemySession`` (see ``_systems_sdk``). An optional
-competitor whose dependencies are missing is skipped with a warning.
+``AsyncSQLiteSession`` and ``SQLAlchemySession`` (see ``_systems_sdk``). W8 adds the same
+four kinds on a PostgreSQL and a Redis server (``pg-*`` and ``redis-*``, see
+``_systems_servers``), opened with ``connect(url, namespace)`` instead of ``open``. An
+optional competitor whose dependencies are missing is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -69,6 +71,10 @@ class System:
         open: ``open(directory, synchronous)`` returns a handle; for async systems it must
             be called inside the event loop that will use the handle.
         workloads: the workloads the system takes part in (``None``: all).
+        engine: ``"sqlite"``, or the server a W8 system runs on (``"postgres"``,
+            ``"redis"``).
+        connect: for a server system, ``connect(url, namespace)`` returns a handle whose
+            data lives only in ``namespace`` (a PostgreSQL schema, a Redis key prefix).
     """
 
     key: str
@@ -80,11 +86,22 @@ class System:
     requires: tuple[str, ...]
     open: Callable[[Path, str], Any]
     workloads: tuple[str, ...] | None = None
+    engine: str = "sqlite"
+    connect: Callable[[str, str], Any] | None = None
 
     @property
     def file_backed(self) -> bool:
         """The system keeps its data in a file (so processes can share it)."""
         return self.layout is not None
+
+    def names(self) -> set[str]:
+        """What ``--systems`` may call it: its key; for a server system also the kind
+        (``store`` selects ``pg-store`` and ``redis-store``) and the engine prefix
+        (``pg`` selects every PostgreSQL system)."""
+        if self.engine == "sqlite":
+            return {self.key}
+        prefix, _, kind = self.key.partition("-")
+        return {self.key, prefix, kind}
 
 
 def db_path(directory: Path, layout: str | None) -> Path:
@@ -309,6 +326,30 @@ def _sdk_opener(name: str) -> Callable[[Path, str], Any]:
     return open_sdk
 
 
+def _server_opener(name: str) -> Callable[[str, str], Any]:
+    def connect(url: str, namespace: str) -> Any:
+        from . import _systems_servers
+
+        return getattr(_systems_servers, name)(url, namespace)
+
+    return connect
+
+
+def _no_directory(directory: Path, synchronous: str) -> Any:
+    raise TypeError("a server system is opened with connect(url, namespace)")
+
+
+def _server(
+    key: str, label: str, role: str, is_async: bool, requires: tuple[str, ...], opener: str
+) -> System:
+    engine = "postgres" if key.startswith("pg-") else "redis"
+    return System(key, label, role, is_async, None, False, requires, _no_directory,
+                  workloads=("W8",), engine=engine, connect=_server_opener(opener))  # fmt: skip
+
+
+_PG = ("psycopg",)
+_REDIS = ("redis",)
+
 SYSTEMS: tuple[System, ...] = (
     System("raw", "raw sqlite3 (limit)", "limit", False, "raw", True, (), _open_raw),
     System(
@@ -355,20 +396,61 @@ SYSTEMS: tuple[System, ...] = (
         ("sqlalchemy", "aiosqlite", "greenlet"),
         _sdk_opener("SQLAlchemyHandle"),
     ),
+    _server("pg-raw", "raw psycopg (limit)", "limit", False, _PG, "connect_raw_postgres"),
+    _server(
+        "pg-store",
+        "agentsession PostgresStore",
+        "ours",
+        False,
+        (*_PG, "psycopg_pool"),
+        "connect_postgres_store",
+    ),
+    _server(
+        "pg-memory",
+        "agentsession PostgresSessionMemory",
+        "ours",
+        True,
+        (*_PG, "psycopg_pool"),
+        "connect_postgres_memory",
+    ),
+    _server(
+        "pg-sdk",
+        "SDK SQLAlchemySession (psycopg)",
+        "sdk",
+        True,
+        (*_PG, "sqlalchemy", "greenlet"),
+        "connect_postgres_sdk",
+    ),
+    _server("redis-raw", "raw redis-py (limit)", "limit", False, _REDIS, "connect_raw_redis"),
+    _server("redis-store", "agentsession RedisStore", "ours", False, _REDIS, "connect_redis_store"),
+    _server(
+        "redis-memory",
+        "agentsession RedisSessionMemory",
+        "ours",
+        True,
+        _REDIS,
+        "connect_redis_memory",
+    ),
+    _server("redis-sdk", "SDK RedisSession", "sdk", True, _REDIS, "connect_redis_sdk"),
 )
 
 
-def available(keys: list[str] | None = None) -> list[System]:
-    """The systems to run (all, or those named), skipping any whose imports are missing."""
+def available(keys: list[str] | None = None, workloads: list[str] | None = None) -> list[System]:
+    """The systems to run (all, or those named, and only those that take part in one of
+    ``workloads``), skipping any whose imports are missing."""
     chosen: list[System] = []
     for system in SYSTEMS:
-        if keys is not None and system.key not in keys:
+        if keys is not None and not system.names() & set(keys):
             continue
+        if workloads is not None and system.workloads is not None:
+            if not set(system.workloads) & set(workloads):
+                continue
         missing = [name for name in system.requires if importlib.util.find_spec(name) is None]
         if missing:
+            extras = "bench" if system.engine == "sqlite" else f"bench,{system.engine}"
             warnings.warn(
                 f"skipping {system.label}: {', '.join(missing)} not installed "
-                "(pip install -e '.[bench]')",
+                f"(pip install -e '.[{extras}]')",
                 stacklevel=2,
             )
             continue

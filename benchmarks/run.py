@@ -3,16 +3,19 @@
     python -m benchmarks.run              # the full run (under 15 minutes on 2 cores)
     python -m benchmarks.run --quick      # a short run, under a minute
     python -m benchmarks.run --only W1,W3 --systems raw,store,memory,sdk
+    python -m benchmarks.run --only W8 --pg postgresql://... --redis redis://...
 
 ``python benchmarks/run.py`` works too. Optional competitors (aiosqlite, SQLAlchemy) and
-charts (matplotlib) come with ``pip install -e '.[bench]'``; without them those systems
-are skipped with a warning.
+charts (matplotlib) come with ``pip install -e '.[bench]'``, W8's drivers with
+``.[postgres,redis]``; without them those systems are skipped with a warning, and so are
+W8's systems on a server that does not answer.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import shlex
 import sys
 import tempfile
@@ -31,10 +34,12 @@ from benchmarks import (  # noqa: E402
     w5_large,
     w6_resources,
     w7_cold,
+    w8_servers,
 )
 from benchmarks._core import SCALES, Context, Result  # noqa: E402
 from benchmarks._markdown import machine, write_results  # noqa: E402
 from benchmarks._systems import SYSTEMS, available, sdk_synchronous  # noqa: E402
+from benchmarks._systems_servers import DEFAULT_POSTGRES, DEFAULT_REDIS, redact  # noqa: E402
 
 WORKLOADS = {
     "W1": w1_chat.run,
@@ -44,6 +49,7 @@ WORKLOADS = {
     "W5": w5_large.run,
     "W6": w6_resources.run,
     "W7": w7_cold.run,
+    "W8": w8_servers.run,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -64,7 +70,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--systems",
         default=",".join(s.key for s in SYSTEMS),
-        help="systems to run (raw is the limit; store and memory are agentsession)",
+        help="systems to run (raw is the limit; store and memory are agentsession); a "
+        "W8 system is also selected by its kind (store: pg-store and redis-store) or its "
+        "server (pg, redis)",
     )
     parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and charts/ go")
     parser.add_argument(
@@ -75,16 +83,31 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "level the SDK's sessions run at on this SQLite build)",
     )
     parser.add_argument("--workdir", type=Path, default=None, help="temp root for databases")
+    parser.add_argument(
+        "--pg",
+        default=os.environ.get("AGENTSESSION_BENCH_POSTGRES", DEFAULT_POSTGRES),
+        help="W8's PostgreSQL server, a postgresql:// URL (env AGENTSESSION_BENCH_POSTGRES); "
+        "each system works in a schema of its own, dropped at the end",
+    )
+    parser.add_argument(
+        "--redis",
+        default=os.environ.get("AGENTSESSION_BENCH_REDIS", DEFAULT_REDIS),
+        help="W8's Redis server (env AGENTSESSION_BENCH_REDIS); each system writes keys "
+        "under a prefix of its own, deleted at the end",
+    )
     return parser.parse_args(argv)
 
 
 def _preload() -> None:
     """Import every library before measuring, so no workload pays for an import."""
     for module in ("agentsession", "agents", "agents.extensions.memory.async_sqlite_session",
-                   "agents.extensions.memory.sqlalchemy_session"):  # fmt: skip
+                   "agents.extensions.memory.sqlalchemy_session",
+                   "agents.extensions.memory.redis_session", "agentsession.stores.postgres",
+                   "agentsession.stores.redis", "sqlalchemy.dialects.postgresql.psycopg",
+                   "psycopg", "psycopg_pool", "redis", "redis.asyncio"):  # fmt: skip
         try:
             importlib.import_module(module)
-        except ImportError:
+        except Exception:  # noqa: BLE001 - a system that cannot import fails at set-up
             pass
 
 
@@ -99,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     keys = [k.strip() for k in args.systems.split(",") if k.strip()]
     warnings.simplefilter("default")
-    systems = available(keys)
+    systems = available(keys, only)
     _preload()
     if args.synchronous != sdk_synchronous():
         warnings.warn(
@@ -107,16 +130,17 @@ def main(argv: list[str] | None = None) -> int:
             f"{sdk_synchronous()}: the comparison is not at the same durability",
             stacklevel=1,
         )
-    command = shlex.join(["python", "-m", "benchmarks.run", *sys.argv[1:]])
+    command = redact(shlex.join(["python", "-m", "benchmarks.run", *sys.argv[1:]]))
     if argv is not None:
-        command = shlex.join(["python", "-m", "benchmarks.run", *argv])
+        command = redact(shlex.join(["python", "-m", "benchmarks.run", *argv]))
     facts = machine()
     started = time.perf_counter()
     charts = args.out / "charts"
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="agentsession-bench-", dir=args.workdir) as root:
         ctx = Context(mode, SCALES[mode], systems, args.synchronous, Path(root),
-                      log=lambda line: print(line, file=sys.stderr, flush=True))  # fmt: skip
+                      log=lambda line: print(line, file=sys.stderr, flush=True),
+                      servers={"postgres": args.pg, "redis": args.redis})  # fmt: skip
         for key in dict.fromkeys(only):
             ctx.log(f"{key} ...")
             ctx.systems = [s for s in systems if s.workloads is None or key in s.workloads]
@@ -132,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t for r in results for t in r.targets]
     for target in targets:
         verdict = {True: "PASS", False: "MISS", None: "n/a"}[target.passed]
-        print(f"{verdict:4}  {target.workload:4} {target.system:30} {target.goal}")
+        print(f"{verdict:4}  {target.workload:4} {target.system:35} {target.goal}")
     print(f"\nwrote {path} in {seconds:.0f} s")
     return 0
 

@@ -2,12 +2,15 @@
 
 Timings are never asserted (CI machines are noisy); only that the run finished, wrote
 its tables for every workload, and, where matplotlib is installed, its charts. Optional
-competitors that are not installed are skipped by the harness itself.
+competitors that are not installed are skipped by the harness itself. W8 (PostgreSQL and
+Redis) runs in a test of its own against the test servers, which fails rather than skips
+where ``AGENTSESSION_REQUIRE_SERVICES`` is set (see ``tests/services.py``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +25,8 @@ WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
 def test_smoke_run_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "out"
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out),
-         "--workdir", str(tmp_path)],
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", ",".join(WORKLOADS),
+         "--out", str(out), "--workdir", str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -44,6 +47,56 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
         assert len(charts) == len(WORKLOADS), charts
 
 
+@pytest.mark.services
+@pytest.mark.timeout(180)
+def test_smoke_w8_runs_every_server_system_and_leaves_nothing(tmp_path: Path) -> None:
+    from benchmarks._systems import SYSTEMS
+    from tests import services
+
+    dsn, url = services.postgres_dsn(), services.redis_url()
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "W8", "--pg", dsn,
+         "--redis", url, "--out", str(out), "--workdir", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## W8 " in results
+    assert "skipping the" not in results, "a server did not answer; see RESULTS.md"
+    assert " failed: " not in results, "a system failed; see the notes in RESULTS.md"
+    for system in SYSTEMS:
+        if system.engine != "sqlite":
+            assert f"| {system.label} |" in results, f"{system.label} missing"
+    for engine in ("PostgreSQL", "Redis"):
+        assert f"| W8 | {engine} newest-20 read: median <= 1x SDK" in results
+    if importlib.util.find_spec("matplotlib") is not None:
+        charts = sorted(p.name for p in (out / "charts").glob("*.png"))
+        assert charts == ["w8_postgres.png", "w8_redis.png"], charts
+
+    # Every schema and key the run made is gone; nothing else was touched.
+    found = re.search(r"W8 namespace: (\S+)", completed.stderr)
+    assert found is not None, completed.stderr[-2000:]
+    namespace = found[1]
+    import psycopg
+    import redis
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE left(nspname, length(%s)) = %s",
+            (namespace, namespace),
+        ).fetchall()
+    assert left == []
+    client = redis.Redis.from_url(url)
+    try:
+        assert list(client.scan_iter(match=namespace + "*", count=1000)) == []
+    finally:
+        client.close()
+
+
 def test_help_lists_the_options() -> None:
     completed = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--help"],
@@ -53,5 +106,6 @@ def test_help_lists_the_options() -> None:
         timeout=120,
         check=True,
     )
-    for option in ("--quick", "--smoke", "--only", "--systems", "--out", "--synchronous"):
+    for option in ("--quick", "--smoke", "--only", "--systems", "--out", "--synchronous",
+                   "--pg", "--redis"):  # fmt: skip
         assert option in completed.stdout
