@@ -189,9 +189,11 @@ class RawPostgres:
             "SELECT s.id, t.data FROM s, unnest(%s::text[]) WITH ORDINALITY AS t(data, n) "
             "ORDER BY t.n"
         )
+        # The session's key first, then a range scan of (session, id): with a join,
+        # PostgreSQL's generic plan may walk the whole messages index backwards instead.
         select = (
-            f"SELECT m.data FROM {q}.messages m JOIN {q}.sessions s ON m.session = s.id "
-            "WHERE s.session_id = %s ORDER BY m.id"
+            f"SELECT m.data FROM {q}.messages m WHERE m.session = "
+            f"(SELECT id FROM {q}.sessions WHERE session_id = %s) ORDER BY m.id"
         )
         self._all = select
         self._newest = select + " DESC LIMIT %s"
