@@ -16,7 +16,7 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -338,3 +338,56 @@ def newest_window(rows: list[tuple[Any, str]], limit: int, where: str) -> list[d
     outside = len(rows) - limit if len(rows) > limit else 0
     earlier = decode_messages(rows[:outside], where)
     return tool_safe_tail(earlier + decode_messages(rows[outside:], where), len(earlier))
+
+
+K = TypeVar("K")
+
+
+def plan_idle_batch(
+    sessions: Iterable[tuple[K, int]], batch: int
+) -> tuple[list[K], tuple[K, int] | None]:
+    """Which idle sessions one prune batch deletes, at most ``batch`` messages in all.
+
+    Args:
+        sessions: ``(key, message count)`` of idle sessions, in the order to delete them.
+        batch: the most messages one batch deletes.
+
+    Returns:
+        The keys of the sessions deleted whole (while they fit), and, for the next one if
+        it does not fit, ``(key, how many of its newest messages to delete)``: deleting
+        the newest keeps what stays a dense 1..n history with a correct count.
+    """
+    whole: list[K] = []
+    budget = batch
+    for key, count in sessions:
+        if count > budget:
+            return whole, (key, budget)
+        whole.append(key)
+        budget -= count
+        if budget == 0:
+            break
+    return whole, None
+
+
+def plan_trim_batch(
+    sessions: Iterable[tuple[K, int]], keep_last: int, batch: int
+) -> list[tuple[K, int]]:
+    """How many oldest messages one ``keep_last`` batch cuts from each session.
+
+    Args:
+        sessions: ``(key, message count)`` of sessions holding more than ``keep_last``.
+        keep_last: how many newest messages each session keeps.
+        batch: the most messages one batch deletes.
+
+    Returns:
+        ``(key, messages to cut)`` for each session this batch reaches, in order.
+    """
+    cuts: list[tuple[K, int]] = []
+    budget = batch
+    for key, count in sessions:
+        cut = min(count - keep_last, budget)
+        cuts.append((key, cut))
+        budget -= cut
+        if budget == 0:
+            break
+    return cuts

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._history_base import Progress, check_count, check_ttl, prune_cutoff
+from ._history_base import (
+    Progress,
+    check_count,
+    check_ttl,
+    plan_idle_batch,
+    plan_trim_batch,
+    prune_cutoff,
+)
 from ._postgres_base import MAX_ROWS, Conn, PostgresCore, not_leased
 from ._postgres_schema import Tables
 
@@ -162,33 +169,24 @@ def _delete_idle(conn: Conn, t: Tables, cutoff: float, batch: int) -> tuple[int 
     ).fetchall()
     if not rows:
         return None, 0
-    whole: list[int] = []
-    budget = batch
-    partial: tuple[int, int] | None = None
-    for session, count in rows:
-        if count > budget:
-            # Too big for what is left of this batch: take its newest messages, so that
-            # what stays is a dense 1..n prefix with a correct count.
-            partial = (session, count - budget)
-            budget = 0
-            break
-        whole.append(session)
-        budget -= count
-        if budget == 0:
-            break
+    whole, partial = plan_idle_batch(rows, batch)
+    counts = dict(rows)
     conn.execute(
         f"WITH m AS (DELETE FROM {t.messages} WHERE session = ANY(%(whole)s)) "
         f"DELETE FROM {t.sessions} WHERE id = ANY(%(whole)s)",
         {"whole": whole},
     )
+    removed = sum(counts[session] for session in whole)
     if partial is not None:
+        session, newest = partial
         conn.execute(
             f"WITH m AS (DELETE FROM {t.messages} WHERE session = %(id)s AND seq > %(keep)s) "
             f"UPDATE {t.sessions} SET message_count = %(keep)s, last_seq = %(keep)s "
             "WHERE id = %(id)s",
-            {"id": partial[0], "keep": partial[1]},
+            {"id": session, "keep": counts[session] - newest},
         )
-    return batch - budget, len(whole)
+        removed += newest
+    return removed, len(whole)
 
 
 def _trim(conn: Conn, t: Tables, keep_last: int, batch: int) -> int | None:
@@ -200,16 +198,9 @@ def _trim(conn: Conn, t: Tables, keep_last: int, batch: int) -> int | None:
     ).fetchall()
     if not rows:
         return None
-    sessions: list[int] = []
-    cuts: list[int] = []
-    budget = batch
-    for session, count in rows:
-        cut = min(count - keep_last, budget)
-        sessions.append(session)
-        cuts.append(cut)
-        budget -= cut
-        if budget == 0:
-            break
+    plan = plan_trim_batch(rows, keep_last, batch)
+    sessions = [session for session, _ in plan]
+    cuts = [cut for _, cut in plan]
     params: dict[str, Any] = {"sessions": sessions, "cuts": cuts}
     cut_of = "unnest(%(sessions)s::bigint[], %(cuts)s::integer[]) AS c(session, cut)"
     conn.execute(

@@ -14,7 +14,16 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._history_base import NOT_LEASED, Progress, StoreCore, check_count, check_ttl, prune_cutoff
+from ._history_base import (
+    NOT_LEASED,
+    Progress,
+    StoreCore,
+    check_count,
+    check_ttl,
+    plan_idle_batch,
+    plan_trim_batch,
+    prune_cutoff,
+)
 from ._sqlite_schema import MESSAGES, SESSIONS
 
 __all__ = ("RetentionMixin",)
@@ -192,32 +201,27 @@ def _delete_idle(
     ).fetchall()
     if not rows:
         return None, 0, False
-    budget, removed, sessions = batch, 0, 0
-    for session, count in rows:
-        if count <= budget:
-            conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
-            conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
-            budget -= count
-            removed += count
-            sessions += 1
-        else:
-            # Too big for what is left of this batch: take its newest messages, so that
-            # what stays is a dense 1..n prefix with a correct count.
-            conn.execute(
-                f"DELETE FROM {MESSAGES} WHERE id IN (SELECT id FROM {MESSAGES} "
-                "WHERE session = ? ORDER BY seq DESC LIMIT ?)",
-                (session, budget),
-            )
-            conn.execute(
-                f"UPDATE {SESSIONS} SET message_count = message_count - ?, last_seq = "
-                f"coalesce((SELECT max(seq) FROM {MESSAGES} WHERE session = ?), 0) WHERE id = ?",
-                (budget, session, session),
-            )
-            removed += budget
-            budget = 0
-        if budget == 0:
-            break
-    return removed, sessions, True
+    whole, partial = plan_idle_batch(rows, batch)
+    counts = dict(rows)
+    removed = 0
+    for session in whole:
+        conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
+        conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
+        removed += counts[session]
+    if partial is not None:
+        session, newest = partial
+        conn.execute(
+            f"DELETE FROM {MESSAGES} WHERE id IN (SELECT id FROM {MESSAGES} "
+            "WHERE session = ? ORDER BY seq DESC LIMIT ?)",
+            (session, newest),
+        )
+        conn.execute(
+            f"UPDATE {SESSIONS} SET message_count = message_count - ?, last_seq = "
+            f"coalesce((SELECT max(seq) FROM {MESSAGES} WHERE session = ?), 0) WHERE id = ?",
+            (newest, session, session),
+        )
+        removed += newest
+    return removed, len(whole), True
 
 
 def _trim(conn: sqlite3.Connection, keep_last: int, batch: int) -> int | None:
@@ -229,9 +233,8 @@ def _trim(conn: sqlite3.Connection, keep_last: int, batch: int) -> int | None:
     ).fetchall()
     if not rows:
         return None
-    budget, removed = batch, 0
-    for session, count in rows:
-        cut = min(count - keep_last, budget)
+    removed = 0
+    for session, cut in plan_trim_batch(rows, keep_last, batch):
         conn.execute(
             f"DELETE FROM {MESSAGES} WHERE id IN (SELECT id FROM {MESSAGES} "
             "WHERE session = ? ORDER BY seq LIMIT ?)",
@@ -252,7 +255,4 @@ def _trim(conn: sqlite3.Connection, keep_last: int, batch: int) -> int | None:
             (cut, cut, session),
         )
         removed += cut
-        budget -= cut
-        if budget == 0:
-            break
     return removed
