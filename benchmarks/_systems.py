@@ -31,7 +31,11 @@ from typing import Any
 __all__ = (
     "SYSTEMS",
     "LockedRawSQLite",
+    "MemoryHandle",
+    "MemoryOver",
     "RawSQLite",
+    "StoreHandle",
+    "StoreOver",
     "System",
     "available",
     "sdk_synchronous",
@@ -237,19 +241,29 @@ def _takes_limit(method: Callable[..., Any]) -> bool:
     return "limit" in inspect.signature(method).parameters
 
 
-class StoreHandle:
+class StoreOver:
+    """agentsession's blocking store, any engine (``memory.store``): get, add, close."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, session_id: str, limit: int | None) -> list[Item]:
+        return self.store.get_messages(session_id, limit)  # type: ignore[no-any-return]
+
+    def add(self, session_id: str, items: list[Item]) -> None:
+        self.store.add_messages(session_id, items)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class StoreHandle(StoreOver):
     """agentsession's blocking ``SQLiteStore`` (what ``memory.store`` is)."""
 
     def __init__(self, path: Path | str, synchronous: str) -> None:
         from agentsession import SQLiteStore
 
-        self.store = SQLiteStore(path, synchronous=synchronous)
-
-    def get(self, session_id: str, limit: int | None) -> list[Item]:
-        return self.store.get_messages(session_id, limit)
-
-    def add(self, session_id: str, items: list[Item]) -> None:
-        self.store.add_messages(session_id, items)
+        super().__init__(SQLiteStore(path, synchronous=synchronous))
 
     def list_recent(self, count: int) -> list[str]:
         if _takes_limit(self.store.list_sessions):
@@ -257,20 +271,15 @@ class StoreHandle:
         return [info.session_id for info in self.store.list_sessions()[:count]]
 
     def connections(self) -> int:
-        return self.store.connection_count
-
-    def close(self) -> None:
-        self.store.close()
+        return self.store.connection_count  # type: ignore[no-any-return]
 
 
-class MemoryHandle:
-    """agentsession's async memory, read and written as the Runner does: through
-    ``memory.session(id)``, the SDK ``Session`` it hands to the SDK's runner."""
+class MemoryOver:
+    """agentsession's async memory, any engine, read and written as the Runner does:
+    through ``memory.session(id)``, the SDK ``Session`` it hands to the SDK's runner."""
 
-    def __init__(self, path: Path | str, synchronous: str) -> None:
-        from agentsession import SQLiteSessionMemory
-
-        self.memory = SQLiteSessionMemory(path, synchronous=synchronous)
+    def __init__(self, memory: Any) -> None:
+        self.memory = memory
         self._sessions: dict[str, Any] = {}
 
     def _session(self, session_id: str) -> Any:
@@ -285,16 +294,25 @@ class MemoryHandle:
     async def add(self, session_id: str, items: list[Item]) -> None:
         await self._session(session_id).add_items(items)
 
+    async def aclose(self) -> None:
+        await self.memory.aclose()
+
+
+class MemoryHandle(MemoryOver):
+    """``SQLiteSessionMemory`` through ``memory.session(id)`` (see ``MemoryOver``)."""
+
+    def __init__(self, path: Path | str, synchronous: str) -> None:
+        from agentsession import SQLiteSessionMemory
+
+        super().__init__(SQLiteSessionMemory(path, synchronous=synchronous))
+
     async def list_recent(self, count: int) -> list[str]:
         if _takes_limit(self.memory.list_sessions):
             return [info.session_id for info in await self.memory.list_sessions(limit=count)]
         return [info.session_id for info in (await self.memory.list_sessions())[:count]]
 
     def connections(self) -> int:
-        return self.memory.store.connection_count
-
-    async def aclose(self) -> None:
-        await self.memory.aclose()
+        return self.memory.store.connection_count  # type: ignore[no-any-return]
 
 
 def _open_store(directory: Path, synchronous: str) -> StoreHandle:

@@ -13,7 +13,12 @@ from typing import Any
 
 from ._systems import db_path
 
-__all__ = ("AsyncSQLiteHandle", "SQLAlchemyHandle", "SQLiteHandle")
+__all__ = (
+    "AsyncSQLiteHandle",
+    "SQLAlchemyHandle",
+    "SQLAlchemySessions",
+    "SQLiteHandle",
+)
 
 Item = dict[str, Any]
 
@@ -83,19 +88,13 @@ class AsyncSQLiteHandle(_PerSession):
         self.sessions.clear()
 
 
-class SQLAlchemyHandle(_PerSession):
-    """``SQLAlchemySession`` over ``sqlite+aiosqlite``, one engine (and pool) per handle.
+class SQLAlchemySessions(_PerSession):
+    """``SQLAlchemySession``s sharing one async engine (and its pool); the tables are
+    created by the first call, once."""
 
-    Call ``await handle.setup()`` once, in the loop, before use (``open`` does it lazily
-    on the first call).
-    """
-
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, engine: Any) -> None:
         super().__init__()
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        self.path = db_path(directory, "sqlalchemy")
-        self.engine = create_async_engine(f"sqlite+aiosqlite:///{self.path}")
+        self.engine = engine
         self._ready = False
 
     def make(self, session_id: str) -> Any:
@@ -116,11 +115,21 @@ class SQLAlchemyHandle(_PerSession):
         await self._setup()
         await super().add(session_id, items)
 
+    async def aclose(self) -> None:
+        self.sessions.clear()
+        await self.engine.dispose()
+
+
+class SQLAlchemyHandle(SQLAlchemySessions):
+    """``SQLAlchemySession`` over ``sqlite+aiosqlite``, one engine (and pool) per handle."""
+
+    def __init__(self, directory: Path) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.path = db_path(directory, "sqlalchemy")
+        super().__init__(create_async_engine(f"sqlite+aiosqlite:///{self.path}"))
+
     def connections(self) -> int:
         return int(self.engine.sync_engine.pool.checkedin()) + int(
             self.engine.sync_engine.pool.checkedout()
         )
-
-    async def aclose(self) -> None:
-        self.sessions.clear()
-        await self.engine.dispose()

@@ -23,7 +23,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from ._systems_sdk import _PerSession
+from ._systems import MemoryOver, StoreOver
+from ._systems_sdk import SQLAlchemySessions, _PerSession
 
 __all__ = (
     "DEFAULT_POSTGRES",
@@ -273,84 +274,23 @@ class RawRedis:
 # -- agentsession ----------------------------------------------------------------------
 
 
-class StoreOver:
-    """agentsession's blocking store on a server (``PostgresStore``, ``RedisStore``)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def get(self, session_id: str, limit: int | None) -> list[Item]:
-        return self.store.get_messages(session_id, limit)  # type: ignore[no-any-return]
-
-    def add(self, session_id: str, items: list[Item]) -> None:
-        self.store.add_messages(session_id, items)
-
-    def close(self) -> None:
-        self.store.close()
-
-
-class MemoryOver:
-    """agentsession's async memory on a server, used through ``memory.session(id)``."""
-
-    def __init__(self, memory: Any) -> None:
-        self.memory = memory
-        self._sessions: dict[str, Any] = {}
-
-    def _session(self, session_id: str) -> Any:
-        session = self._sessions.get(session_id)
-        if session is None:
-            session = self._sessions[session_id] = self.memory.session(session_id)
-        return session
-
-    async def get(self, session_id: str, limit: int | None) -> list[Item]:
-        return await self._session(session_id).get_items(limit)  # type: ignore[no-any-return]
-
-    async def add(self, session_id: str, items: list[Item]) -> None:
-        await self._session(session_id).add_items(items)
-
-    async def aclose(self) -> None:
-        await self.memory.aclose()
-
-
 # -- the SDK's sessions ----------------------------------------------------------------
 
 
-class SQLAlchemyPostgresHandle(_PerSession):
+class SQLAlchemyPostgresHandle(SQLAlchemySessions):
     """``SQLAlchemySession`` over ``postgresql+psycopg`` (psycopg 3's async connections),
     one engine (and its pool) per handle, its tables in ``schema`` via ``search_path``.
     """
 
     def __init__(self, dsn: str, schema: str) -> None:
-        super().__init__()
         from sqlalchemy.engine import make_url
         from sqlalchemy.ext.asyncio import create_async_engine
 
         _create_schema(dsn, schema)
         url = make_url(dsn).set(drivername="postgresql+psycopg")
-        self.engine = create_async_engine(url, connect_args={"options": f"-csearch_path={schema}"})
-        self._ready = False
-
-    def make(self, session_id: str) -> Any:
-        from agents.extensions.memory import SQLAlchemySession
-
-        return SQLAlchemySession(session_id, engine=self.engine, create_tables=not self._ready)
-
-    async def _setup(self) -> None:
-        if not self._ready:
-            await self.make("__schema__").get_items(1)  # create_tables=True, once
-            self._ready = True
-
-    async def get(self, session_id: str, limit: int | None) -> list[Item]:
-        await self._setup()
-        return await super().get(session_id, limit)
-
-    async def add(self, session_id: str, items: list[Item]) -> None:
-        await self._setup()
-        await super().add(session_id, items)
-
-    async def aclose(self) -> None:
-        self.sessions.clear()
-        await self.engine.dispose()
+        super().__init__(
+            create_async_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        )
 
 
 class RedisSDKHandle(_PerSession):
