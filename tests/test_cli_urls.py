@@ -26,6 +26,9 @@ from agentsession.cli._db import DatabaseUrl, parse_db
 from agentsession.cli.demo import FOURTH_TURN, TURNS
 from tests import services
 
+# No key, no model server, no user database: every test states what it uses.
+from tests.test_cli import _clean_env  # noqa: F401  (an autouse fixture)
+
 PASSWORD = "s3cret"
 
 TOOL_SESSION = [
@@ -39,21 +42,6 @@ TOOL_SESSION = [
     {"type": "function_call_output", "call_id": "call_1", "output": "sunny in Paris"},
     {"role": "assistant", "content": "It is sunny."},
 ]
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No key, no model server, no user database: every test states what it uses."""
-    for name in (
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "AGENTSESSION_DB",
-        "AGENTSESSION_MODEL",
-        "OPENAI_DEFAULT_MODEL",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 def invoke(*args: str, input: str | None = None) -> Result:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -541,22 +540,3 @@ def test_processes_adding_at_once_keep_every_batch_whole(
     for n in range(4):  # each process's batches in its own order
         mine = [t for t in texts[::3] if t.startswith(f"{n}.")]
         assert mine == [f"{n}.{i}.a" for i in range(25)]
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_store_created_before_fork_works_in_the_child(make: Callable[..., RedisStore]) -> None:
-    store = make()
-    store.add_messages("s", [user("parent")])  # the pool now holds a connection
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child process
-        try:
-            store.add_messages("s", [user("child")])
-            code = 0 if len(store.get_messages("s")) == 2 else 1
-        except BaseException:
-            code = 2
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert store.get_messages("s") == [user("parent"), user("child")]
-    store.add_messages("s", [user("parent again")])  # the parent's connections still work
-    assert len(store.get_messages("s")) == 3

@@ -194,24 +194,6 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
     assert applied == [("0001_sessions_and_messages",), ("0002_metadata_search_locks",)]
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_store_created_before_fork_works_in_the_child(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "fork.db")
-    store.add_messages("s", [user("parent")])
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child process
-        try:
-            store.add_messages("s", [user("child")])
-            code = 0 if len(store.get_messages("s")) == 2 else 1
-        except BaseException:
-            code = 2
-        os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    assert store.get_messages("s") == [user("parent"), user("child")]
-    store.close()
-
-
 def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> None:
     from sqlite_utils import Database
 

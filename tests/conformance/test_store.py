@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import time
+import warnings
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -130,6 +132,28 @@ def test_use_after_close_raises_store_closed(store: Any) -> None:
         store.get_messages("s")
     with pytest.raises(StoreClosed):
         store.add_messages("s", [user("2")])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_store_created_before_fork_works_in_the_child(store: Any, store_kind: str) -> None:
+    store.add_messages("s", [user("parent")])  # the store now holds a connection
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork() with pool threads running
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child process
+        try:
+            store.add_messages("s", [user("child")])
+            code = 0 if len(store.get_messages("s")) == 2 else 1
+        except BaseException:
+            code = 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # A private in-memory database was copied into the child; every other is shared.
+    shared = [] if store_kind == "sqlite-memory" else [user("child")]
+    assert store.get_messages("s") == [user("parent"), *shared]
+    store.add_messages("s", [user("parent again")])  # the parent's connections still work
+    assert store.get_messages("s") == [user("parent"), *shared, user("parent again")]
 
 
 def test_a_limit_larger_than_a_short_session_returns_it_once(store: Any) -> None:
