@@ -90,7 +90,7 @@ def build(layout: str, directory: Path, sessions: int, per_session: int) -> floa
 
 
 def _fill_agentsession(conn: sqlite3.Connection, sessions: int, per_session: int) -> None:
-    from agentsession.stores._sqlite_schema import MESSAGES, SESSIONS
+    from agentsession.stores.sqlite.schema import MESSAGES, SESSIONS
 
     conn.executemany(
         f"INSERT INTO {SESSIONS} (id, session_id, created_at, updated_at, message_count, "

@@ -25,7 +25,7 @@ from agentsession import SQLiteStore
 from agentsession.cli import cli
 from agentsession.cli.demo import FOURTH_TURN, TURNS
 from agentsession.cli.models import PLACEHOLDER_KEY, choose_model
-from agentsession.offline import OfflineModel, offline_reply
+from agentsession.cli.offline import OfflineModel, offline_reply
 
 FIRST_QUESTION = TURNS[0]
 

@@ -367,7 +367,8 @@ def test_a_missing_extra_says_what_to_install(
 ) -> None:
     # As if the driver were not installed; monkeypatch puts both modules back afterwards.
     monkeypatch.setitem(sys.modules, driver, None)
-    monkeypatch.delitem(sys.modules, f"agentsession.stores.{module}", raising=False)
+    for name in [n for n in sys.modules if n.startswith(f"agentsession.stores.{module}")]:
+        monkeypatch.delitem(sys.modules, name)
     result = invoke(*command, "--db", url)
     assert result.exit_code == 1, result.output
     assert f"pip install 'agentsession[{extra}]'" in result.output

@@ -32,8 +32,8 @@ from agentsession import (
     StoreClosed,
     StoreError,
 )
-from agentsession.stores._postgres_schema import MIGRATIONS, SCHEMA_VERSION, VERSIONS
 from agentsession.stores.postgres import PostgresStore
+from agentsession.stores.postgres.schema import MIGRATIONS, SCHEMA_VERSION, VERSIONS
 from tests import services
 from tests.conftest import run_in_threads
 

@@ -22,7 +22,7 @@ from agentsession import (
     StoreBusy,
     StoreError,
 )
-from agentsession.stores._sqlite_schema import SCHEMA_VERSION
+from agentsession.stores.sqlite.schema import SCHEMA_VERSION
 
 
 def user(text: str) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
 def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
-    from agentsession.stores._sqlite_schema import migrations
+    from agentsession.stores.sqlite.schema import migrations
 
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path, isolation_level=None)

@@ -134,7 +134,7 @@ def chat(
     Replies stream as they arrive. Commands: /history, /undo, /clear, /sessions,
     /switch ID, /help, /exit. Ctrl-C stops a reply (the turn is not stored), Ctrl-D leaves.
     """
-    from ..chat import run_chat
+    from .chat import run_chat
 
     if not session_id:
         raise click.BadParameter("a session id cannot be empty", param_hint="--session")

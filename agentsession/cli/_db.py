@@ -33,8 +33,8 @@ from .._history_memory import HistoryStore
 from ..exceptions import MissingDependencyError, StoreError
 from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from ..protocol import Store
-from ..stores._sqlite_schema import SESSIONS
 from ..stores.sqlite import SQLiteStore
+from ..stores.sqlite.schema import SESSIONS
 
 __all__ = (
     "DB_ENV",

@@ -18,7 +18,7 @@ import click
 from agents.model_settings import ModelSettings
 from agents.models.interface import Model
 
-from ..offline import OFFLINE_MODEL_NAME, OfflineModel
+from .offline import OFFLINE_MODEL_NAME, OfflineModel
 
 __all__ = (
     "API_CHOICES",

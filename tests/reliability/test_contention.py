@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from agentsession import SchemaError, SQLiteSessionMemory, SQLiteStore, StoreBusy, StoreError
-from agentsession.stores._sqlite_schema import lock_path
+from agentsession.stores.sqlite.schema import lock_path
 
 from . import _workers
 from ._workers import integrity_check, receive

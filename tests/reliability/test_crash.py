@@ -19,7 +19,7 @@ import pytest
 from sqlite_utils import Database
 
 from agentsession import SQLiteStore
-from agentsession.stores._sqlite_schema import migrations
+from agentsession.stores.sqlite.schema import migrations
 
 from . import _workers
 from ._workers import (

@@ -24,9 +24,13 @@ import click
 from agents import Agent, function_tool
 from agents.tool import FunctionTool
 
-from ._validate import check_session_id
-from .cli.models import BuiltModel, ModelChoice
-from .cli.render import (
+from .._validate import check_session_id
+from ..exceptions import StoreError
+from ..memory import StoreMemory
+from ..runner import RunConfig, Runner
+from ..stores.sqlite import SQLiteStore
+from .models import BuiltModel, ModelChoice
+from .render import (
     StreamPrinter,
     dim,
     format_transcript,
@@ -34,10 +38,6 @@ from .cli.render import (
     sessions_table,
     write,
 )
-from .exceptions import StoreError
-from .memory import StoreMemory
-from .runner import RunConfig, Runner
-from .stores.sqlite import SQLiteStore
 
 __all__ = ("Chat", "HELP", "current_time", "run_chat")
 

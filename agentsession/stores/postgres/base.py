@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 
-from .._validate import check_session_id
-from ._history_base import dump_metadata
-from ._postgres_schema import Tables
+from ..._validate import check_session_id
+from ..base import dump_metadata
+from .schema import Tables
 
 __all__ = (
     "MAX_ROWS",

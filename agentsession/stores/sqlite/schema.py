@@ -16,8 +16,8 @@ import filelock
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from .._serialize import message_text
-from ..exceptions import SchemaError
+from ..._serialize import message_text
+from ...exceptions import SchemaError
 
 __all__ = (
     "LOCKS",

@@ -1,6 +1,6 @@
 """The Lua scripts ``RedisStore`` runs: one atomic step per session operation.
 
-Every script is called with the three keys of one session (see ``_redis_core``), in
+Every script is called with the three keys of one session (see ``stores.redis.core``), in
 this order, so that it touches one hash slot only (Redis Cluster runs it on the node
 that owns the session)::
 

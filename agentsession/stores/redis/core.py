@@ -25,11 +25,11 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from .._extras import require
-from ..exceptions import StoreBusy, StoreClosed, StoreError
-from ..protocol import SessionInfo
-from . import _redis_scripts as lua
-from ._history_base import info_from_row
+from ..._extras import require
+from ...exceptions import StoreBusy, StoreClosed, StoreError
+from ...protocol import SessionInfo
+from ..base import info_from_row
+from . import scripts as lua
 
 if TYPE_CHECKING:
     import redis

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from ._history_base import load_metadata
-from ._jsonl import ImportedSession, JsonlMixin, header_line, message_lines
-from ._redis_core import RedisCore, split_item, storable_json, text
+from ..base import load_metadata
+from ..jsonl import ImportedSession, JsonlMixin, header_line, message_lines
+from .core import RedisCore, split_item, storable_json, text
 
 __all__ = ("RedisJsonlMixin",)
 

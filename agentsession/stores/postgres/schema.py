@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from ..exceptions import SchemaError
+from ...exceptions import SchemaError
 
 __all__ = (
     "LOCKS",

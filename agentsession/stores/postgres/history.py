@@ -1,8 +1,8 @@
 """History management for ``PostgresStore``: session records, metadata, search and fork.
 
 ``PostgresHistoryMixin`` is a base class of ``PostgresStore``; with its own bases it adds
-retention (``prune``, ``expire_idle``, ``vacuum``, see ``_postgres_retention``) and JSON
-Lines export and import (see ``_postgres_jsonl``). Every method is blocking and
+retention (``prune``, ``expire_idle``, ``vacuum``, see ``stores.postgres.retention``) and JSON
+Lines export and import (see ``stores.postgres.jsonl``). Every method is blocking and
 thread-safe, like the rest of the store, and each is one statement or one transaction;
 ``StoreMemory`` has an async twin of each.
 
@@ -25,9 +25,9 @@ from typing import Any
 
 import psycopg
 
-from .._serialize import decode_messages
-from ..protocol import SearchHit, SessionInfo, SessionPage
-from ._history_base import (
+from ..._serialize import decode_messages
+from ...protocol import SearchHit, SessionInfo, SessionPage
+from ..base import (
     check_count,
     check_fork,
     check_metadata_filter,
@@ -37,7 +37,7 @@ from ._history_base import (
     info_from_row,
     load_metadata,
 )
-from ._postgres_base import (
+from .base import (
     MAX_ROWS,
     NOW,
     Conn,
@@ -47,8 +47,8 @@ from ._postgres_base import (
     metadata_from_db,
     storable_text,
 )
-from ._postgres_jsonl import PostgresJsonlMixin
-from ._postgres_retention import PostgresRetentionMixin
+from .jsonl import PostgresJsonlMixin
+from .retention import PostgresRetentionMixin
 
 __all__ = ("PostgresHistoryMixin",)
 

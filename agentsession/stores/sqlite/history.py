@@ -1,8 +1,8 @@
 """History management for ``SQLiteStore``: session records, metadata, search and fork.
 
 ``SQLiteHistoryMixin`` is a base class of ``SQLiteStore``; with its own bases it adds
-retention (``prune``, ``expire_idle``, ``vacuum``, see ``_sqlite_retention``) and JSON
-Lines export and import (see ``_sqlite_jsonl``). Every method is blocking and
+retention (``prune``, ``expire_idle``, ``vacuum``, see ``stores.sqlite.retention``) and JSON
+Lines export and import (see ``stores.sqlite.jsonl``). Every method is blocking and
 thread-safe, like the rest of the store; ``StoreMemory`` has an async twin of each.
 """
 
@@ -13,10 +13,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from .._serialize import decode_messages
-from .._validate import check_session_id
-from ..protocol import SearchHit, SessionInfo, SessionPage
-from ._history_base import (
+from ..._serialize import decode_messages
+from ..._validate import check_session_id
+from ...protocol import SearchHit, SessionInfo, SessionPage
+from ..base import (
     check_count,
     check_fork,
     check_metadata_filter,
@@ -27,9 +27,9 @@ from ._history_base import (
     info_from_row,
     load_metadata,
 )
-from ._sqlite_jsonl import SQLiteJsonlMixin
-from ._sqlite_retention import RetentionMixin
-from ._sqlite_schema import MESSAGES, MESSAGES_FTS, SESSIONS
+from .jsonl import SQLiteJsonlMixin
+from .retention import RetentionMixin
+from .schema import MESSAGES, MESSAGES_FTS, SESSIONS
 
 __all__ = ("SQLiteHistoryMixin", "fts_phrase_query")
 

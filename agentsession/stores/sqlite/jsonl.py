@@ -12,9 +12,9 @@ import sqlite3
 from collections.abc import Iterator
 from typing import IO
 
-from ._history_base import StoreCore, load_metadata
-from ._jsonl import ImportedSession, JsonlMixin, header_line, message_lines
-from ._sqlite_schema import MESSAGES, SESSIONS
+from ..base import StoreCore, load_metadata
+from ..jsonl import ImportedSession, JsonlMixin, header_line, message_lines
+from .schema import MESSAGES, SESSIONS
 
 __all__ = ("SQLiteJsonlMixin",)
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._history_base import (
+from ..base import (
     NOT_LEASED,
     Progress,
     StoreCore,
@@ -24,7 +24,7 @@ from ._history_base import (
     plan_trim_batch,
     prune_cutoff,
 )
-from ._sqlite_schema import MESSAGES, SESSIONS
+from .schema import MESSAGES, SESSIONS
 
 __all__ = ("RetentionMixin",)
 
@@ -159,7 +159,7 @@ class RetentionMixin(StoreCore):
     @contextlib.contextmanager
     def _writers_waiting(self) -> Iterator[None]:
         """Hold this process's writer lock, as ``_write`` does, without a transaction."""
-        from .sqlite import _file_lock  # a cycle at import time: sqlite.py imports us
+        from .store import _file_lock  # a cycle at import time: sqlite.py imports us
 
         if self.path is None:
             yield

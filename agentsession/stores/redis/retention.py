@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ._history_base import Progress, check_count, check_ttl, prune_cutoff
-from ._redis_core import PAGE, RedisCore, chunks
+from ..base import Progress, check_count, check_ttl, prune_cutoff
+from .core import PAGE, RedisCore, chunks
 
 __all__ = ("RedisRetentionMixin",)
 

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .._extras import require
+from ..._extras import require
 
 try:
     import psycopg
@@ -46,13 +46,13 @@ except ImportError:
     require("psycopg_pool", "postgres", "PostgresStore")
     raise
 
-from .._serialize import decode_messages, encode_messages, message_text
-from .._validate import check_limit
-from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ._history_base import check_count, check_ttl, is_user_message, newest_window
-from ._postgres_base import MAX_ROWS, NOW, Conn, db_id, searchable
-from ._postgres_history import PostgresHistoryMixin
-from ._postgres_schema import Tables, check_schema_name, ensure_schema
+from ..._serialize import decode_messages, encode_messages, message_text
+from ..._validate import check_limit
+from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
+from ..base import check_count, check_ttl, is_user_message, newest_window
+from .base import MAX_ROWS, NOW, Conn, db_id, searchable
+from .history import PostgresHistoryMixin
+from .schema import Tables, check_schema_name, ensure_schema
 
 __all__ = ("PostgresStore",)
 
@@ -142,7 +142,7 @@ class PostgresStore(PostgresHistoryMixin):
     The tables (``agentsession_sessions``, ``agentsession_messages``,
     ``agentsession_locks``, ``agentsession_migrations``) are created in ``schema`` on
     first use, under an advisory lock, so many servers may start at once (see
-    ``_postgres_schema``). The database must be UTF8.
+    ``stores.postgres.schema``). The database must be UTF8.
 
     Args:
         conninfo: a libpq connection string or URL (``"postgresql://app@db/app"``); the

@@ -2,8 +2,8 @@
 
 Engine-neutral: the SQLite, PostgreSQL and Redis stores all check their arguments here,
 so a caller mistake raises the same ``TypeError`` / ``ValueError`` whatever the engine.
-``StoreCore`` declares the hooks the SQLite mixins (``_sqlite_history``,
-``_sqlite_retention``) reach the database through, so they follow ``SQLiteStore``'s
+``StoreCore`` declares the hooks the SQLite mixins (``stores.sqlite.history``,
+``stores.sqlite.retention``) reach the database through, so they follow ``SQLiteStore``'s
 connection, locking and error-mapping rules.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .._serialize import _encoder, _find_bad_value
 from ..exceptions import StoreError
 from ..protocol import SessionInfo
-from ._sqlite_schema import LOCKS
+from .sqlite.schema import LOCKS
 
 __all__ = (
     "NOT_LEASED",

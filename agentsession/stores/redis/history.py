@@ -1,7 +1,7 @@
 """History management for ``RedisStore``: session records, metadata, paging and fork.
 
 ``RedisHistoryMixin`` is a base class of ``RedisStore``; with its own base it adds
-JSON Lines export and import (see ``_redis_jsonl``). Every method is blocking and
+JSON Lines export and import (see ``stores.redis.jsonl``). Every method is blocking and
 thread-safe, like the rest of the store; ``StoreMemory`` has an async twin of each.
 
 Listing reads the sessions index (a sorted set scored by ``updated_at``) a page at a
@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._validate import check_session_id
-from ..exceptions import NotSupportedError, StoreBusy
-from ..protocol import SearchHit, SessionInfo, SessionPage
-from ._history_base import (
+from ..._validate import check_session_id
+from ...exceptions import NotSupportedError, StoreBusy
+from ...protocol import SearchHit, SessionInfo, SessionPage
+from ..base import (
     check_count,
     check_fork,
     check_metadata_filter,
@@ -30,8 +30,8 @@ from ._history_base import (
     load_metadata,
     metadata_matches,
 )
-from ._redis_core import PAGE, RETRIES, chunks, storable_json, text
-from ._redis_jsonl import RedisJsonlMixin
+from .core import PAGE, RETRIES, chunks, storable_json, text
+from .jsonl import RedisJsonlMixin
 
 __all__ = ("RedisHistoryMixin",)
 

@@ -6,7 +6,7 @@ redis-py's pool notices the new process id and opens fresh connections (the pare
 sockets are never used by the child).
 
 Atomicity: every operation on one session is one Lua script on that session's keys,
-which share one hash tag (see ``_redis_core`` for the key layout), so it is atomic and
+which share one hash tag (see ``stores.redis.core`` for the key layout), so it is atomic and
 would touch a single slot of a Redis Cluster. Concurrent writers from any number of
 processes never interleave within one ``add_messages`` batch. The sessions index (for listing by
 last activity) is updated right after each session's own write, so it is eventually
@@ -23,14 +23,14 @@ import math
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from .._extras import require
-from .._serialize import decode_messages, encode_messages
-from .._validate import check_limit, check_session_id
-from ..exceptions import StoreBusy, StoreError
-from ._history_base import check_count, check_ttl, is_user_message, newest_window
-from ._redis_core import RETRIES, Scripts, split_item
-from ._redis_history import RedisHistoryMixin
-from ._redis_retention import RedisRetentionMixin
+from ..._extras import require
+from ..._serialize import decode_messages, encode_messages
+from ..._validate import check_limit, check_session_id
+from ...exceptions import StoreBusy, StoreError
+from ..base import check_count, check_ttl, is_user_message, newest_window
+from .core import RETRIES, Scripts, split_item
+from .history import RedisHistoryMixin
+from .retention import RedisRetentionMixin
 
 if TYPE_CHECKING:
     import redis

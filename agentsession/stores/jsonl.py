@@ -22,7 +22,7 @@ from typing import IO, Any, Literal
 
 from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
-from ._history_base import Progress, check_timestamp, dump_metadata
+from .base import Progress, check_timestamp, dump_metadata
 
 __all__ = ("FORMAT_VERSION", "ImportedSession", "JsonlMixin", "header_line", "message_lines")
 

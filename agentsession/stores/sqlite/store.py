@@ -20,13 +20,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .._serialize import decode_messages, encode_messages, message_text
-from .._validate import check_limit, check_session_id
-from ..exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ..window import tool_safe_tail
-from ._history_base import is_user_message
-from ._sqlite_history import SQLiteHistoryMixin
-from ._sqlite_schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
+from ..._serialize import decode_messages, encode_messages, message_text
+from ..._validate import check_limit, check_session_id
+from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
+from ...window import tool_safe_tail
+from ..base import is_user_message
+from .history import SQLiteHistoryMixin
+from .schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
 
 __all__ = ("SQLiteStore",)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from ._history_base import (
+from ..base import (
     Progress,
     check_count,
     check_ttl,
@@ -23,8 +23,8 @@ from ._history_base import (
     plan_trim_batch,
     prune_cutoff,
 )
-from ._postgres_base import MAX_ROWS, Conn, PostgresCore, not_leased
-from ._postgres_schema import Tables
+from .base import MAX_ROWS, Conn, PostgresCore, not_leased
+from .schema import Tables
 
 __all__ = ("PostgresRetentionMixin",)
 

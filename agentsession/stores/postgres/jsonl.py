@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
-from ._history_base import load_metadata
-from ._jsonl import ImportedSession, JsonlMixin, header_line, message_lines
-from ._postgres_base import (
+from ..base import load_metadata
+from ..jsonl import ImportedSession, JsonlMixin, header_line, message_lines
+from .base import (
     Conn,
     PostgresCore,
     db_id,

@@ -1,0 +1,13 @@
+"""The PostgreSQL engine: ``PostgresStore``, on psycopg 3 and psycopg_pool.
+
+Needs the ``postgres`` extra; importing this package without it raises
+``MissingDependencyError`` with the ``pip install`` command. Modules: ``store``
+(the pool, transactions, the per-session writes), ``base`` (value conversions shared by
+the modules), ``history``, ``retention``, ``jsonl`` and ``schema``.
+"""
+
+from __future__ import annotations
+
+from .store import PostgresStore
+
+__all__ = ("PostgresStore",)

@@ -1,0 +1,13 @@
+"""The Redis engine: ``RedisStore``, on redis-py.
+
+Needs the ``redis`` extra; importing this package without it raises
+``MissingDependencyError`` with the ``pip install`` command. Modules: ``store`` (the
+per-session writes), ``core`` (keys, scripts, the activity index), ``scripts`` (the Lua
+scripts), ``history``, ``retention`` and ``jsonl``.
+"""
+
+from __future__ import annotations
+
+from .store import RedisStore
+
+__all__ = ("RedisStore",)
