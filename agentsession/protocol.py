@@ -1,9 +1,12 @@
-"""The two interfaces agentsession is built on.
+"""Every contract agentsession is built on.
 
 ``SessionMemory`` is the async protocol the runner calls (the spec's three methods);
 anything with those three coroutine methods works, no base class needed. ``Store`` is the
 blocking interface every backend implements; ``StoreMemory`` adapts any ``Store`` to
-``SessionMemory`` through worker threads.
+``SessionMemory`` through worker threads. ``LeaseStore`` (blocking) and ``LeasingMemory``
+(async) are the little more the runner uses when a store or memory offers it: a session
+lease that holds across processes. A memory of your own with ``LeasingMemory``'s methods
+gets the same guarantee as agentsession's own.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ("SearchHit", "SessionInfo", "SessionMemory", "SessionPage", "Store")
+__all__ = (
+    "LeaseStore",
+    "LeasingMemory",
+    "SearchHit",
+    "SessionInfo",
+    "SessionMemory",
+    "SessionPage",
+    "Store",
+)
 
 
 @runtime_checkable
@@ -119,4 +130,64 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release every connection; later calls raise ``StoreClosed``."""
+        ...
+
+
+@runtime_checkable
+class LeaseStore(Protocol):
+    """A blocking store that can hold a session for one run, across processes.
+
+    The runner takes the lease before a run reads the session and gives it back when the
+    run's items are committed, so two runs on one session never interleave.
+
+    Attributes:
+        lease_blocks: whether ``try_lock`` / ``unlock`` wait on I/O (a network round
+            trip, a disk write). ``False`` promises they only make system calls that
+            never wait, so the async memory may call them on the event loop.
+        lease_expires: whether a lease lapses ``lease`` seconds after it was taken
+            unless renewed (by ``try_lock`` again as the same owner). ``False`` promises
+            it is held until ``unlock`` or until the holding process dies, whichever
+            comes first.
+    """
+
+    lease_blocks: bool
+    lease_expires: bool
+
+    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take the session's lease for ``owner`` if no other owner holds it; never waits.
+
+        Returns ``True`` when ``owner`` holds it now (taking it again renews it).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, ``owner`` or ``lease``.
+            StoreError: the backend failed.
+        """
+        ...
+
+    def unlock(self, session_id: str, owner: str) -> None:
+        """Give the lease back if ``owner`` holds it; otherwise do nothing.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``owner``.
+            StoreError: the backend failed.
+        """
+        ...
+
+
+@runtime_checkable
+class LeasingMemory(Protocol):
+    """The async twin of ``LeaseStore``: a ``SessionMemory`` whose runs hold a lease.
+
+    ``StoreMemory`` is one when its store is a ``LeaseStore``. Without these methods the
+    runner's lease holds only within one process.
+    """
+
+    lease_expires: bool
+
+    async def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """As ``LeaseStore.try_lock``."""
+        ...
+
+    async def unlock(self, session_id: str, owner: str) -> None:
+        """As ``LeaseStore.unlock``."""
         ...
