@@ -1,13 +1,16 @@
-"""Async twins of the stores' history management, mixed into ``StoreMemory``.
+"""Async twins of the store's history methods, mixed into ``StoreMemory``.
 
 Each method runs the blocking store method of the same name in a worker thread (see
-``StoreMemory._call``), with the same arguments, results and exceptions; see
-``SQLiteHistoryMixin`` for what each promises. A store without history management
-raises ``TypeError`` naming it.
+``StoreMemory._call``), with the same parameters, defaults, result and exceptions; the
+store's docstring (``SQLiteStore``, ``PostgresStore``, ``RedisStore``) says what each
+promises. A ``progress`` callback is called from that worker thread.
+``tests/test_memory_parity.py`` fails if a store method has no twin here or in
+``StoreMemory``, or if a twin's parameters differ from the store's.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -21,10 +24,17 @@ __all__ = ("HistoryMemoryMixin", "HistoryStore")
 
 T = TypeVar("T")
 
+#: Called with how many messages (``prune``) or sessions (JSONL) were just done.
+Progress = Callable[[int], None]
+
 
 @runtime_checkable
 class HistoryStore(Protocol):
-    """A blocking store with history management (``SQLiteStore`` is one)."""
+    """A blocking store with history management, as the CLI types it.
+
+    Superseded by ``protocol.Store``, which lists every public store method; kept until
+    ``cli._db.CliStore`` no longer names it.
+    """
 
     def list_sessions_page(
         self,
@@ -65,7 +75,7 @@ class HistoryStore(Protocol):
         keep_last: int | None = None,
         batch: int = 500,
         dry_run: bool = False,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> int: ...
 
     def expire_idle(self, ttl: timedelta, batch: int = 500) -> int: ...
@@ -74,35 +84,63 @@ class HistoryStore(Protocol):
 
     def export_jsonl(
         self,
-        fp: IO[str],
+        fp: IO[str] | str | os.PathLike[str],
         *,
         session_ids: Iterable[str] | None = None,
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> int: ...
 
     def import_jsonl(
         self,
-        lines: Iterable[str],
+        lines: Iterable[str] | str | os.PathLike[str],
         *,
         on_conflict: Literal["error", "skip", "replace"] = "error",
-        progress: Callable[[int], None] | None = None,
+        progress: Progress | None = None,
     ) -> int: ...
 
 
 class HistoryMemoryMixin:
-    """``search``, ``session_info``, metadata, ``fork``, ``prune``, export and import."""
+    """Turns (``rewind``, ``truncate``, ``message_count``), sessions and metadata,
+    ``search``, ``fork``, retention, and JSON Lines export and import, awaited."""
 
     if TYPE_CHECKING:
         store: Store
 
-        async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             raise NotImplementedError
 
-    def _history(self) -> HistoryStore:
-        store = self.store
-        if not isinstance(store, HistoryStore):
-            raise TypeError(f"{store!r} has no history management (search, export, prune...)")
-        return store
+    # -- turns -----------------------------------------------------------------------------
+
+    async def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
+        """Remove the session's last ``turns`` turns whole; return what was removed.
+
+        A turn starts at a user message. One transaction (``store.rewind``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
+            StoreBusy, StoreClosed, StoreError: the backend failed; nothing is removed.
+        """
+        return await self._call(self.store.rewind, session_id, turns)
+
+    async def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
+        """Keep the oldest ``keep`` messages; remove and return the rest (``store.truncate``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
+            StoreBusy, StoreClosed, StoreError: the backend failed; nothing is removed.
+        """
+        return await self._call(self.store.truncate, session_id, keep)
+
+    async def message_count(self, session_id: str) -> int:
+        """How many messages the session holds, 0 if unknown (``store.message_count``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(self.store.message_count, session_id)
+
+    # -- sessions and metadata -------------------------------------------------------------
 
     async def list_sessions_page(
         self,
@@ -111,19 +149,33 @@ class HistoryMemoryMixin:
         cursor: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> SessionPage:
-        """One page of sessions, newest activity first (``store.list_sessions_page``)."""
-        store = self._history()
+        """One page of sessions, newest activity first (``store.list_sessions_page``).
+
+        Raises:
+            TypeError, ValueError: a bad ``limit``, ``cursor`` or ``metadata`` filter.
+            StoreClosed, StoreError: the backend failed.
+        """
         return await self._call(
-            lambda: store.list_sessions_page(limit=limit, cursor=cursor, metadata=metadata)
+            self.store.list_sessions_page, limit=limit, cursor=cursor, metadata=metadata
         )
 
     async def session_info(self, session_id: str) -> SessionInfo | None:
-        """The session's record, or ``None`` (``store.session_info``)."""
-        return await self._call(self._history().session_info, session_id)
+        """The session's record, or ``None`` if unknown (``store.session_info``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(self.store.session_info, session_id)
 
     async def set_metadata(self, session_id: str, metadata: Mapping[str, Any]) -> None:
-        """Replace the session's metadata (``store.set_metadata``)."""
-        await self._call(self._history().set_metadata, session_id, metadata)
+        """Replace the session's metadata (``store.set_metadata``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``metadata``; nothing changes.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        await self._call(self.store.set_metadata, session_id, metadata)
 
     async def update_metadata(
         self,
@@ -132,9 +184,16 @@ class HistoryMemoryMixin:
         *,
         remove: tuple[str, ...] | list[str] = (),
     ) -> dict[str, Any]:
-        """Merge ``changes`` into the session's metadata (``store.update_metadata``)."""
-        store = self._history()
-        return await self._call(lambda: store.update_metadata(session_id, changes, remove=remove))
+        """Merge ``changes`` into the metadata, drop ``remove``; return the result
+        (``store.update_metadata``).
+
+        Raises:
+            TypeError, ValueError: a bad argument; nothing changes.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(self.store.update_metadata, session_id, changes, remove=remove)
+
+    # -- search and fork -------------------------------------------------------------------
 
     async def search(
         self,
@@ -145,18 +204,34 @@ class HistoryMemoryMixin:
         raw: bool = False,
         highlight: tuple[str, str] = ("[", "]"),
     ) -> list[SearchHit]:
-        """Full-text search, best match first (``store.search``)."""
-        store = self._history()
+        """Full-text search, best match first (``store.search``).
+
+        Raises:
+            TypeError, ValueError: a bad argument.
+            NotSupportedError: the engine has no full-text search (Redis).
+            StoreClosed, StoreError: the backend failed.
+        """
         return await self._call(
-            lambda: store.search(
-                query, session_id=session_id, limit=limit, raw=raw, highlight=highlight
-            )
+            self.store.search,
+            query,
+            session_id=session_id,
+            limit=limit,
+            raw=raw,
+            highlight=highlight,
         )
 
     async def fork(self, session_id: str, new_session_id: str, *, at: int | None = None) -> int:
-        """Copy history up to ``at`` into a new session (``store.fork``)."""
-        store = self._history()
-        return await self._call(lambda: store.fork(session_id, new_session_id, at=at))
+        """Copy messages 1..``at`` (all if ``None``) into a new session; return how many
+        (``store.fork``).
+
+        Raises:
+            TypeError, ValueError: a bad argument, no such source, or a target that
+                holds messages; nothing changes.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(self.store.fork, session_id, new_session_id, at=at)
+
+    # -- retention -------------------------------------------------------------------------
 
     async def prune(
         self,
@@ -165,35 +240,84 @@ class HistoryMemoryMixin:
         keep_last: int | None = None,
         batch: int = 500,
         dry_run: bool = False,
+        progress: Progress | None = None,
     ) -> int:
-        """Delete idle sessions and/or trim long ones, in batches (``store.prune``)."""
-        store = self._history()
+        """Delete idle sessions and/or trim long ones, in batches; return how many
+        messages (``store.prune``). ``progress`` runs in the worker thread.
+
+        Raises:
+            TypeError, ValueError: a bad argument, or neither ``older_than`` nor
+                ``keep_last``.
+            StoreBusy, StoreClosed, StoreError: the backend failed; batches already
+                committed stay deleted.
+        """
         return await self._call(
-            lambda: store.prune(
-                older_than=older_than, keep_last=keep_last, batch=batch, dry_run=dry_run
-            )
+            self.store.prune,
+            older_than=older_than,
+            keep_last=keep_last,
+            batch=batch,
+            dry_run=dry_run,
+            progress=progress,
         )
 
     async def expire_idle(self, ttl: timedelta, batch: int = 500) -> int:
-        """Delete sessions idle for longer than ``ttl`` (``store.expire_idle``)."""
-        return await self._call(self._history().expire_idle, ttl, batch)
+        """Delete sessions idle for longer than ``ttl``; return how many sessions
+        (``store.expire_idle``).
+
+        Raises:
+            TypeError, ValueError: a bad ``ttl`` or ``batch``.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(self.store.expire_idle, ttl, batch)
 
     async def vacuum(self) -> None:
-        """Give freed space back to the file system (``store.vacuum``)."""
-        await self._call(self._history().vacuum)
+        """Give space freed by deletions back to the file system (``store.vacuum``).
 
-    async def export_jsonl(self, fp: IO[str], *, session_ids: Iterable[str] | None = None) -> int:
-        """Write sessions as JSON Lines from a worker thread (``store.export_jsonl``)."""
-        store = self._history()
-        ids = None if session_ids is None else list(session_ids)
-        return await self._call(lambda: store.export_jsonl(fp, session_ids=ids))
+        Raises:
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        await self._call(self.store.vacuum)
+
+    # -- JSON Lines ------------------------------------------------------------------------
+
+    async def export_jsonl(
+        self,
+        fp: IO[str] | str | os.PathLike[str],
+        *,
+        session_ids: Iterable[str] | None = None,
+        progress: Progress | None = None,
+    ) -> int:
+        """Write sessions as JSON Lines to an open text file or a path; return how many
+        (``store.export_jsonl``). A path's file is replaced only once the export is
+        complete. ``fp`` is written, and ``progress`` called, in the worker thread.
+
+        Raises:
+            TypeError: a bad session id.
+            ValueError: a named session does not exist (checked before writing).
+            OSError: writing failed (a path's file is then left as it was).
+            StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(
+            self.store.export_jsonl, fp, session_ids=session_ids, progress=progress
+        )
 
     async def import_jsonl(
         self,
-        lines: Iterable[str],
+        lines: Iterable[str] | str | os.PathLike[str],
         *,
         on_conflict: Literal["error", "skip", "replace"] = "error",
+        progress: Progress | None = None,
     ) -> int:
-        """Read sessions from JSON Lines in a worker thread (``store.import_jsonl``)."""
-        store = self._history()
-        return await self._call(lambda: store.import_jsonl(lines, on_conflict=on_conflict))
+        """Read sessions written by ``export_jsonl`` from an open text file, an iterable
+        of lines or a path (a ``str`` is a path); return how many were imported
+        (``store.import_jsonl``). Each session is stored whole or not at all.
+
+        Raises:
+            ValueError: a bad ``on_conflict``, a bad line (named by number), or a
+                session already stored with ``on_conflict="error"``.
+            OSError: a path's file cannot be read.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        return await self._call(
+            self.store.import_jsonl, lines, on_conflict=on_conflict, progress=progress
+        )

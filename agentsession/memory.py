@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
@@ -26,10 +26,10 @@ if TYPE_CHECKING:
     import os
     from datetime import timedelta
 
-    from agents.memory import SessionSettings
     from psycopg_pool import ConnectionPool
     from redis import Redis
 
+    from ._sdk import SessionSettings
     from .session import MemorySession
     from .stores.postgres import PostgresStore
     from .stores.redis import RedisStore
@@ -50,6 +50,10 @@ DEFAULT_THREADS = 16
 
 class StoreMemory(HistoryMemoryMixin):
     """The async face of a blocking ``Store``; what the runner and the SDK talk to.
+
+    Every public method of the store has an async twin here with the same name,
+    parameters, result and exceptions (``close`` has ``aclose``), run in a worker thread;
+    an engine's own extras are on its memory (``SQLiteSessionMemory.checkpoint``).
 
     Thread safety: safe to share between threads and event loops, like its store. The
     blocking API for code with no event loop (a Flask view, a script) is ``.store``.
@@ -91,21 +95,30 @@ class StoreMemory(HistoryMemoryMixin):
             limiter = self._limiters.setdefault(loop, anyio.CapacityLimiter(self.max_threads))
         return limiter
 
-    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+    async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``func(*args, **kwargs)`` in a worker thread under this memory's limiter."""
         # abandon_on_cancel stays False: a cancelled caller still waits for the thread,
         # so a write is never left half done and never outlives close().
         return await anyio.to_thread.run_sync(
-            functools.partial(func, *args), limiter=self._limiter()
+            functools.partial(func, *args, **kwargs), limiter=self._limiter()
         )
 
-    async def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
+    # Every public store method has an async twin of the same name and parameters, here
+    # or in HistoryMemoryMixin; tests/test_memory_parity.py keeps the two sides equal.
+
+    async def get_messages(
+        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+    ) -> list[dict[str, Any]]:
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
+        A window (``limit`` set) is tool-safe unless ``tool_safe=False``, which returns
+        exactly the newest ``limit`` items (``store.get_messages``).
+
         Raises:
-            TypeError, ValueError: a bad ``session_id`` or ``limit``.
+            TypeError, ValueError: a bad ``session_id``, ``limit`` or ``tool_safe``.
             StoreError: the backend failed (see ``agentsession.exceptions``).
         """
-        return await self._call(self.store.get_messages, session_id, limit)
+        return await self._call(self.store.get_messages, session_id, limit, tool_safe=tool_safe)
 
     async def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
         """Append ``messages`` to the session atomically, in order.
@@ -133,13 +146,50 @@ class StoreMemory(HistoryMemoryMixin):
         """
         await self._call(self.store.clear_session, session_id)
 
-    async def list_sessions(self) -> list[SessionInfo]:
-        """Return every session, most recently active first.
+    async def list_sessions(
+        self, *, metadata: Mapping[str, Any] | None = None
+    ) -> list[SessionInfo]:
+        """Return every session (or those whose metadata holds every pair of
+        ``metadata``), most recently active first (``store.list_sessions``).
 
         Raises:
+            TypeError: a bad ``metadata`` filter.
             StoreError: the backend failed.
         """
-        return await self._call(self.store.list_sessions)
+        return await self._call(self.store.list_sessions, metadata=metadata)
+
+    # -- the run lease (LeasingMemory) ----------------------------------------------------
+
+    @property
+    def lease_expires(self) -> bool:
+        """Whether the store's leases lapse unless renewed (``LeaseStore.lease_expires``)."""
+        return bool(self.store.lease_expires)
+
+    async def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take the session's run lease for ``owner`` (``store.try_lock``); never waits.
+
+        A store whose leases need no I/O (``lease_blocks`` false: SQLite's kernel locks)
+        is called right here, on the event loop; the others in a worker thread.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, ``owner`` or ``lease``.
+            StoreError: the backend failed.
+        """
+        if self.store.lease_blocks:
+            return await self._call(self.store.try_lock, session_id, owner, lease)
+        return self.store.try_lock(session_id, owner, lease)
+
+    async def unlock(self, session_id: str, owner: str) -> None:
+        """Give the session's run lease back, if ``owner`` holds it (``store.unlock``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``owner``.
+            StoreError: the backend failed.
+        """
+        if self.store.lease_blocks:
+            await self._call(self.store.unlock, session_id, owner)
+        else:
+            self.store.unlock(session_id, owner)
 
     def session(
         self,
@@ -227,6 +277,15 @@ class SQLiteSessionMemory(StoreMemory):
             max_threads=max_threads,
             window=window,
         )
+
+    async def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy the write-ahead log into the database file (``SQLiteStore.checkpoint``).
+
+        Raises:
+            ValueError: an unknown ``mode``.
+            StoreClosed, StoreError: the store is closed or the database failed.
+        """
+        await self._call(self.store.checkpoint, mode)
 
 
 class PostgresSessionMemory(StoreMemory):

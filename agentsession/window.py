@@ -3,8 +3,10 @@
 The model API rejects input in which a tool's output has lost its call, a call has lost
 its output, or a reasoning item has lost the item it precedes. Cutting a long history at
 an arbitrary point does exactly that, so every window agentsession returns is made
-*tool-safe*: it starts where no exchange is cut in two, and drops any pair member whose
-partner is missing. Windows only select; nothing stored is deleted.
+*tool-safe*: it is a contiguous run of the newest items that starts where no exchange is
+cut in two (parallel calls and their outputs are one exchange, kept or left out whole),
+minus any pair member whose partner is missing from the history altogether. Windows only
+select; nothing stored is deleted.
 """
 
 from __future__ import annotations
@@ -66,15 +68,57 @@ def tool_safe(items: Sequence[Item]) -> list[Item]:
     return [item for item, kept in zip(items, keep, strict=True) if kept]
 
 
-def tool_safe_tail(items: Sequence[Item], start: int) -> list[Item]:
-    """Return ``items[start:]`` made tool-safe, given the item just before it.
+def _pair_spans(keys: Sequence[tuple[str, str] | None]) -> list[tuple[int, int]]:
+    """``(first, last)`` index of each call id that has both a call and an output in
+    ``keys``, sorted. Parallel calls (several calls, then their outputs) give spans that
+    overlap, so a start moved past one lands in the next: the exchange goes whole."""
+    first: dict[str, int] = {}
+    last: dict[str, int] = {}
+    kinds: dict[str, set[str]] = {}
+    for index, key in enumerate(keys):
+        if key is not None:
+            first.setdefault(key[1], index)
+            last[key[1]] = index
+            kinds.setdefault(key[1], set()).add(key[0])
+    return sorted((first[name], last[name]) for name, found in kinds.items() if len(found) == 2)
 
-    An item whose reasoning item was cut off (``items[start - 1]`` is reasoning) is
-    dropped with it, then the rest is made whole by ``tool_safe``.
+
+def tool_safe_tail(items: Sequence[Item], start: int, *, whole: bool = True) -> list[Item]:
+    """Return the newest items from ``start`` on, made tool-safe: a contiguous suffix.
+
+    The start moves forward, never back, until no exchange is cut: past every tool
+    exchange that began before it (parallel calls and their outputs are one exchange,
+    kept whole or left out whole), and past an item whose reasoning item was cut off.
+    The result is then ``tool_safe``: a pair member whose partner is missing from
+    ``items`` altogether (damaged history) is dropped, as the model API demands.
+
+    Args:
+        items: the history, oldest first.
+        start: the index the window would start at (clamped to ``0..len(items)``).
+        whole: ``items`` is the session's whole history. A store that read only the
+            newest rows passes ``False``: an output whose call is not in ``items`` is
+            then taken to be cut off from its call (the start moves past it), not
+            damaged, so the window stays a contiguous run of the stored history.
     """
-    start = max(0, start)
-    while 0 < start < len(items) and _is_reasoning(items[start - 1]):
-        start += 1
+    start = min(max(0, start), len(items))
+    keys = [_call_key(item) for item in items]
+    spans = _pair_spans(keys)
+    if not whole:
+        calls = {key[1] for key in keys if key is not None and key[0] == "call"}
+        # Its call was stored before the rows read: the exchange began before them.
+        spans = [
+            (-1, index)
+            for index, key in enumerate(keys)
+            if key is not None and key[0] == "output" and key[1] not in calls
+        ] + spans
+    moved = True
+    while moved:  # until neither rule moves the start; it only ever moves forward
+        moved = False
+        while 0 < start < len(items) and _is_reasoning(items[start - 1]):
+            start += 1
+        for low, high in spans:
+            if low < start <= high:
+                start, moved = high + 1, True
     return tool_safe(items[start:])
 
 

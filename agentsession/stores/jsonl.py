@@ -17,12 +17,15 @@ keys are ignored (for later minor additions); an unknown ``version`` is refused.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from typing import IO, Any, Literal
 
+from .._files import replaced_text_file
 from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
-from .base import Progress, check_timestamp, dump_metadata
+from .values import Progress, check_timestamp, dump_metadata
 
 __all__ = ("FORMAT_VERSION", "ImportedSession", "JsonlMixin", "header_line", "message_lines")
 
@@ -78,7 +81,7 @@ def _header(record: dict[str, Any], line: int) -> ImportedSession:
         raise bad(f"needs message_count as an int >= 0, got {count!r}")
     try:
         return ImportedSession(record, line)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise bad(str(exc)) from None
 
 
@@ -172,7 +175,7 @@ class JsonlMixin:
 
     def export_jsonl(
         self,
-        fp: IO[str],
+        fp: IO[str] | str | os.PathLike[str],
         *,
         session_ids: Iterable[str] | None = None,
         progress: Progress | None = None,
@@ -184,7 +187,10 @@ class JsonlMixin:
         in one read transaction (a consistent snapshot of it); writers are not blocked.
 
         Args:
-            fp: a text file open for writing (UTF-8).
+            fp: a text file open for writing (UTF-8), or a path: the file is then
+                written as UTF-8 through a temporary file in the same folder (created
+                readable by its owner only) that replaces it only once the export is
+                complete, so an interrupted export never leaves a partial file.
             session_ids: export these sessions, in this order; ``None`` exports all,
                 oldest record first.
             progress: called with 1 after each session is written.
@@ -196,15 +202,17 @@ class JsonlMixin:
             TypeError: a bad session id.
             ValueError: a named session does not exist (checked before writing).
             StoreClosed, StoreError: the store is closed or the database failed.
-            OSError: writing to ``fp`` failed.
+            OSError: writing to ``fp`` failed (a path's file is then left as it was).
         """
         ids = self._jsonl_session_ids() if session_ids is None else self._known(session_ids)
+        target = replaced_text_file(fp) if isinstance(fp, (str, os.PathLike)) else nullcontext(fp)
         written = 0
-        for session_id in ids:
-            if self._jsonl_export_one(session_id, fp):
-                written += 1
-                if progress is not None:
-                    progress(1)
+        with target as out:
+            for session_id in ids:
+                if self._jsonl_export_one(session_id, out):
+                    written += 1
+                    if progress is not None:
+                        progress(1)
         return written
 
     def _known(self, session_ids: Iterable[str]) -> list[str]:
@@ -222,7 +230,7 @@ class JsonlMixin:
 
     def import_jsonl(
         self,
-        lines: Iterable[str],
+        lines: Iterable[str] | str | os.PathLike[str],
         *,
         on_conflict: Literal["error", "skip", "replace"] = "error",
         progress: Progress | None = None,
@@ -234,7 +242,8 @@ class JsonlMixin:
         before a failing one stay imported. Memory use is one session at a time.
 
         Args:
-            lines: a text file open for reading, or any iterable of its lines.
+            lines: a text file open for reading, any iterable of its lines, or the
+                path of a file (read as UTF-8). A ``str`` is a path, not a line.
             on_conflict: what to do with a session the database already has:
                 ``"error"`` raises, ``"skip"`` keeps the stored one, ``"replace"``
                 deletes the stored one and imports the file's (in one transaction).
@@ -248,13 +257,17 @@ class JsonlMixin:
                 valid record, a session whose message lines do not match its header
                 (the message names the line number; nothing of that session is stored);
                 or, with ``on_conflict="error"``, a session already in the database
-                (named).
+                (named); a path's file that is not UTF-8.
+            OSError: a path's file cannot be read.
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
         if on_conflict not in _CONFLICTS:
             raise ValueError(
                 f"on_conflict must be 'error', 'skip' or 'replace', got {on_conflict!r}"
             )
+        if isinstance(lines, (str, os.PathLike)):
+            with open(lines, encoding="utf-8") as fp:
+                return self.import_jsonl(fp, on_conflict=on_conflict, progress=progress)
         imported = 0
         current: ImportedSession | None = None
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
+from agentsession import StoreMemory
 from tests.conftest import bound
 
 pytestmark = pytest.mark.anyio
@@ -106,3 +111,116 @@ async def test_items_round_trip_exactly(memory: Any) -> None:
     session = bound(memory, "s")
     await session.add_items([item])
     assert await session.get_items() == [item]
+
+
+# -- StoreMemory over every engine: the store's methods, awaited ----------------------------
+
+
+@pytest.fixture
+def store_memory(store: Any) -> StoreMemory:
+    """A ``StoreMemory`` over this test's store (one per engine in ``STORES``)."""
+    return StoreMemory(store)
+
+
+def call(call_id: str) -> dict[str, Any]:
+    return {"type": "function_call", "call_id": call_id, "name": "f", "arguments": "{}"}
+
+
+def output(call_id: str) -> dict[str, Any]:
+    return {"type": "function_call_output", "call_id": call_id, "output": "ok"}
+
+
+REPLY = {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "r"}]}
+
+
+async def test_parallel_tool_calls_are_one_exchange_in_every_window(
+    store_memory: StoreMemory,
+) -> None:
+    exchange = [call("c3"), call("c4"), call("c5"), output("c3"), output("c4"), output("c5")]
+    await store_memory.add_messages("s", [user("q"), *exchange, REPLY])
+    for limit in range(1, 7):  # every cut inside the exchange leaves all of it out
+        assert await store_memory.get_messages("s", limit=limit) == [REPLY]
+    assert await store_memory.get_messages("s", limit=7) == [*exchange, REPLY]
+    # Asked for, the raw newest items: the exchange cut wherever the limit falls.
+    assert await store_memory.get_messages("s", limit=5, tool_safe=False) == [
+        *exchange[2:],
+        REPLY,
+    ]
+
+
+async def test_turns_counts_and_metadata_filters_through_the_memory(
+    store_memory: StoreMemory,
+) -> None:
+    await store_memory.add_messages("a", [user("1"), REPLY, user("2"), REPLY, user("3")])
+    await store_memory.add_messages("b", [user("other")])
+    await store_memory.set_metadata("b", {"team": "x"})
+    assert await store_memory.message_count("a") == 5
+    assert await store_memory.rewind("a") == [user("3")]
+    assert await store_memory.rewind("a", 1) == [user("2"), REPLY]
+    assert await store_memory.truncate("a", 1) == [REPLY]
+    assert await store_memory.get_messages("a") == [user("1")]
+    assert [s.session_id for s in await store_memory.list_sessions(metadata={"team": "x"})] == ["b"]
+    assert {s.session_id for s in await store_memory.list_sessions()} == {"a", "b"}
+    done: list[int] = []
+    assert await store_memory.prune(keep_last=0, progress=done.append) == 2
+    assert sum(done) == 2
+
+
+async def _two_sessions(memory: StoreMemory) -> None:
+    await memory.add_messages("a", [user("for a"), REPLY])
+    await memory.add_messages("b", [user("für b ✓")])
+    await memory.update_metadata("b", {"k": "v"})
+
+
+async def test_export_and_import_through_the_memory_with_paths(
+    store_memory: StoreMemory, store_kind: str, store_factory: Any, tmp_path: Path
+) -> None:
+    await _two_sessions(store_memory)
+    path = tmp_path / "sessions.jsonl"
+    written: list[int] = []
+    assert await store_memory.export_jsonl(path, progress=written.append) == 2
+    assert written == [1, 1]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert path.read_text(encoding="utf-8").count('"type":"session"') == 2
+    copy = StoreMemory(store_factory(store_kind))
+    read: list[int] = []
+    assert await copy.import_jsonl(str(path), progress=read.append) == 2  # a str is a path
+    assert read == [1, 1]
+    for session_id in ("a", "b"):
+        assert await copy.get_messages(session_id) == await store_memory.get_messages(session_id)
+    assert (await copy.session_info("b")).metadata == {"k": "v"}  # type: ignore[union-attr]
+    # Exporting again replaces the file whole: just the one session asked for now.
+    assert await store_memory.export_jsonl(str(path), session_ids=["a"]) == 1
+    assert path.read_text(encoding="utf-8").count('"type":"session"') == 1
+    assert await copy.import_jsonl(path, on_conflict="replace") == 1
+
+
+async def test_export_and_import_through_the_memory_with_open_files(
+    store_memory: StoreMemory, store_kind: str, store_factory: Any, tmp_path: Path
+) -> None:
+    await _two_sessions(store_memory)
+    buffer = io.StringIO()
+    assert await store_memory.export_jsonl(buffer, session_ids=["b", "a"]) == 2
+    path = tmp_path / "opened.jsonl"
+    with path.open("w", encoding="utf-8") as fp:
+        assert await store_memory.export_jsonl(fp, session_ids=["b", "a"]) == 2
+    assert path.read_text(encoding="utf-8") == buffer.getvalue()
+    copy = StoreMemory(store_factory(store_kind))
+    with path.open(encoding="utf-8") as fp:
+        assert await copy.import_jsonl(fp) == 2
+    assert await copy.import_jsonl(buffer.getvalue().splitlines(True), on_conflict="skip") == 0
+    assert await copy.get_messages("b") == [user("für b ✓")]
+
+
+async def test_a_window_is_contiguous_when_an_exchange_began_before_it(
+    store_memory: StoreMemory,
+) -> None:
+    # An approval answered a turn later: its request is older than every window here
+    # but the last, so no window may hold the answer, nor skip it and keep what is older.
+    request = {"type": "mcp_approval_request", "id": "r1", "name": "t", "server_label": "s"}
+    answer = {"type": "mcp_approval_response", "approval_request_id": "r1", "approve": True}
+    history = [request, user("approve?"), user("yes"), answer, REPLY]
+    await store_memory.add_messages("s", history)
+    for limit in range(1, 5):
+        assert await store_memory.get_messages("s", limit=limit) == [REPLY], limit
+    assert await store_memory.get_messages("s", limit=5) == history
