@@ -14,10 +14,11 @@ import asyncio
 import threading
 import weakref
 
-from agents.models import _openai_shared
 from agents.models.interface import Model, ModelProvider
 from agents.models.multi_provider import MultiProvider
 from openai import AsyncOpenAI, DefaultAsyncHttpx2Client, OpenAIError
+
+from ._sdk import get_default_openai_client, get_default_openai_key
 
 __all__ = ("LoopLocalProvider",)
 
@@ -39,11 +40,11 @@ class LoopLocalProvider(ModelProvider):
 
     @staticmethod
     def _new_provider() -> MultiProvider:
-        if _openai_shared.get_default_openai_client() is not None:
+        if get_default_openai_client() is not None:
             return MultiProvider()
         try:
             client = AsyncOpenAI(
-                api_key=_openai_shared.get_default_openai_key(),
+                api_key=get_default_openai_key(),
                 http_client=DefaultAsyncHttpx2Client(),
             )
         except OpenAIError:

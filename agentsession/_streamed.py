@@ -19,8 +19,10 @@ import anyio
 from ._run_guard import RunGuard
 
 if TYPE_CHECKING:
-    from agents import RunResultStreaming
     from agents.memory import Session
+
+    # stream_events (replaced below) and run_loop_task: see _sdk.py.
+    from ._sdk import RunResultStreaming
 
 __all__ = ("GuardedSession", "guard_stream")
 

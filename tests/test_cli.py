@@ -12,19 +12,23 @@ import json
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model
+from agents.testing import ScriptedModel
 from click.testing import CliRunner, Result
 from responses_server import ResponsesServer, echo_responder, user_texts
 
-from agentsession import SQLiteStore
+from agentsession import SQLiteStore, StoreMemory
 from agentsession.cli import cli
+from agentsession.cli.chat import Chat
 from agentsession.cli.demo import FOURTH_TURN, TURNS
-from agentsession.cli.models import PLACEHOLDER_KEY, choose_model
+from agentsession.cli.models import PLACEHOLDER_KEY, BuiltModel, choose_model
 from agentsession.cli.offline import OfflineModel, offline_reply
 
 FIRST_QUESTION = TURNS[0]
@@ -349,6 +353,111 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
 
 def test_an_empty_session_id_is_refused(db: Path) -> None:
     assert_user_error(invoke("show", "", "--db", str(db)), "session id cannot be empty")
+
+
+# -- chat turns ---------------------------------------------------------------------------
+
+EARLIER_TURN = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+OTHER_TURN = [
+    {"role": "user", "content": "from the other process"},
+    {"role": "assistant", "content": "its reply"},
+]
+
+
+class _NextRunStore(SQLiteStore):
+    """Another process's run waits for the session: the moment the chat's run gives the
+    lease back, that run takes it and stores its turn."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.other = SQLiteStore(path)
+        self.waiting = True
+
+    def unlock(self, session_id: str, owner: str) -> None:
+        super().unlock(session_id, owner)
+        if self.waiting:
+            self.waiting = False
+            assert self.other.try_lock(session_id, "other-process", 30.0)
+            self.other.add_messages(session_id, OTHER_TURN)
+            self.other.unlock(session_id, "other-process")
+
+    def close(self) -> None:
+        self.other.close()
+        super().close()
+
+
+class _StalledModel(Model):
+    """A model whose reply never comes; ``started`` is set once it is asked."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        self.started.set()
+        await asyncio.Event().wait()
+        yield  # pragma: no cover - never reached
+
+
+def _chat(path: Path, model: Model) -> Chat:
+    built = BuiltModel(model=model, settings=ModelSettings(), tracing_disabled=True)
+    return Chat(StoreMemory(_NextRunStore(path)), "s", built, tools=False)
+
+
+@pytest.mark.parametrize("ending", ["failed", "interrupted"])
+def test_a_chat_turn_that_does_not_complete_leaves_other_runs_turns_alone(
+    tmp_path: Path, ending: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The turn is rolled back inside its run's lease, so a run of another process that
+    # stores its turn as soon as the lease is free keeps it.
+    path = tmp_path / "chat.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", EARLIER_TURN)
+    stalled = _StalledModel()
+    model = ScriptedModel([RuntimeError("the model exploded")]) if ending == "failed" else stalled
+    chat = _chat(path, model)
+
+    async def turn() -> str:
+        task = asyncio.ensure_future(chat.turn("my question"))
+        if ending == "interrupted":  # Ctrl-C in the middle of the reply
+            await stalled.started.wait()
+            task.cancel()
+        return await task
+
+    try:
+        assert asyncio.run(turn()) == ending
+    finally:
+        chat.memory.close()
+    assert "this turn was not stored" in capsys.readouterr().out
+    with SQLiteStore(path) as store:
+        assert store.get_messages("s") == EARLIER_TURN + OTHER_TURN
+
+
+def test_chat_undo_removes_the_last_turn_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "chat.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", EARLIER_TURN + TOOL_SESSION)
+    chat = Chat(
+        StoreMemory(SQLiteStore(path)),
+        "s",
+        BuiltModel(model=ScriptedModel([]), settings=ModelSettings(), tracing_disabled=True),
+        tools=False,
+    )
+    try:
+        chat.undo()
+        assert "(removed the last turn: 4 messages)" in capsys.readouterr().out
+        assert chat.store.get_messages("s") == EARLIER_TURN
+        chat.undo()
+        chat.undo()
+        out = capsys.readouterr().out
+        assert "(removed the last turn: 2 messages)" in out and "(nothing to undo)" in out
+        assert chat.store.get_messages("s") == []
+    finally:
+        chat.memory.close()
 
 
 # -- the entry points -------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Every turn is a streamed run with ``RunConfig(memory=..., session_id=...)``, so the chat
 remembers across restarts. A turn that does not complete (Ctrl-C, a failed model call)
-is rolled back: the session is cut back to the message count it had before the turn, so
-no half turn is ever left stored. Line editing and input history come from the standard
+is rolled back by the runner (``RunConfig(failed_runs="rollback")``, the default) while the
+run still holds the session's lease, so no half turn is ever left stored and another
+process's messages are never touched. Line editing and input history come from the standard
 ``readline`` module where the platform has it; input history is kept in
 ``chat_history`` in agentsession's data folder (``agentsession.cli._db.data_dir``).
 """
@@ -17,18 +18,20 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 from agents import Agent, function_tool
 from agents.tool import FunctionTool
 
+from .._sdk import run_task
 from .._validate import check_session_id
 from ..exceptions import StoreError
 from ..memory import StoreMemory
 from ..runner import RunConfig, Runner
 from ..stores.sqlite import SQLiteStore
+from ._db import CliStore
 from .models import BuiltModel, ModelChoice
 from .render import (
     StreamPrinter,
@@ -60,7 +63,7 @@ INSTRUCTIONS = "You are a helpful assistant. Reply concisely."
 #: Seconds between the offline model's streamed words, so that replies visibly stream.
 OFFLINE_STREAM_DELAY = 0.01
 
-#: Seconds to wait for an interrupted run to wind down before rolling it back.
+#: Seconds to wait for an interrupted run's task to wind down before the next prompt.
 WIND_DOWN_TIMEOUT = 10.0
 
 _COMMANDS = ("/history", "/undo", "/clear", "/sessions", "/switch ", "/help", "/exit", "/quit")
@@ -86,8 +89,13 @@ current_time: FunctionTool = function_tool(_current_time, name_override="current
 class Chat:
     """One chat: a session in a database, an agent, and the commands acting on them.
 
+    Turns (``turn``) are async and reach the database only through the runner and
+    ``memory``; the commands are plain calls on the blocking ``memory.store``, made
+    between turns, when no event loop is running.
+
     Args:
-        memory: where the history lives.
+        memory: where the history lives; its store must be one of agentsession's
+            (``rewind`` and ``session_info`` are used).
         session_id: the session to start in.
         built: the model and its settings.
         tools: give the agent the ``current_time`` tool.
@@ -97,7 +105,8 @@ class Chat:
         self, memory: StoreMemory, session_id: str, built: BuiltModel, *, tools: bool
     ) -> None:
         self.memory = memory
-        self.store = memory.store
+        # Every agentsession store (SQLite, PostgreSQL, Redis) is a CliStore.
+        self.store = cast(CliStore, memory.store)
         self.session_id = check_session_id(session_id)
         self.built = built
         self.agent: Agent[Any] = Agent(
@@ -110,30 +119,19 @@ class Chat:
 
     # -- turns -----------------------------------------------------------------------------
 
-    def _rollback(self, keep: int) -> int:
-        """Cut the session back to its first ``keep`` messages; return how many went."""
-        count = len(self.store.get_messages(self.session_id))
-        if count <= keep:
-            return 0
-        if keep == 0:
-            self.store.clear_session(self.session_id)
-            return count
-        removed = 0
-        while count - removed > keep and self.store.pop_message(self.session_id) is not None:
-            removed += 1
-        return removed
-
     async def turn(self, text: str) -> Outcome:
-        """Run one streamed turn, printing it; roll it back unless it completes.
+        """Run one streamed turn, printing it; it is stored only if it completes.
 
         Cancelling the task running this (Ctrl-C) stops the reply and returns
         ``"interrupted"``; any error is printed and returns ``"failed"``. Either way the
-        session is left as it was before the turn.
+        runner has rolled the turn back, inside the run's lease, by the time
+        ``stream_events()`` ends, so the session is as it was before the turn (plus
+        whatever other runs stored meanwhile).
         """
-        keep = len(self.store.get_messages(self.session_id))
         config = RunConfig(
             memory=self.memory,
             session_id=self.session_id,
+            failed_runs="rollback",  # what "(this turn was not stored)" relies on
             tracing_disabled=self.built.tracing_disabled,
         )
         stream = StreamPrinter()
@@ -155,14 +153,19 @@ class Chat:
             click.echo(f"{label('Error:', 'red')} {type(exc).__name__}: {exc}")
             click.echo(dim("(this turn was not stored)"))
         if result is not None:
+            # The turn is already rolled back; let the run's task finish before the
+            # next prompt, so nothing of it is still running then.
             result.cancel()
-            task = result.run_loop_task
+            task = run_task(result)
             if task is not None and not task.done():
                 await asyncio.wait([task], timeout=WIND_DOWN_TIMEOUT)
-        self._rollback(keep)
         return outcome
 
     # -- commands --------------------------------------------------------------------------
+
+    def _count(self) -> int:
+        info = self.store.session_info(self.session_id)
+        return 0 if info is None else info.message_count
 
     def history(self) -> None:
         """Print the session's stored transcript."""
@@ -175,21 +178,15 @@ class Chat:
 
     def undo(self) -> None:
         """Drop the last turn: the last user message and everything after it."""
-        messages = self.store.get_messages(self.session_id)
-        users = [
-            index
-            for index, message in enumerate(messages)
-            if message.get("role") == "user" and message.get("type", "message") == "message"
-        ]
-        if not users:
+        removed = self.store.rewind(self.session_id, turns=1)
+        if not removed:
             click.echo(dim("(nothing to undo)"))
             return
-        removed = self._rollback(users[-1])
-        click.echo(dim(f"(removed the last turn: {removed} messages)"))
+        click.echo(dim(f"(removed the last turn: {len(removed)} messages)"))
 
     def clear(self) -> None:
         """Delete every message of the session."""
-        count = len(self.store.get_messages(self.session_id))
+        count = self._count()
         self.store.clear_session(self.session_id)
         click.echo(dim(f"(cleared session {self.session_id!r}: {count} messages deleted)"))
 
@@ -212,7 +209,7 @@ class Chat:
 
     def greet_session(self) -> None:
         """Say which session is current and how much history it has."""
-        count = len(self.store.get_messages(self.session_id))
+        count = self._count()
         if count:
             click.echo(
                 f"Session {self.session_id!r}: {count} messages remembered (/history shows them)."

@@ -19,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agents.items import ModelResponse, TResponseOutputItem, TResponseStreamEvent
+from agents.items import ModelResponse
 from agents.models.interface import Model, ModelTracing
 from agents.testing import assistant_message, function_call
 from agents.usage import Usage
@@ -39,6 +39,8 @@ from openai.types.responses import (
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
 )
+
+from .._sdk import TResponseOutputItem, TResponseStreamEvent
 
 if TYPE_CHECKING:
     from agents.agent_output import AgentOutputSchemaBase
