@@ -11,9 +11,11 @@ gets the same guarantee as agentsession's own.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import datetime, timedelta
+from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 __all__ = (
     "LeaseStore",
@@ -105,27 +107,148 @@ class Store(Protocol):
     """A blocking, thread-safe session store: the one implementation of every feature.
 
     Implementations promise: every method may be called from any thread at once; each
-    ``add_messages`` is atomic and keeps its order; a closed store raises ``StoreClosed``.
+    ``add_messages`` is atomic and keeps its order; a caller mistake raises the same
+    ``TypeError`` / ``ValueError`` on every engine, before anything is stored; a backend
+    failure raises a ``StoreError``; a closed store raises ``StoreClosed``.
+    agentsession's stores get all of this from ``stores.base.StoreBase``, whose
+    docstrings are the full contract of each method.
+
+    Attributes:
+        lease_blocks: as ``LeaseStore.lease_blocks``.
+        lease_expires: as ``LeaseStore.lease_expires``.
     """
 
-    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Return the newest ``limit`` messages (all when ``None``), oldest first."""
+    lease_blocks: bool
+    lease_expires: bool
+
+    def get_messages(
+        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+    ) -> list[dict[str, Any]]:
+        """Return the newest ``limit`` messages (all when ``None``), oldest first; a tool-safe
+        window unless ``tool_safe=False``, which returns exactly the newest ``limit``."""
         ...
 
-    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
-        """Append ``messages`` atomically, in order."""
+    def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
+        """Append ``messages`` (any iterable of JSON objects) atomically, in order."""
         ...
 
     def pop_message(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return the newest message, or ``None`` if the session is empty."""
         ...
 
+    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
+        """Remove the last ``turns`` turns whole (atomically); return what was removed."""
+        ...
+
+    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
+        """Keep the oldest ``keep`` messages; remove and return the rest (atomically)."""
+        ...
+
+    def message_count(self, session_id: str) -> int:
+        """How many messages the session holds (0 for an unknown session)."""
+        ...
+
     def clear_session(self, session_id: str) -> None:
         """Delete the session and all its messages."""
         ...
 
-    def list_sessions(self) -> list[SessionInfo]:
-        """Return every session, most recently active first."""
+    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take or renew the session's run lease for ``owner``; never waits."""
+        ...
+
+    def unlock(self, session_id: str, owner: str) -> None:
+        """Give the session's run lease back if ``owner`` holds it."""
+        ...
+
+    def list_sessions(self, *, metadata: Mapping[str, Any] | None = None) -> list[SessionInfo]:
+        """Return every session (or those whose metadata holds ``metadata``), most recently
+        active first."""
+        ...
+
+    def list_sessions_page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SessionPage:
+        """Return one page of sessions, newest activity first, and the next page's cursor."""
+        ...
+
+    def session_info(self, session_id: str) -> SessionInfo | None:
+        """Return the session's record, or ``None`` if it has none."""
+        ...
+
+    def set_metadata(self, session_id: str, metadata: Mapping[str, Any]) -> None:
+        """Replace the session's metadata (creating its record if need be)."""
+        ...
+
+    def update_metadata(
+        self,
+        session_id: str,
+        changes: Mapping[str, Any],
+        *,
+        remove: tuple[str, ...] | list[str] = (),
+    ) -> dict[str, Any]:
+        """Merge ``changes`` into the metadata and delete ``remove``, atomically; return it."""
+        ...
+
+    def search(
+        self,
+        query: str,
+        *,
+        session_id: str | None = None,
+        limit: int = 20,
+        raw: bool = False,
+        highlight: tuple[str, str] = ("[", "]"),
+    ) -> list[SearchHit]:
+        """Find messages by their words, best match first (``NotSupportedError`` if the
+        engine has no full-text search)."""
+        ...
+
+    def fork(self, session_id: str, new_session_id: str, *, at: int | None = None) -> int:
+        """Copy messages 1..``at`` and the metadata into a new session; return how many."""
+        ...
+
+    def prune(
+        self,
+        *,
+        older_than: datetime | timedelta | None = None,
+        keep_last: int | None = None,
+        batch: int = 500,
+        dry_run: bool = False,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete idle sessions and/or trim long ones, in batches; return how many messages."""
+        ...
+
+    def expire_idle(self, ttl: timedelta, batch: int = 500) -> int:
+        """Delete every session idle for longer than ``ttl``; return how many sessions."""
+        ...
+
+    def vacuum(self) -> None:
+        """Give the space freed by deletions back, as the engine can."""
+        ...
+
+    def export_jsonl(
+        self,
+        fp: IO[str] | str | os.PathLike[str],
+        *,
+        session_ids: Iterable[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write sessions as JSON Lines to an open text file or a path; return how many."""
+        ...
+
+    def import_jsonl(
+        self,
+        lines: Iterable[str] | str | os.PathLike[str],
+        *,
+        on_conflict: Literal["error", "skip", "replace"] = "error",
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Store sessions read from JSON Lines (lines, or a path), each whole or not at all;
+        return how many."""
         ...
 
     def close(self) -> None:

@@ -379,21 +379,64 @@ def test_times_come_from_the_servers_clock(
     assert not store.try_lock("s", "run-2", 60)
 
 
-def test_a_lease_is_taken_renewed_refused_and_taken_over_once_expired(
+def test_a_lease_is_an_advisory_lock_held_until_unlocked_or_its_connection_goes(
+    schema: str, make: Callable[..., PostgresStore]
+) -> None:
+    first, second = make(), make()  # two stores on one schema, as two app servers have
+    assert first.try_lock("s", "a", 30)
+    assert first.try_lock("s", "a", 30)  # renewed by its owner
+    assert not first.try_lock("s", "b", 30)  # another run of the same process
+    assert not second.try_lock("s", "c", 30)  # a run of another process
+    # Taking a lease wrote nothing: it is a lock the server keeps in memory.
+    assert _sql(f'SELECT count(*) FROM "{schema}".agentsession_locks') == [(0,)]
+    assert _sql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")[0][0] >= 1
+    first.unlock("s", "b")  # not b's: nothing happens
+    assert not second.try_lock("s", "c", 30)
+    first.unlock("s", "a")
+    assert second.try_lock("s", "c", 30)
+    second.close()  # its lease connection goes, and the lease with it
+    assert first.try_lock("s", "a", 30)
+    with pytest.raises(ValueError, match="lease"):
+        first.try_lock("s", "a", 0)
+
+
+_HOLD_A_LEASE = """
+import sys, threading
+from agentsession.stores.postgres import PostgresStore
+store = PostgresStore(sys.argv[1], schema=sys.argv[2])
+assert store.try_lock("held", "dying-run", 30)
+print("holding", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_killed_process_releases_its_leases_at_once(
     schema: str, make: Callable[..., PostgresStore]
 ) -> None:
     store = make()
-    assert store.try_lock("s", "a", 30)
-    assert store.try_lock("s", "a", 30)  # renewed by its owner
-    assert not store.try_lock("s", "b", 30)
-    _sql(f'UPDATE "{schema}".agentsession_locks SET expires_at = expires_at - 60')
-    assert store.try_lock("s", "b", 30)  # expired: taken over
-    store.unlock("s", "a")  # no longer a's: nothing happens
-    assert not store.try_lock("s", "a", 30)
-    store.unlock("s", "b")
-    assert store.try_lock("s", "a", 30)
-    with pytest.raises(ValueError, match="lease"):
-        store.try_lock("s", "a", 0)
+    store.add_messages("held", [{"role": "user", "content": "hi"}])
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_LEASE, services.postgres_dsn(), schema],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "holding\n"
+        assert not store.try_lock("held", "next-run", 30)
+        # Pruning leaves a session alone while any process's run holds it.
+        assert store.prune(older_than=timedelta(0)) == 0
+    finally:
+        child.kill()
+        child.wait(timeout=30)
+    # The server ends the dead client's backend as soon as its socket closes; the lease
+    # is free well within the documented few seconds, with no expiry to wait for.
+    deadline = time.monotonic() + 5
+    while not store.try_lock("held", "next-run", 30):
+        assert time.monotonic() < deadline, "the dead process's lease was still held after 5 s"
+        time.sleep(0.01)
+    store.unlock("held", "next-run")
+    assert store.prune(older_than=timedelta(0)) == 1
 
 
 def test_ids_and_metadata_with_nul_round_trip(make: Callable[..., PostgresStore]) -> None:

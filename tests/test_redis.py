@@ -337,11 +337,11 @@ def test_a_decode_responses_client_reads_back_the_same(
         raw, decoded = make(), make(text_client)
         odd = {"role": "user", "content": "lone \ud800 surrogate, 中文 ✓ \u2028 \x00"}
         raw.add_messages("s", [odd, user("2")])
-        raw.set_metadata("s", {"title": "half \udfff pair"})
+        raw.set_metadata("s", {"title": "中文 ✓ \u2028 title"})
         assert decoded.get_messages("s") == raw.get_messages("s") == [odd, user("2")]
         assert decoded.session_info("s") == raw.session_info("s")
         assert decoded.list_sessions() == raw.list_sessions()
-        assert decoded.update_metadata("s", {"n": 1})["title"] == "half \udfff pair"
+        assert decoded.update_metadata("s", {"n": 1})["title"] == "中文 ✓ \u2028 title"
         assert decoded.pop_message("s") == user("2")
         assert decoded.rewind("s") == [odd]
         first, second = io.StringIO(), io.StringIO()

@@ -23,6 +23,7 @@ from agentsession import (
     StoreError,
 )
 from agentsession.stores.sqlite.schema import SCHEMA_VERSION
+from tests.reliability._workers import join_anyio_threads
 
 
 def user(text: str) -> dict[str, Any]:
@@ -137,13 +138,8 @@ def test_writer_waits_then_fails_clearly_when_the_lock_is_held(tmp_path: Path) -
     store.close()
 
 
-def _join_worker_threads() -> None:
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and thread.name.startswith("AnyIO"):
-            thread.join()
-
-
 def test_connections_of_finished_threads_and_loops_are_closed(tmp_path: Path) -> None:
+    threads_before = set(threading.enumerate())
     memory = SQLiteSessionMemory(tmp_path / "churn.db")
 
     async def one_request(n: int) -> None:
@@ -158,7 +154,7 @@ def test_connections_of_finished_threads_and_loops_are_closed(tmp_path: Path) ->
         thread.start()
     for thread in threads:
         thread.join()
-    _join_worker_threads()
+    join_anyio_threads(threads_before)
     gc.collect()
     assert memory.store.connections_opened >= 30
     assert memory.store.connection_count <= 2
@@ -191,7 +187,11 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
     conn = sqlite3.connect(path)
     applied = conn.execute("SELECT name FROM _sqlite_migrations").fetchall()
     conn.close()
-    assert applied == [("0001_sessions_and_messages",), ("0002_metadata_search_locks",)]
+    assert applied == [
+        ("0001_sessions_and_messages",),
+        ("0002_metadata_search_locks",),
+        ("0003_fts_off_the_write_path",),
+    ]
 
 
 def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> None:
@@ -215,6 +215,8 @@ def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> No
     with SQLiteStore(path) as store:
         assert store.get_messages("old") == [user("golden gate bridge")]
         store.add_messages("old", [user("after the migration")])
+        # A search first brings the full-text index up to date (see stores.sqlite.fts).
+        assert [h.message for h in store.search("migration")] == [user("after the migration")]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     found = conn.execute(

@@ -1,10 +1,11 @@
-"""What every store's history management shares: argument checks, metadata, cursors.
+"""What every store shares: ``StoreBase``, which owns the public methods, and the checks.
 
-Engine-neutral: the SQLite, PostgreSQL and Redis stores all check their arguments here,
-so a caller mistake raises the same ``TypeError`` / ``ValueError`` whatever the engine.
-``StoreCore`` declares the hooks the SQLite mixins (``stores.sqlite.history``,
-``stores.sqlite.retention``) reach the database through, so they follow ``SQLiteStore``'s
-connection, locking and error-mapping rules.
+Engine-neutral: ``StoreBase`` checks every argument of every public method here, once,
+so a caller mistake raises the same ``TypeError`` / ``ValueError`` with the same message
+whatever the engine; then it calls a private hook the engine implements (``_append``,
+``_newest_rows``, ``_cut``...). The turn walk of ``rewind``, the tool-safe window, the
+decoding of stored rows and the time-to-live run by writers live here too. This module
+imports no engine.
 """
 
 from __future__ import annotations
@@ -14,26 +15,39 @@ import binascii
 import json
 import logging
 import math
-import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-from .._serialize import _encoder, _find_bad_value
-from ..exceptions import StoreError
-from ..protocol import SessionInfo
-from .sqlite.schema import LOCKS
+from .._serialize import decode_messages, encode_messages
+from .._validate import check_limit, check_session_id
+from ..exceptions import NotSupportedError
+from ..protocol import SearchHit, SessionInfo, SessionPage
+from ..window import tool_safe_tail
+from .jsonl import JsonlMixin
+from .values import (
+    Progress,
+    check_text,
+    check_timestamp,
+    dump_metadata,
+    find_lone_surrogate,
+    load_metadata,
+)
 
 __all__ = (
-    "NOT_LEASED",
     "Progress",
-    "StoreCore",
+    "Row",
+    "StoreBase",
     "check_count",
     "check_fork",
+    "check_lease",
+    "check_messages",
     "check_metadata_filter",
+    "check_remove",
     "check_search",
+    "check_text",
     "check_timestamp",
     "check_ttl",
     "decode_cursor",
@@ -42,6 +56,7 @@ __all__ = (
     "info_from_row",
     "is_user_message",
     "load_metadata",
+    "merge_metadata",
     "metadata_matches",
     "newest_window",
     "prune_cutoff",
@@ -49,32 +64,11 @@ __all__ = (
 
 T = TypeVar("T")
 
-#: Called with how many items (messages, sessions) were just done; for progress bars.
-Progress = Callable[[int], None]
+#: A stored message as the hooks hand it over: ``(row key, message JSON text)``. The key
+#: (a position, an index) names the row in the log message of a corrupt one.
+Row = tuple[Any, str]
 
 logger = logging.getLogger("agentsession")
-
-#: SQL condition on a sessions row ``s``: no run holds the session's lease right now
-#: (bind the current time). History management leaves running sessions alone.
-NOT_LEASED = (
-    f"NOT EXISTS (SELECT 1 FROM {LOCKS} l WHERE l.session_id = s.session_id AND l.expires_at > ?)"
-)
-
-
-class StoreCore:
-    """The parts of ``SQLiteStore`` the history mixins call (declared for type checkers)."""
-
-    if TYPE_CHECKING:
-        path: Path | None
-
-        def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
-            raise NotImplementedError
-
-        def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-            raise NotImplementedError
-
-        def _translate(self, exc: sqlite3.Error) -> StoreError:
-            raise NotImplementedError
 
 
 def check_count(value: Any, name: str, *, minimum: int) -> int:
@@ -89,46 +83,6 @@ def check_count(value: Any, name: str, *, minimum: int) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
     return value
-
-
-def check_timestamp(value: Any) -> bool:
-    """Whether ``value`` is a finite number of seconds (``bool`` is not)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def dump_metadata(metadata: Any, name: str = "metadata") -> str:
-    """Encode a metadata object to JSON text, or raise naming the bad value.
-
-    Raises:
-        TypeError: not a dict with string keys, or a value JSON cannot represent.
-    """
-    if not isinstance(metadata, Mapping):
-        raise TypeError(
-            f"{name} must be a dict (a JSON object), not {type(metadata).__name__}: "
-            f"{metadata!r:.80}"
-        )
-    value = dict(metadata)
-    try:
-        bad = _find_bad_value(value)
-        if bad is None:
-            return _encoder.encode(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise TypeError(f"{name} is not JSON-serializable ({exc}): {value!r:.80}") from exc
-    raise TypeError(
-        f"{name} is not JSON-serializable: {bad!r:.80} ({type(bad).__name__}) in {value!r:.80}"
-    )
-
-
-def load_metadata(text: str, session_id: str) -> dict[str, Any]:
-    """Decode stored metadata; ``{}`` (with a warning) if it is not a JSON object."""
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        value = None
-    if isinstance(value, dict):
-        return value
-    logger.warning("ignoring corrupt metadata of session %r", session_id)
-    return {}
 
 
 def info_from_row(row: tuple[str, int, float, float, str]) -> SessionInfo:
@@ -177,6 +131,7 @@ def check_metadata_filter(metadata: Any) -> dict[str, Any]:
     Raises:
         TypeError: not a dict, a key that is not a str, or a value that is not a str,
             finite number, bool or None (the message names it).
+        ValueError: a key or value holds a lone surrogate (no stored metadata can).
     """
     if metadata is None:
         return {}
@@ -194,6 +149,9 @@ def check_metadata_filter(metadata: Any) -> dict[str, Any]:
                 f"metadata filter value for {key!r} must be a str, finite number, bool or "
                 f"None, got {value!r:.80}"
             )
+    bad = find_lone_surrogate(metadata)
+    if bad is not None:
+        raise ValueError(f"metadata filter holds a lone surrogate: {bad!r:.80}")
     return dict(metadata)
 
 
@@ -251,10 +209,9 @@ def check_search(query: Any, session_id: Any, limit: Any, highlight: Any) -> int
 
     Raises:
         TypeError: ``query`` not a str, ``highlight`` not a pair of str, bad types.
-        ValueError: a bad ``session_id`` or a ``limit`` below 1.
+        ValueError: a bad ``session_id``, a ``limit`` below 1, or a highlight mark
+            holding a lone surrogate.
     """
-    from .._validate import check_session_id
-
     if not isinstance(query, str):
         raise TypeError(f"query must be a str, not {type(query).__name__}: {query!r:.80}")
     if session_id is not None:
@@ -266,6 +223,8 @@ def check_search(query: Any, session_id: Any, limit: Any, highlight: Any) -> int
         and all(isinstance(mark, str) for mark in highlight)
     ):
         raise TypeError(f"highlight must be a pair of str, got {highlight!r}")
+    for mark in highlight:
+        check_text(mark, "highlight")
     return int(limit)
 
 
@@ -275,8 +234,6 @@ def check_fork(session_id: Any, new_session_id: Any, at: Any) -> None:
     Raises:
         TypeError, ValueError: a bad id, the same id twice, or ``at`` not an int >= 0.
     """
-    from .._validate import check_session_id
-
     check_session_id(session_id)
     check_session_id(new_session_id)
     if session_id == new_session_id:
@@ -318,6 +275,74 @@ def prune_cutoff(older_than: Any, keep_last: Any, batch: Any) -> float | None:
     return cutoff
 
 
+def check_messages(messages: Any) -> tuple[list[Any], list[str]]:
+    """Encode the messages of an ``add_messages`` call: any iterable of JSON objects.
+
+    Returns:
+        The messages as a list, and one JSON text per message, in order (see
+        ``_serialize.encode_messages``: a string holding a lone surrogate is written as
+        a ``\\u`` escape and reads back identical).
+
+    Raises:
+        TypeError: ``messages`` is not iterable, or is a str, bytes or a dict (one JSON
+            object rather than a sequence of them); or a message is not a JSON object or
+            holds a value JSON cannot represent (the message names the item).
+    """
+    if isinstance(messages, (str, bytes, bytearray, Mapping)) or not isinstance(messages, Iterable):
+        raise TypeError(
+            "messages must be a list (or another iterable) of JSON objects, not "
+            f"{type(messages).__name__}: {messages!r:.80}"
+        )
+    items = messages if isinstance(messages, list) else list(messages)
+    return items, encode_messages(items)
+
+
+def check_lease(session_id: Any, owner: Any, lease: Any = 1.0) -> float:
+    """Check ``try_lock`` / ``unlock`` arguments; return ``lease`` as a float.
+
+    Raises:
+        TypeError: a bad ``session_id`` type, ``owner`` not a str, or ``lease`` not a
+            number (``bool`` is not).
+        ValueError: a bad ``session_id``, an ``owner`` holding a lone surrogate, or a
+            ``lease`` that is not a positive finite number of seconds.
+    """
+    check_session_id(session_id)
+    check_text(owner, "owner")
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)):
+        raise TypeError(f"lease must be a number of seconds, got {lease!r:.80}")
+    if not (math.isfinite(lease) and lease > 0):
+        raise ValueError(f"lease must be a positive finite number of seconds, got {lease!r}")
+    return float(lease)
+
+
+def check_remove(remove: Any) -> list[str]:
+    """Check ``update_metadata(remove=...)``: a list or tuple of str keys.
+
+    Raises:
+        TypeError: a str, or an item that is not a str.
+        ValueError: a key holding a lone surrogate.
+    """
+    if isinstance(remove, (str, bytes)) or not isinstance(remove, Iterable):
+        raise TypeError(f"remove must be a list of str keys, got {remove!r:.80}")
+    keys = list(remove)
+    if not all(isinstance(key, str) for key in keys):
+        raise TypeError(f"remove must be a list of str keys, got {remove!r:.80}")
+    for key in keys:
+        check_text(key, "remove")
+    return keys
+
+
+def merge_metadata(
+    current: Mapping[str, Any], changes: Mapping[str, Any], remove: Iterable[str]
+) -> dict[str, Any]:
+    """``current`` with ``changes`` set and the keys ``remove`` deleted (top level)."""
+    merged = dict(current)
+    merged.update(changes)
+    for key in remove:
+        merged.pop(key, None)
+    return merged
+
+
 # -- windows -------------------------------------------------------------------------------
 
 
@@ -331,13 +356,14 @@ def newest_window(rows: list[tuple[Any, str]], limit: int, where: str) -> list[d
         limit: the window's size (1 or more).
         where: names the session, for the log message of a corrupt row.
     """
-    from .._serialize import decode_messages
-    from ..window import tool_safe_tail
-
+    # Fewer rows than limit + 1 came back: they are the whole session.
+    whole = len(rows) <= limit
     rows = rows[::-1]
     outside = len(rows) - limit if len(rows) > limit else 0
     earlier = decode_messages(rows[:outside], where)
-    return tool_safe_tail(earlier + decode_messages(rows[outside:], where), len(earlier))
+    return tool_safe_tail(
+        earlier + decode_messages(rows[outside:], where), len(earlier), whole=whole
+    )
 
 
 K = TypeVar("K")
@@ -391,3 +417,627 @@ def plan_trim_batch(
         if budget == 0:
             break
     return cuts
+
+
+# -- the store base ------------------------------------------------------------------------
+
+
+def _rows_where(session_id: str) -> str:
+    return f"session {session_id!r}"
+
+
+class StoreBase(JsonlMixin):
+    """The public methods of every store, over the private hooks an engine implements.
+
+    Each public method checks its arguments here (the same exception, with the same
+    message, on every engine), then calls one hook; the hooks do the storage and nothing
+    else. An engine implements every ``_hook`` below that raises ``NotImplementedError``
+    (and ``JsonlMixin``'s four), calls ``_set_ttl`` in its constructor, and sets
+    ``lease_blocks`` / ``lease_expires`` (see ``protocol.LeaseStore``).
+
+    Thread safety: every method may be called from any number of threads at once, as
+    the engine's hooks allow (all of agentsession's do).
+    """
+
+    #: Whether ``try_lock`` / ``unlock`` wait on I/O (see ``protocol.LeaseStore``).
+    lease_blocks: bool
+    #: Whether a lease lapses ``lease`` seconds after it was taken unless renewed.
+    lease_expires: bool
+
+    #: Sessions idle for longer than this are deleted by the writers (``None``: never).
+    ttl: timedelta | None = None
+
+    #: The type of the tie-breaking key this engine puts in a paging cursor.
+    _cursor_key: type = int
+
+    def _set_ttl(self, ttl: Any) -> None:
+        """Check and keep the constructor's ``ttl`` (``None`` or a positive timedelta).
+
+        Raises:
+            TypeError: not a ``timedelta``.
+            ValueError: zero or negative.
+        """
+        self.ttl = None if ttl is None else check_ttl(ttl)
+        self._next_expiry = 0.0
+        self._expiry_lock = threading.Lock()
+
+    # -- messages --------------------------------------------------------------------------
+
+    def get_messages(
+        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+    ) -> list[dict[str, Any]]:
+        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+
+        A window (``limit`` set) is tool-safe by default: it never holds a tool output
+        whose call was cut off, a call without its output, or an item whose reasoning
+        item was cut off, so it may hold fewer than ``limit`` messages (see
+        ``agentsession.window``). With ``tool_safe=False`` it is exactly the newest
+        ``limit`` stored items (what the SDK's ``Session.get_items(limit)`` promises).
+        Reads never wait for writers. A stored row that is not valid JSON is skipped
+        with a warning on the ``agentsession`` logger.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, ``limit`` or ``tool_safe``.
+            StoreBusy: (PostgreSQL) no pooled connection came free in time.
+            StoreClosed: the store is closed.
+            StoreError: the backend failed.
+        """
+        check_session_id(session_id)
+        limit = check_limit(limit)
+        if not isinstance(tool_safe, bool):
+            raise TypeError(f"tool_safe must be a bool, got {tool_safe!r:.80}")
+        if limit == 0:
+            return []
+        where = _rows_where(session_id)
+        if limit is None:
+            return decode_messages(self._all_rows(session_id), where)
+        if not tool_safe:
+            return decode_messages(self._newest_rows(session_id, limit)[::-1], where)
+        # One row more than asked for: the item before the window tells whether the
+        # window's first item lost its reasoning item (see window.tool_safe_tail).
+        return newest_window(self._newest_rows(session_id, limit + 1), limit, where)
+
+    def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
+        """Append ``messages`` to the session atomically, keeping their order.
+
+        ``messages`` is any iterable of JSON objects (a list, a tuple, a generator). Every
+        message is encoded before the backend is called, so bad input stores nothing.
+        Concurrent adds to one session, from any thread or process, never interleave.
+        With a ``ttl``, the idle sessions are deleted now and then after the add has
+        committed; a failure of that is logged as a warning on the ``agentsession``
+        logger, never raised: the add is stored.
+
+        Raises:
+            TypeError: ``messages`` is not an iterable of messages, or a message is not
+                a JSON object or holds a value JSON cannot represent; the message names
+                the item. Nothing is stored.
+            ValueError: a bad ``session_id``.
+            StoreBusy: the backend stayed busy (a write lock, the connection pool, a
+                loading Redis) past its timeout.
+            StoreClosed: the store is closed.
+            StoreError: the backend failed; nothing of this add is stored.
+        """
+        check_session_id(session_id)
+        items, encoded = check_messages(messages)
+        if not encoded:
+            return
+        self._append(session_id, encoded, items)
+        if self.ttl is not None:
+            self._expire_now_and_then(self.ttl)
+
+    def _expire_now_and_then(self, ttl: timedelta) -> None:
+        # The time-to-live is enforced by the writers: at most once per tenth of the TTL
+        # (and at least once a minute) per store, after its own add has committed, one
+        # add deletes the idle sessions. Its failure is logged: the add itself is stored.
+        now = time.monotonic()
+        with self._expiry_lock:
+            if now < self._next_expiry:
+                return
+            self._next_expiry = now + min(ttl.total_seconds() / 10, 60.0)
+        try:
+            self._expire(ttl)
+        except Exception as exc:
+            logger.warning("could not expire the idle sessions of %r: %s", self, exc)
+
+    def pop_message(self, session_id: str) -> dict[str, Any] | None:
+        """Remove and return the session's newest message (``None`` if it has none).
+
+        Each removal is atomic. A newest row that is corrupt is removed too, and the
+        next valid one returned.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        while True:
+            row = self._pop(session_id)
+            if row is None:
+                return None
+            decoded = decode_messages([row], _rows_where(session_id))
+            if decoded:
+                return decoded[0]
+
+    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
+        """Remove the session's last ``turns`` turns whole and return what was removed.
+
+        A turn starts at a user message and runs to the next one, so tool calls, their
+        outputs and the replies of a turn go with it. Fewer turns than asked for means
+        the whole session is emptied. Atomic: all of it or none of it.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
+            StoreBusy: (Redis) the session kept changing for 100 attempts; or as for
+                ``add_messages``.
+            StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        check_count(turns, "turns", minimum=1)
+        where = _rows_where(session_id)
+
+        def turns_start(newest_first: Iterable[Row]) -> Any:
+            # Walk back from the newest message to the turns-th user message: that is
+            # where the turns to remove start (None: there are fewer, take them all).
+            found = 0
+            for key, text in newest_first:
+                if is_user_message(decode_messages([(key, text)], where)):
+                    found += 1
+                    if found == turns:
+                        return key
+            return None
+
+        return decode_messages(self._cut_turns(session_id, turns_start), where)
+
+    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
+        """Keep the session's oldest ``keep`` messages; remove and return the rest.
+
+        This is what a failed run is rolled back with (see ``RunConfig``): the count
+        taken before the run is passed back as ``keep``. Atomic.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        check_count(keep, "keep", minimum=0)
+        return decode_messages(self._cut(session_id, keep), _rows_where(session_id))
+
+    def message_count(self, session_id: str) -> int:
+        """How many messages the session holds (0 for an unknown session).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._count(session_id)
+
+    def clear_session(self, session_id: str) -> None:
+        """Delete the session and all its messages (a no-op for an unknown session).
+
+        Atomic: an add racing the clear is deleted whole or lands whole in a new
+        session. A run lease held on the session is left alone.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        self._clear(session_id)
+
+    # -- the run lease ---------------------------------------------------------------------
+
+    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take the session's run lease for ``owner`` unless another live owner holds it.
+
+        Never waits for the lease. A lease lasts ``lease`` seconds (by the backend's
+        clock) unless renewed by calling this again as the same owner, so a process that
+        dies holding one blocks others only that long.
+
+        Returns:
+            ``True`` when ``owner`` holds the lease now.
+
+        Raises:
+            TypeError: a bad ``session_id`` type, ``owner`` not a str, or ``lease`` not a
+                number.
+            ValueError: a bad ``session_id``, an ``owner`` holding a lone surrogate, or
+                ``lease`` not a positive finite number of seconds.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        seconds = check_lease(session_id, owner, lease)
+        return self._lock(session_id, owner, seconds)
+
+    def unlock(self, session_id: str, owner: str) -> None:
+        """Give the session's run lease back, if ``owner`` still holds it; else nothing.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id`` or ``owner`` (as for ``try_lock``).
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_lease(session_id, owner)
+        self._unlock(session_id, owner)
+
+    # -- sessions and metadata -------------------------------------------------------------
+
+    def list_sessions(self, *, metadata: Mapping[str, Any] | None = None) -> list[SessionInfo]:
+        """Return every session (or those matching ``metadata``), newest activity first.
+
+        Args:
+            metadata: keep only sessions whose metadata holds every one of these
+                key/value pairs (values: str, number, bool or None; compared by JSON
+                type, so ``True`` does not match ``1``).
+
+        Raises:
+            TypeError: a bad ``metadata`` filter.
+            ValueError: a filter holding a lone surrogate.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        wanted = check_metadata_filter(metadata)
+        return [info for info, _, _ in self._sessions(wanted, None, None)]
+
+    def list_sessions_page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> SessionPage:
+        """Return one page of sessions, newest activity first, and the next page's cursor.
+
+        Paging is by keyset, so every page costs the same however deep, and sessions
+        with the same ``updated_at`` are neither repeated nor dropped. A session that
+        becomes active while you page moves to the front: it is not returned twice, but
+        if it had not been reached yet it is not returned at all in this walk.
+
+        Args:
+            limit: at most this many sessions per page (1 or more).
+            cursor: ``next_cursor`` of the previous page; ``None`` for the first page.
+            metadata: the same filter as ``list_sessions``; pass it on every page.
+
+        Raises:
+            TypeError: a bad ``limit``, ``cursor`` or ``metadata``.
+            ValueError: ``limit`` below 1, or ``cursor`` was not made by this store's
+                ``list_sessions_page``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        limit = check_count(limit, "limit", minimum=1)
+        wanted = check_metadata_filter(metadata)
+        after: tuple[float, Any] | None = None
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            key = after[1]
+            if isinstance(key, bool) or not isinstance(key, self._cursor_key):
+                raise ValueError(
+                    f"cursor {cursor!r:.60} is not a cursor returned by list_sessions_page"
+                )
+        found = self._sessions(wanted, after, limit + 1)
+        page = found[:limit]
+        next_cursor = None
+        if len(found) > limit:
+            _, updated, key = page[-1]
+            next_cursor = encode_cursor(updated, key)
+        return SessionPage([info for info, _, _ in page], next_cursor)
+
+    def session_info(self, session_id: str) -> SessionInfo | None:
+        """Return what the store knows about one session, or ``None`` if it has no record.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._info(session_id)
+
+    def set_metadata(self, session_id: str, metadata: Mapping[str, Any]) -> None:
+        """Replace the session's metadata with ``metadata`` (a JSON object).
+
+        Creates the session's record (with no messages) if it has none yet. Changing
+        metadata is not activity: ``updated_at`` stays as it was.
+
+        Raises:
+            TypeError: ``metadata`` is not a dict of JSON values; nothing is changed.
+            ValueError: a bad ``session_id``, or a key or string in ``metadata`` holding
+                a lone surrogate; nothing is changed.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        self._put_metadata(session_id, dump_metadata(metadata))
+
+    def update_metadata(
+        self,
+        session_id: str,
+        changes: Mapping[str, Any],
+        *,
+        remove: tuple[str, ...] | list[str] = (),
+    ) -> dict[str, Any]:
+        """Merge ``changes`` into the session's metadata (top-level keys); return the result.
+
+        Read, merge and write are one atomic step, so concurrent updates of different
+        keys, from any process, never lose each other. Creates the session's record
+        (with no messages) if it has none yet; ``updated_at`` does not change.
+
+        Args:
+            session_id: the session.
+            changes: keys to set (a value ``None`` stores JSON null; it does not delete).
+            remove: keys to delete (missing keys are ignored).
+
+        Raises:
+            TypeError: ``changes`` is not a dict of JSON values, or a key in ``remove``
+                is not a str; nothing is changed.
+            ValueError: a bad ``session_id``, or a lone surrogate in a key or string.
+            StoreBusy: (Redis) the metadata kept changing for 100 attempts; or as for
+                ``add_messages``.
+            StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        dump_metadata(changes, "changes")
+        keys = check_remove(remove)
+        return self._update_metadata(session_id, dict(changes), keys)
+
+    # -- search and fork -------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        session_id: str | None = None,
+        limit: int = 20,
+        raw: bool = False,
+        highlight: tuple[str, str] = ("[", "]"),
+    ) -> list[SearchHit]:
+        """Find messages by their words, best match first.
+
+        Args:
+            query: words that must all appear (in any order, any case). Nothing in it is
+                query syntax unless ``raw`` is true, so any text is safe to pass.
+            session_id: search this session only; ``None`` searches every session.
+            limit: at most this many hits (1 or more).
+            raw: pass ``query`` to the engine's full-text query parser as is (see the
+                engine's class docstring for its syntax).
+            highlight: the marks put around matched words in ``snippet``.
+
+        Returns:
+            The hits; ``[]`` when ``query`` has no words.
+
+        Raises:
+            TypeError: a bad argument type.
+            ValueError: a bad ``session_id``, ``limit`` or highlight mark, or (``raw``
+                only) a query the engine cannot parse; the message quotes it.
+            NotSupportedError: the engine has no full-text search (Redis).
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        limit = check_search(query, session_id, limit, highlight)
+        if raw and find_lone_surrogate(query) is not None:
+            raise ValueError(f"bad full-text query {query!r}: it holds a lone surrogate")
+        # Lone surrogates cannot be words of a stored message's text: none matches them.
+        text = query.encode("utf-8", "replace").decode("utf-8")
+        if not text.replace("\x00", " ").split():
+            self._search_supported()
+            return []
+        hits: list[SearchHit] = []
+        for found_in, position, stored, snippet, rank in self._search(
+            text, session_id, limit, raw, highlight
+        ):
+            decoded = decode_messages([(position, stored)], _rows_where(found_in))
+            if decoded:
+                hits.append(SearchHit(found_in, position, decoded[0], snippet, float(rank)))
+        return hits
+
+    def fork(self, session_id: str, new_session_id: str, *, at: int | None = None) -> int:
+        """Copy the session's history up to position ``at`` into a new session.
+
+        The copy keeps each message's ``created_at`` and the source's metadata
+        (replacing any the target's record had); the new session is created, and last
+        active, now. The source is not changed. The target is written atomically.
+
+        Args:
+            session_id: the session to copy from.
+            new_session_id: the session to create; it must not hold messages yet.
+            at: copy messages 1..``at`` (1-based, inclusive); ``None`` copies them all,
+                ``0`` none (the new session then has only the metadata).
+
+        Returns:
+            How many messages were copied.
+
+        Raises:
+            TypeError: a bad argument type.
+            ValueError: a bad id, the same id twice, no session ``session_id``,
+                ``new_session_id`` already holds messages, or ``at`` is negative or
+                past the source's last message. Nothing is changed.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_fork(session_id, new_session_id, at)
+        return self._fork(session_id, new_session_id, at)
+
+    # -- retention -------------------------------------------------------------------------
+
+    def prune(
+        self,
+        *,
+        older_than: datetime | timedelta | None = None,
+        keep_last: int | None = None,
+        batch: int = 500,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> int:
+        """Delete idle sessions whole and/or trim every session to its newest messages.
+
+        Work is done in atomic steps of at most ``batch`` deleted messages each, looping
+        until nothing is left to do, so other writers get their turn between them.
+        Trimming renumbers a session's kept messages 1..``keep_last`` (positions stay
+        dense). Neither mode counts as activity: ``updated_at`` is not changed. A
+        session deleted whole loses its newest messages first, so between steps it is a
+        shorter but intact history. Sessions whose run lease is held are skipped.
+
+        Args:
+            older_than: delete sessions last active before this time (an aware
+                ``datetime``) or longer ago than this (a ``timedelta``, counted back
+                from the backend's clock).
+            keep_last: trim every session to its newest ``keep_last`` messages (0 or
+                more); applied after ``older_than``.
+            batch: at most this many messages deleted per step.
+            dry_run: count what would be deleted; change nothing.
+            progress: called with the number of messages deleted after each step (on
+                Redis: every ``batch`` messages and once at the end).
+
+        Returns:
+            How many messages were deleted (or would be, with ``dry_run``).
+
+        Raises:
+            TypeError: a bad argument type.
+            ValueError: neither ``older_than`` nor ``keep_last`` given, a negative
+                value, a naive ``datetime``, or ``batch`` below 1.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``; steps already
+                done stay done.
+        """
+        cutoff = prune_cutoff(older_than, keep_last, batch)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable, got {progress!r:.80}")
+        if isinstance(older_than, timedelta):
+            cutoff = self._clock() - older_than.total_seconds()
+        return self._prune(cutoff, keep_last, batch, bool(dry_run), progress)
+
+    def expire_idle(self, ttl: timedelta, batch: int = 500) -> int:
+        """Delete every session idle for longer than ``ttl``; return how many sessions.
+
+        The same work as ``prune(older_than=ttl)``, counted in sessions: this is what a
+        store-wide time-to-live calls.
+
+        Raises:
+            TypeError: ``ttl`` is not a ``timedelta`` or ``batch`` not an int.
+            ValueError: ``ttl`` is not positive, or ``batch`` below 1.
+            StoreBusy, StoreClosed, StoreError: as for ``prune``.
+        """
+        check_ttl(ttl)
+        check_count(batch, "batch", minimum=1)
+        return self._expire_idle(self._clock() - ttl.total_seconds(), batch)
+
+    def vacuum(self) -> None:
+        """Give the space freed by deletions back (what that means is the engine's).
+
+        Raises:
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        self._vacuum()
+
+    # -- the hooks -------------------------------------------------------------------------
+
+    def _all_rows(self, session_id: str) -> list[Row]:
+        """Every stored message of the session, oldest first (one consistent read)."""
+        raise NotImplementedError
+
+    def _newest_rows(self, session_id: str, count: int) -> list[Row]:
+        """The session's newest ``count`` (1 or more) stored messages, newest first."""
+        raise NotImplementedError
+
+    def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        """Store the encoded messages (one or more) after the session's last, atomically.
+
+        ``messages`` are the checked messages themselves, for an engine that indexes
+        their words (``_serialize.message_text``)."""
+        raise NotImplementedError
+
+    def _expire(self, ttl: timedelta) -> None:
+        """Delete the sessions idle for longer than ``ttl`` (called after a committed add,
+        at most once per tenth of the TTL). An engine whose backend expires sessions by
+        itself overrides this to do nothing."""
+        self.expire_idle(ttl)
+
+    def _pop(self, session_id: str) -> Row | None:
+        """Remove the session's newest stored message and return it (``None``: none)."""
+        raise NotImplementedError
+
+    def _cut_turns(self, session_id: str, turns_start: Callable[[Iterable[Row]], Any]) -> list[Row]:
+        """Atomically: read the session newest first, pass the rows to ``turns_start``
+        (which stops reading at the start it finds), and remove the rows from the key it
+        returns on (all of them for ``None``). Return the removed rows, oldest first."""
+        raise NotImplementedError
+
+    def _cut(self, session_id: str, keep: int) -> list[Row]:
+        """Atomically remove the session's messages after its oldest ``keep``; return them,
+        oldest first."""
+        raise NotImplementedError
+
+    def _count(self, session_id: str) -> int:
+        """How many messages the session holds (0 if it has no record)."""
+        raise NotImplementedError
+
+    def _clear(self, session_id: str) -> None:
+        """Delete the session's record and all its messages, atomically."""
+        raise NotImplementedError
+
+    def _lock(self, session_id: str, owner: str, lease: float) -> bool:
+        """Take or renew the run lease for ``lease`` seconds, unless another owner's is live."""
+        raise NotImplementedError
+
+    def _unlock(self, session_id: str, owner: str) -> None:
+        """Delete the run lease if ``owner`` holds it."""
+        raise NotImplementedError
+
+    def _sessions(
+        self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None
+    ) -> list[tuple[SessionInfo, float, Any]]:
+        """Sessions whose metadata holds ``wanted``, newest activity first, as
+        ``(info, updated_at, tie-breaking key)``: strictly after the cursor position
+        ``after`` (``(updated_at, key)``), at most ``limit`` (``None``: all)."""
+        raise NotImplementedError
+
+    def _info(self, session_id: str) -> SessionInfo | None:
+        """The session's record, read in one step."""
+        raise NotImplementedError
+
+    def _put_metadata(self, session_id: str, text: str) -> None:
+        """Store checked metadata JSON ``text``, creating the record if need be."""
+        raise NotImplementedError
+
+    def _update_metadata(
+        self, session_id: str, changes: dict[str, Any], remove: list[str]
+    ) -> dict[str, Any]:
+        """Atomically merge checked ``changes`` in and delete ``remove`` (see
+        ``merge_metadata``), creating the record if need be; return the result."""
+        raise NotImplementedError
+
+    def _search_supported(self) -> None:
+        """Raise ``NotSupportedError`` (after ``StoreClosed``) if the engine cannot search."""
+
+    def _search(
+        self,
+        query: str,
+        session_id: str | None,
+        limit: int,
+        raw: bool,
+        highlight: tuple[str, str],
+    ) -> list[tuple[str, int, str, str, float]]:
+        """``(session_id, position, message JSON text, snippet, rank)`` of the best hits;
+        ``query`` (valid Unicode) has words. Raise ``ValueError`` naming a bad raw query."""
+        self._search_supported()
+        raise NotSupportedError(f"{type(self).__name__} has no full-text search")
+
+    def _fork(self, session_id: str, new_session_id: str, at: int | None) -> int:
+        """Copy messages 1..``at`` (all for ``None``) and the metadata into a session
+        holding no messages; raise ``ValueError`` as ``fork`` documents."""
+        raise NotImplementedError
+
+    def _clock(self) -> float:
+        """The clock every stored time comes from, in Unix seconds."""
+        return time.time()
+
+    def _prune(
+        self,
+        cutoff: float | None,
+        keep_last: int | None,
+        batch: int,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> int:
+        """Do (or with ``dry_run`` count) a checked prune: sessions last active before
+        ``cutoff`` (by ``_clock``) go whole, then the others keep ``keep_last``."""
+        raise NotImplementedError
+
+    def _expire_idle(self, cutoff: float, batch: int) -> int:
+        """Delete the sessions last active before ``cutoff``; return how many sessions."""
+        raise NotImplementedError
+
+    def _vacuum(self) -> None:
+        """Give freed space back, as the engine can."""
+        raise NotImplementedError

@@ -675,3 +675,146 @@ def test_search_never_raises_on_any_text(search_store: Any, query: str) -> None:
         store.add_messages("s", [user("fox AND dog (or not)")])
     for hit in store.search(query):
         assert hit.session_id == "s"
+
+
+# -- one contract: the same bad input gets the same exception on every engine -------------
+
+
+def _another(store: Any, store_kind: str, **kwargs: Any) -> Any:
+    """A store of ``store``'s kind on the same database / schema / key prefix."""
+    from tests import services
+
+    engine = ENGINES[store_kind]
+    if store_kind == "sqlite-memory":
+        return type(store)(**kwargs)
+    if store_kind == "sqlite-file":
+        return type(store)(store.path, **kwargs)
+    if engine == "postgres":
+        return type(store)(services.postgres_dsn(), schema=store.schema, **kwargs)
+    return type(store)(services.redis_url(), prefix=store.prefix, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "error"),
+    [(5, TypeError), (5.0, TypeError), ("1h", TypeError), (timedelta(0), ValueError)],
+)
+def test_a_bad_ttl_is_refused_by_every_constructor(
+    store: Any, store_kind: str, ttl: Any, error: type
+) -> None:
+    with pytest.raises(error, match="ttl"):
+        _another(store, store_kind, ttl=ttl)
+    with pytest.raises(ValueError, match="ttl"):
+        _another(store, store_kind, ttl=timedelta(seconds=-1))
+
+
+def test_a_failed_expiry_after_a_committed_add_is_logged_not_raised(
+    store: Any, store_kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agentsession import StoreError
+
+    with_ttl = _another(store, store_kind, ttl=timedelta(days=1))
+    try:
+
+        def fail(ttl: timedelta) -> None:
+            raise StoreError("the expiry failed")
+
+        monkeypatch.setattr(with_ttl, "_expire", fail)
+        with caplog.at_level("WARNING", logger="agentsession"):
+            with_ttl.add_messages("s", [user("kept")])
+        assert with_ttl.get_messages("s") == [user("kept")]
+        assert "the expiry failed" in caplog.text
+    finally:
+        with_ttl.close()
+
+
+@pytest.mark.parametrize(
+    ("metadata", "bad"),
+    [
+        ({"k": "\ud800"}, "\ud800"),
+        ({"\udfff": "v"}, "\udfff"),
+        ({"nested": {"list": ["ok", "x\udcff"]}}, "x\udcff"),
+    ],
+    ids=["value", "key", "nested"],
+)
+def test_metadata_with_a_lone_surrogate_is_refused_by_name(
+    store: Any, metadata: Any, bad: str
+) -> None:
+    store.set_metadata("s", {"keep": True})
+    for call in (
+        lambda: store.set_metadata("s", metadata),
+        lambda: store.update_metadata("s", metadata),
+        lambda: store.set_metadata("fresh", metadata),
+    ):
+        with pytest.raises(ValueError, match="lone surrogate") as caught:
+            call()
+        assert repr(bad) in str(caught.value)
+    with pytest.raises(ValueError, match="lone surrogate"):
+        store.list_sessions(metadata={"k": "\ud800"})
+    with pytest.raises(ValueError, match="remove"):
+        store.update_metadata("s", {}, remove=["\ud800"])
+    assert store.session_info("s").metadata == {"keep": True}
+    assert store.session_info("fresh") is None
+
+
+def test_a_message_with_a_lone_surrogate_reads_back_identical(store: Any) -> None:
+    # The one rule for messages (see _serialize.encode_messages): a lone surrogate is
+    # stored as a \u escape of the JSON text, on every engine, and reads back identical.
+    odd = {"role": "user", "content": "file-\udcff.txt", "\ud800": "key"}
+    store.add_messages("s", [odd, user("2")])
+    assert store.get_messages("s") == [odd, user("2")]
+    assert store.rewind("s", 2) == [odd, user("2")]
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "name"),
+    [
+        (("", "run", 1.0), ValueError, "session_id"),
+        ((None, "run", 1.0), TypeError, "session_id"),
+        (("s", None, 1.0), TypeError, "owner"),
+        (("s", 42, 1.0), TypeError, "owner"),
+        (("s", "\ud800", 1.0), ValueError, "owner"),
+        (("s", "run", "1"), TypeError, "lease"),
+        (("s", "run", True), TypeError, "lease"),
+        (("s", "run", None), TypeError, "lease"),
+        (("s", "run", 0), ValueError, "lease"),
+        (("s", "run", -1.0), ValueError, "lease"),
+        (("s", "run", float("inf")), ValueError, "lease"),
+        (("s", "run", float("nan")), ValueError, "lease"),
+    ],
+)
+def test_lease_arguments_are_checked_on_every_engine(
+    store: Any, args: tuple[Any, Any, Any], error: type, name: str
+) -> None:
+    with pytest.raises(error, match=name):
+        store.try_lock(*args)
+    if name != "lease":
+        with pytest.raises(error, match=name):
+            store.unlock(*args[:2])
+    assert store.try_lock("s", "run", 60.0)  # nothing was taken by the refused calls
+    store.unlock("s", "run")
+
+
+def test_add_messages_takes_any_iterable(store: Any) -> None:
+    store.add_messages("s", (user("1"), user("2")))
+    store.add_messages("s", (user(str(n)) for n in range(3, 5)))
+    store.add_messages("s", iter([]))
+    assert store.get_messages("s") == [user(str(n)) for n in range(1, 5)]
+    for bad in ("text", b"bytes", {"role": "user"}, 42):
+        with pytest.raises(TypeError, match="messages"):
+            store.add_messages("s", bad)
+    assert store.message_count("s") == 4
+
+
+def test_a_plain_window_is_exactly_the_newest_items(store: Any) -> None:
+    history = [
+        user("q"),
+        {"type": "function_call", "call_id": "a", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "a", "output": "x"},
+    ]
+    store.add_messages("s", history)
+    assert store.get_messages("s", 2, tool_safe=False) == history[1:]
+    assert store.get_messages("s", 1, tool_safe=False) == history[2:]
+    assert store.get_messages("s", 1) == []  # tool-safe: an output without its call is cut
+    assert store.get_messages("s", 9, tool_safe=False) == history
+    with pytest.raises(TypeError, match="tool_safe"):
+        store.get_messages("s", 2, tool_safe="no")

@@ -121,9 +121,15 @@ def _reporting(func: F) -> F:
     return run  # type: ignore[return-value]
 
 
-def join_anyio_threads() -> None:
-    """Wait for anyio's worker threads, which end once their event loop has closed."""
+def join_anyio_threads(before: set[threading.Thread] | None = None) -> None:
+    """Wait for anyio's worker threads, which end once their event loop has closed.
+
+    Threads in ``before`` are left alone: those of ``Runner.run_sync``'s background loop,
+    which lives as long as the process, serve every later run and never end.
+    """
     for thread in threading.enumerate():
+        if before is not None and thread in before:
+            continue
         if thread is not threading.current_thread() and thread.name.startswith("AnyIO"):
             thread.join()
 

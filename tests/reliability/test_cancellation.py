@@ -134,7 +134,7 @@ def test_cancelled_writes_are_all_or_nothing_and_leak_no_thread_or_connection(
     threads_before = set(threading.enumerate())
     memory = SQLiteSessionMemory(path, max_threads=4)
     outcomes = asyncio.run(_storm(memory, tasks, rng))
-    _workers.join_anyio_threads()
+    _workers.join_anyio_threads(threads_before)
     gc.collect()
     assert set(threading.enumerate()) <= threads_before, threading.enumerate()
     # Only the connection of the thread that created the memory (this one) is left.
@@ -177,6 +177,7 @@ def test_a_cancelled_write_finishes_before_close_returns_its_connection(tmp_path
     not at all, and no connection or file descriptor is open.
     """
     path = tmp_path / "close.db"
+    threads_before = set(threading.enumerate())
     memory = SQLiteSessionMemory(path, max_threads=1)
     batch = batch_items(0, 500, 100)
 
@@ -186,7 +187,7 @@ def test_a_cancelled_write_finishes_before_close_returns_its_connection(tmp_path
         memory.close()
 
     asyncio.run(main())
-    _workers.join_anyio_threads()
+    _workers.join_anyio_threads(threads_before)
     gc.collect()
     assert memory.store.connection_count == 0
     assert _open_files(path) == 0

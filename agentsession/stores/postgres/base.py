@@ -1,5 +1,5 @@
-"""What the PostgreSQL store's modules share: the hooks the mixins call, the server's
-clock, and the conversions that let every valid value live in PostgreSQL text and jsonb.
+"""What the PostgreSQL store's modules share: the server's clock, SQL fragments, and the
+conversions that let every valid value live in PostgreSQL text and jsonb.
 
 PostgreSQL text cannot hold NUL, and neither can a jsonb string; psycopg cannot send a
 lone surrogate at all. Session ids may hold NUL (``SQLiteStore`` stores them), so ids and
@@ -13,19 +13,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import psycopg
 
 from ..._validate import check_session_id
 from ..base import dump_metadata
+from .lease import not_leased_sql
 from .schema import Tables
 
 __all__ = (
     "MAX_ROWS",
     "NOW",
     "Conn",
-    "PostgresCore",
     "db_id",
     "from_db_id",
     "metadata_for_db",
@@ -34,8 +34,6 @@ __all__ = (
     "searchable",
     "storable_text",
 )
-
-T = TypeVar("T")
 
 #: A pooled connection, as the store's work functions receive it.
 Conn = psycopg.Connection[Any]
@@ -57,35 +55,8 @@ SEARCH_BYTES = 256 * 1024
 
 
 def not_leased(tables: Tables) -> str:
-    """SQL condition on a sessions row ``s``: no run holds its lease now (server clock)."""
-    return (
-        f"NOT EXISTS (SELECT 1 FROM {tables.locks} l "
-        f"WHERE l.session_id = s.session_id AND l.expires_at > {NOW})"
-    )
-
-
-class PostgresCore:
-    """The parts of ``PostgresStore`` its mixins call (declared for type checkers)."""
-
-    _tables: Tables
-
-    if TYPE_CHECKING:
-
-        def _run(self, work: Callable[[Conn], T]) -> T:
-            """Run ``work`` on a pooled connection, as one statement or a read."""
-            raise NotImplementedError
-
-        def _read(self, work: Callable[[Conn], T]) -> T:
-            """Run a read, once more if the pooled connection turned out to be dead."""
-            raise NotImplementedError
-
-        def _write(self, work: Callable[[Conn], T]) -> T:
-            """Run ``work`` in one transaction: all of it or none of it."""
-            raise NotImplementedError
-
-        def _server_time(self) -> float:
-            """The server's clock, in Unix seconds."""
-            raise NotImplementedError
+    """SQL condition on a sessions row ``s``: no run, in any process, holds its lease now."""
+    return not_leased_sql(tables.name)
 
 
 def _escape(text: str) -> str:

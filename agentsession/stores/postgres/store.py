@@ -26,15 +26,15 @@ on a fresh one; a write is not, since its commit may have happened: it raises.
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
+import json
 import math
 import os
 import re
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from ..._extras import require
 
@@ -46,19 +46,19 @@ except ImportError:
     require("psycopg_pool", "postgres", "PostgresStore")
     raise
 
-from ..._serialize import decode_messages, encode_messages, message_text
-from ..._validate import check_limit
+from ..._serialize import message_text
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ..base import check_count, check_ttl, is_user_message, newest_window
-from .base import MAX_ROWS, NOW, Conn, db_id, searchable
-from .history import PostgresHistoryMixin
+from ...protocol import SessionInfo
+from ..base import Progress, Row, StoreBase, check_count, load_metadata
+from ..jsonl import ImportedSession
+from . import history, jsonl, retention
+from .base import MAX_ROWS, NOW, Conn, db_id, metadata_for_db, metadata_from_db, searchable
+from .lease import AdvisoryLeases
 from .schema import Tables, check_schema_name, ensure_schema
 
 __all__ = ("PostgresStore",)
 
 T = TypeVar("T")
-
-logger = logging.getLogger("agentsession")
 
 #: Errors that mean "try again later": lock or statement timeouts, deadlocks, and
 #: serialization failures (under a stricter isolation level than READ COMMITTED).
@@ -136,8 +136,20 @@ def _check_number(value: Any, name: str) -> float:
     return float(value)
 
 
-class PostgresStore(PostgresHistoryMixin):
+class PostgresStore(StoreBase):
     """Session messages in PostgreSQL: one schema of tables, shared by every app server.
+
+    The public methods are ``StoreBase``'s; here are the PostgreSQL specifics. Every
+    atomic step is one statement or one transaction holding the session's row lock;
+    every time stored (and the clock of ``prune`` / ``expire_idle``) is the server's.
+    Metadata is ``jsonb``, so it comes back with its keys in jsonb's order. ``search`` is
+    PostgreSQL's full-text search with the ``simple`` configuration (``rank``: the
+    negated ``ts_rank_cd``; only the first 256 KiB of a message's text is indexed); a
+    ``raw`` query is ``to_tsquery`` syntax (``&``, ``|``, ``!``, ``<->``, ``'a phrase'``,
+    ``prefix:*``). ``prune`` and ``expire_idle`` skip sessions a writer holds right now.
+    ``vacuum`` runs ``VACUUM (ANALYZE)`` on the tables: readers and writers go on, and
+    the space is kept for the tables' next rows (a role that does not own the tables
+    gets PostgreSQL's warning and nothing done).
 
     The tables (``agentsession_sessions``, ``agentsession_messages``,
     ``agentsession_locks``, ``agentsession_migrations``) are created in ``schema`` on
@@ -191,19 +203,18 @@ class PostgresStore(PostgresHistoryMixin):
                 "conninfo must be a connection string or a psycopg_pool.ConnectionPool, "
                 f"not {type(conninfo).__name__}"
             )
+        self._set_ttl(ttl)
         self._tables = Tables(check_schema_name(schema))
         self.min_size = check_count(min_size, "min_size", minimum=0)
         self.max_size = check_count(max_size, "max_size", minimum=max(1, min_size))
         self.pool_timeout = _check_number(pool_timeout, "pool_timeout")
-        self.ttl = None if ttl is None else check_ttl(ttl)
         self.schema = schema
         self._closed = False
         self._pid = os.getpid()
-        self._next_expiry = 0.0
-        self._expiry_lock = threading.Lock()
         #: Pools inherited through fork(): kept, never used or closed (see _after_fork).
         self._inherited: list[ConnectionPool] = []
         self._owns_pool = isinstance(conninfo, str)
+        self._leases = AdvisoryLeases(self._lease_connection, schema)
         if isinstance(conninfo, ConnectionPool):
             self._pool = conninfo
             self._conninfo = ""
@@ -314,6 +325,7 @@ class PostgresStore(PostgresHistoryMixin):
         they come back. In a forked child the parent's pool is left alone.
         """
         self._closed = True
+        self._leases.close()
         if self._owns_pool and self._pid == os.getpid():
             self._pool.close()
 
@@ -388,65 +400,39 @@ class PostgresStore(PostgresHistoryMixin):
         ).fetchone()
         return None if row is None else int(row[0])
 
-    # -- the Store API -------------------------------------------------------------------
+    # -- the hooks of StoreBase: messages ----------------------------------------------------
 
-    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+    #: The run lease is a session-level advisory lock (a round trip, no write), held until
+    #: ``unlock`` or until this process's lease connection closes (see ``lease``).
+    lease_blocks = True
+    lease_expires = False
 
-        One statement, an index range scan however long the session. A window
-        (``limit`` set) is tool-safe: it never holds a tool output whose call was cut off,
-        a call without its output, or an item whose reasoning item was cut off, so it may
-        hold fewer than ``limit`` messages (see ``agentsession.window``). A stored row
-        that is not valid JSON is skipped with a warning on the ``agentsession`` logger.
+    def _clock(self) -> float:
+        return self._server_time()
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id`` or ``limit``.
-            StoreBusy: no pooled connection came free within ``pool_timeout``.
-            StoreClosed: the store is closed.
-            StoreError: the server failed.
-        """
-        key = db_id(session_id)
-        limit = check_limit(limit)
-        if limit == 0:
-            return []
+    def _all_rows(self, session_id: str) -> list[Row]:
         t = self._tables
-        session = f"(SELECT id FROM {t.sessions} WHERE session_id = %s)"
-        where = f"session {session_id!r}"
-        if limit is None:
-            query = f"SELECT seq, message FROM {t.messages} WHERE session = {session} ORDER BY seq"
-            return decode_messages(
-                self._read(lambda conn: conn.execute(query, (key,)).fetchall()), where
-            )
-        # One row more than asked for: see newest_window.
         query = (
-            f"SELECT seq, message FROM {t.messages} WHERE session = {session} "
-            "ORDER BY seq DESC LIMIT %s"
+            f"SELECT seq, message FROM {t.messages} WHERE session = "
+            f"(SELECT id FROM {t.sessions} WHERE session_id = %s) ORDER BY seq"
         )
-        count = min(limit + 1, MAX_ROWS)
-        rows = self._read(lambda conn: conn.execute(query, (key, count)).fetchall())
-        return newest_window(rows, limit, where)
-
-    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
-        """Append ``messages`` to the session in one transaction, keeping their order.
-
-        Every message is encoded before anything is sent, so bad input stores nothing.
-        The add is one statement: an upsert of the session's row (which locks it until
-        commit, so concurrent adds to one session from any host queue there, and
-        reserves the positions) and the insert of the messages at those positions.
-
-        Raises:
-            TypeError: a message is not a JSON object or holds a value JSON cannot
-                represent; the message names the item. Nothing is stored.
-            ValueError: a bad ``session_id``.
-            StoreBusy: no pooled connection came free within ``pool_timeout``, or a lock
-                or statement timeout of the server ran out.
-            StoreClosed: the store is closed.
-            StoreError: the server failed; nothing of this add is stored.
-        """
         key = db_id(session_id)
-        encoded = encode_messages(messages)
-        if not encoded:
-            return
+        return self._read(lambda conn: conn.execute(query, (key,)).fetchall())
+
+    def _newest_rows(self, session_id: str, count: int) -> list[Row]:
+        # One statement, an index range scan however long the session.
+        t = self._tables
+        query = (
+            f"SELECT seq, message FROM {t.messages} WHERE session = "
+            f"(SELECT id FROM {t.sessions} WHERE session_id = %s) ORDER BY seq DESC LIMIT %s"
+        )
+        params = (db_id(session_id), min(count, MAX_ROWS))
+        return self._read(lambda conn: conn.execute(query, params).fetchall())
+
+    def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        # One statement: an upsert of the session's row (which locks it until commit, so
+        # concurrent adds to one session from any host queue there, and reserves the
+        # positions) and the insert of the messages at those positions.
         texts = [searchable(message_text(message)) for message in messages]
         t = self._tables
         query = (
@@ -462,37 +448,15 @@ class PostgresStore(PostgresHistoryMixin):
             "FROM s, unnest(%(messages)s::text[], %(texts)s::text[]) "
             "WITH ORDINALITY AS m(message, text, n)"
         )
-        params = {"key": key, "count": len(encoded), "messages": encoded, "texts": texts}
+        params = {
+            "key": db_id(session_id),
+            "count": len(encoded),
+            "messages": encoded,
+            "texts": texts,
+        }
         self._run(lambda conn: conn.execute(query, params))
-        if self.ttl is not None:
-            self._expire_if_due(self.ttl)
 
-    def _expire_if_due(self, ttl: timedelta) -> None:
-        # The TTL is enforced by the writers: once per tenth of it (at least once a
-        # minute) per process, after its own add has committed, one add deletes the
-        # idle sessions. Its failure is logged, not raised: the add itself is stored.
-        now = time.monotonic()
-        with self._expiry_lock:
-            due = now >= self._next_expiry
-            if due:
-                self._next_expiry = now + min(ttl.total_seconds() / 10, 60.0)
-        if not due:
-            return
-        try:
-            self.expire_idle(ttl)
-        except StoreError as exc:
-            logger.warning("could not expire idle sessions of %s: %s", self._where, exc)
-
-    def pop_message(self, session_id: str) -> dict[str, Any] | None:
-        """Remove and return the session's newest message (``None`` if it has none).
-
-        A newest row that is corrupt is removed too, and the next valid one returned.
-        One transaction, holding the session's row lock.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
+    def _pop(self, session_id: str) -> Row | None:
         key = db_id(session_id)
         t = self._tables
         query = (
@@ -503,53 +467,28 @@ class PostgresStore(PostgresHistoryMixin):
             "RETURNING d.seq, d.message"
         )
 
-        def write(conn: Conn) -> dict[str, Any] | None:
+        def write(conn: Conn) -> Row | None:
             session = self._lock_session(conn, key)
             if session is None:
                 return None
-            while True:
-                row = conn.execute(query, {"id": session}).fetchone()
-                if row is None:
-                    return None
-                decoded = decode_messages([row], f"session {session_id!r}")
-                if decoded:
-                    return decoded[0]
+            row = conn.execute(query, {"id": session}).fetchone()
+            return None if row is None else (row[0], row[1])
 
         return self._write(write)
 
-    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
-        """Remove the session's last ``turns`` turns whole and return what was removed.
-
-        A turn starts at a user message and runs to the next one, so tool calls, their
-        outputs and the replies of a turn go with it. Fewer turns than asked for means
-        the whole session is emptied. One transaction, holding the session's row lock.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
+    def _cut_turns(self, session_id: str, turns_start: Callable[[Iterable[Row]], Any]) -> list[Row]:
         key = db_id(session_id)
-        check_count(turns, "turns", minimum=1)
-        where = f"session {session_id!r}"
 
-        def write(conn: Conn) -> list[tuple[int, str]]:
+        def write(conn: Conn) -> list[Row]:
             session = self._lock_session(conn, key)
             if session is None:
                 return []
-            # Walk back from the newest message to the turns-th user message: the turns
-            # to remove start there (or at 1, the whole session, if there are fewer).
-            start, found = 1, 0
-            for seq, text in self._newest_first(conn, session):
-                if is_user_message(decode_messages([(seq, text)], where)):
-                    found += 1
-                    if found == turns:
-                        start = seq
-                        break
-            return self._cut(conn, session, start)
+            start = turns_start(self._newest_first(conn, session))
+            return self._cut_rows(conn, session, 1 if start is None else int(start))
 
-        return decode_messages(self._write(write), where)
+        return self._write(write)
 
-    def _newest_first(self, conn: Conn, session: int) -> Iterator[tuple[int, str]]:
+    def _newest_first(self, conn: Conn, session: int) -> Iterator[Row]:
         """The session's ``(seq, message)`` rows, newest first, read a page at a time."""
         query = (
             f"SELECT seq, message FROM {self._tables.messages} WHERE session = %s AND seq < %s "
@@ -563,27 +502,17 @@ class PostgresStore(PostgresHistoryMixin):
                 return
             below = rows[-1][0]
 
-    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
-        """Keep the session's oldest ``keep`` messages; remove and return the rest.
-
-        This is what a failed run is rolled back with (see ``RunConfig``): the count
-        taken before the run is passed back as ``keep``. One transaction.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
+    def _cut(self, session_id: str, keep: int) -> list[Row]:
         key = db_id(session_id)
-        check_count(keep, "keep", minimum=0)
 
-        def write(conn: Conn) -> list[tuple[int, str]]:
+        def write(conn: Conn) -> list[Row]:
             session = self._lock_session(conn, key)
             start = min(keep, _MAX_SEQ) + 1
-            return [] if session is None else self._cut(conn, session, start)
+            return [] if session is None else self._cut_rows(conn, session, start)
 
-        return decode_messages(self._write(write), f"session {session_id!r}")
+        return self._write(write)
 
-    def _cut(self, conn: Conn, session: int, start: int) -> list[tuple[int, str]]:
+    def _cut_rows(self, conn: Conn, session: int, start: int) -> list[Row]:
         """Delete a locked session's messages from position ``start`` on; return them."""
         t = self._tables
         return conn.execute(
@@ -596,67 +525,16 @@ class PostgresStore(PostgresHistoryMixin):
             {"id": session, "start": start},
         ).fetchall()
 
-    def message_count(self, session_id: str) -> int:
-        """How many messages the session holds (0 for an unknown session).
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
-        """
+    def _count(self, session_id: str) -> int:
         key = db_id(session_id)
         query = f"SELECT message_count FROM {self._tables.sessions} WHERE session_id = %s"
         row = self._read(lambda conn: conn.execute(query, (key,)).fetchone())
         return 0 if row is None else int(row[0])
 
-    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
-        """Take the session's run lease for ``owner`` unless another live owner holds it.
-
-        A lease lasts ``lease`` seconds (by the server's clock) unless renewed by
-        calling this again as the same owner, so a process that dies holding one blocks
-        others only that long. One statement: an upsert that only replaces the row of
-        the same owner or of an expired lease.
-
-        Raises:
-            TypeError: a bad ``session_id``, ``owner`` not a str or ``lease`` not a number.
-            ValueError: a bad ``session_id`` or a ``lease`` that is not positive.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        key = db_id(session_id)
-        holder = db_id(owner, "owner")
-        seconds = _check_number(lease, "lease")
-        locks = self._tables.locks
-        query = (
-            f"INSERT INTO {locks} AS l (session_id, owner, expires_at) "
-            f"VALUES (%s, %s, {NOW} + %s) ON CONFLICT (session_id) DO UPDATE SET "
-            "owner = excluded.owner, expires_at = excluded.expires_at "
-            f"WHERE l.owner = excluded.owner OR l.expires_at <= {NOW} RETURNING 1"
-        )
-        row = self._run(lambda conn: conn.execute(query, (key, holder, seconds)).fetchone())
-        return row is not None
-
-    def unlock(self, session_id: str, owner: str) -> None:
-        """Give the session's run lease back, if ``owner`` still holds it.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id`` or ``owner``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        key = db_id(session_id)
-        holder = db_id(owner, "owner")
-        query = f"DELETE FROM {self._tables.locks} WHERE session_id = %s AND owner = %s"
-        self._run(lambda conn: conn.execute(query, (key, holder)))
-
-    def clear_session(self, session_id: str) -> None:
-        """Delete the session and all its messages (a no-op for an unknown session).
-
-        One transaction: the session's row goes first (waiting for any add in flight),
-        then every message it had, so an add racing the clear is deleted whole or
-        lands whole in a new session.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
+    def _clear(self, session_id: str) -> None:
+        # The session's row goes first (waiting for any add in flight), then every
+        # message it had, so an add racing the clear is deleted whole or lands whole in
+        # a new session.
         key = db_id(session_id)
         t = self._tables
 
@@ -668,3 +546,167 @@ class PostgresStore(PostgresHistoryMixin):
                 conn.execute(f"DELETE FROM {t.messages} WHERE session = %s", row)
 
         self._write(write)
+
+    def _lock(self, session_id: str, owner: str, lease: float) -> bool:
+        # An advisory lock on the store's lease connection (see ``lease``): no row is
+        # written, and the server drops it when this process's connection goes.
+        self._check_usable()
+        try:
+            return self._leases.try_lock(db_id(session_id), owner)
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _unlock(self, session_id: str, owner: str) -> None:
+        self._check_usable()
+        try:
+            self._leases.unlock(db_id(session_id), owner)
+        except psycopg.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+
+    def _lease_connection(self) -> psycopg.Connection[Any]:
+        """A new autocommit connection of the store's own, for its run leases."""
+        if self._conninfo:
+            conninfo = self._conninfo
+            kwargs: dict[str, Any] = {}
+        elif isinstance(self._pool.conninfo, str):
+            pool_kwargs = self._pool.kwargs
+            kwargs = dict(pool_kwargs() if callable(pool_kwargs) else pool_kwargs or {})
+            conninfo = self._pool.conninfo
+        else:
+            raise StoreError(
+                f"{self!r} cannot open a lease connection: its pool computes its conninfo "
+                "when it connects; give the pool a conninfo string"
+            )
+        kwargs["autocommit"] = True
+        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(conninfo):
+            kwargs.setdefault("connect_timeout", max(2, math.ceil(self.pool_timeout)))
+        return psycopg.connect(conninfo, **kwargs)
+
+    # -- the hooks of StoreBase: history (the work is in ``history``) ------------------------
+
+    def _sessions(
+        self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None
+    ) -> list[tuple[SessionInfo, float, Any]]:
+        t = self._tables
+        return list(self._read(lambda conn: history.sessions(conn, t, wanted, after, limit)))
+
+    def _info(self, session_id: str) -> SessionInfo | None:
+        key = db_id(session_id)
+        return self._read(lambda conn: history.session_info(conn, self._tables, key))
+
+    def _put_metadata(self, session_id: str, text: str) -> None:
+        params = {"key": db_id(session_id), "metadata": metadata_for_db(json.loads(text))}
+        query = history.upsert_metadata(self._tables, merge=False)
+        self._run(lambda conn: conn.execute(query, params))
+
+    def _update_metadata(
+        self, session_id: str, changes: dict[str, Any], remove: list[str]
+    ) -> dict[str, Any]:
+        # One statement under the session's row lock (jsonb's || and -).
+        params = {
+            "key": db_id(session_id),
+            "metadata": metadata_for_db(changes, "changes"),
+            "remove": [db_id(name, "remove") for name in remove],
+        }
+        query = history.upsert_metadata(self._tables, merge=True)
+        row = self._run(lambda conn: conn.execute(query, params).fetchone())
+        assert row is not None
+        return load_metadata(metadata_from_db(row[0]), session_id)
+
+    def _search(
+        self,
+        query: str,
+        session_id: str | None,
+        limit: int,
+        raw: bool,
+        highlight: tuple[str, str],
+    ) -> list[tuple[str, int, str, str, float]]:
+        key = None if session_id is None else db_id(session_id)
+        sql, params = history.search_sql(self._tables, query, key, limit, raw, highlight)
+        return self._read(lambda conn: history.search(conn, sql, params, query, raw))
+
+    def _fork(self, session_id: str, new_session_id: str, at: int | None) -> int:
+        keys = (db_id(session_id), db_id(new_session_id))
+        t = self._tables
+        return self._write(lambda conn: history.fork(conn, t, keys, session_id, new_session_id, at))
+
+    # -- the hooks of StoreBase: retention (the work is in ``retention``) --------------------
+
+    def _prune(
+        self,
+        cutoff: float | None,
+        keep_last: int | None,
+        batch: int,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> int:
+        # Each batch locks the sessions it works on with FOR UPDATE SKIP LOCKED: a
+        # session an add is writing right now is skipped (and found again by the next
+        # batch), so pruning never waits for writers and never deadlocks with them.
+        t = self._tables
+        if dry_run:
+            return self._read(lambda conn: retention.count(conn, t, cutoff, keep_last))
+        removed = 0
+        if cutoff is not None:
+            idle = cutoff
+            removed += self._batches(
+                lambda conn: retention.delete_idle(conn, t, idle, batch)[0], progress
+            )
+        if keep_last is not None:
+            kept = keep_last
+            removed += self._batches(lambda conn: retention.trim(conn, t, kept, batch), progress)
+        return removed
+
+    def _expire_idle(self, cutoff: float, batch: int) -> int:
+        t = self._tables
+        sessions = 0
+        while True:
+            removed, gone = self._write(lambda conn: retention.delete_idle(conn, t, cutoff, batch))
+            sessions += gone
+            if removed is None:
+                return sessions
+
+    def _batches(self, step: Callable[[Conn], int | None], progress: Progress | None) -> int:
+        """Run ``step`` in one transaction after another until it returns ``None``."""
+        total = 0
+        while (removed := self._write(step)) is not None:
+            total += removed
+            if progress is not None and removed:
+                progress(removed)
+        return total
+
+    def _vacuum(self) -> None:
+        t = self._tables
+        self._run(lambda conn: retention.vacuum(conn, t))
+
+    # -- the hooks of JsonlMixin (the work is in ``jsonl``) ----------------------------------
+
+    def _jsonl_session_ids(self) -> Iterator[str]:
+        after = 0
+        while True:
+            rows = self._read(functools.partial(jsonl.id_page, t=self._tables, after=after))
+            for _, session_id in rows:
+                yield session_id
+            if len(rows) < jsonl.PAGE:
+                return
+            after = rows[-1][0]
+
+    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
+        keys = [db_id(session_id) for session_id in session_ids]
+        t = self._tables
+        return self._read(lambda conn: jsonl.missing(conn, t, session_ids, keys))
+
+    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
+        key = db_id(session_id)
+        t = self._tables
+        return self._run(lambda conn: jsonl.export_one(conn, t, session_id, key, fp))
+
+    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
+        key = db_id(session.session_id)
+        prepared = jsonl.prepared(session)
+        t = self._tables
+        return self._write(lambda conn: jsonl.store_session(conn, t, key, prepared, on_conflict))

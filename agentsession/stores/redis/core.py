@@ -40,7 +40,7 @@ else:
 __all__ = (
     "PAGE",
     "RETRIES",
-    "RedisCore",
+    "Keyspace",
     "Scripts",
     "chunks",
     "escape_id",
@@ -147,82 +147,86 @@ class Scripts:
         self.trim: Script = client.register_script(lua.TRIM)
 
 
-class RedisCore:
-    """The state and helpers ``RedisStore`` and its mixins share.
+class Keyspace:
+    """One store's keys on one client: the scripts, the sessions index and error mapping.
 
-    Every helper maps the driver's errors (see ``_mapped``) and raises ``StoreClosed``
-    once the store is closed.
+    What ``RedisStore`` and the functions of ``history``, ``retention`` and ``jsonl``
+    share. Every helper maps the driver's errors (see ``mapped``) and raises
+    ``StoreClosed`` once ``closed`` is set.
     """
 
-    _client: redis.Redis
-    _scripts: Scripts
-    prefix: str
-    _index_key: str
-    _ttl_ms: str
-    _where: str
-    _closed: bool
+    def __init__(self, client: redis.Redis, prefix: str, ttl_ms: str, where: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        #: The sessions' expiry in milliseconds, as the scripts take it ("0": none).
+        self.ttl_ms = ttl_ms
+        self.where = where
+        self.index_key = f"{prefix}:sessions"
+        self.scripts = Scripts(client)
+        self.closed = False
+        self.name = where
 
     # -- errors ----------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _mapped(self) -> Iterator[None]:
+    def mapped(self) -> Iterator[None]:
         """Raise ``StoreClosed`` if closed; map the driver's errors to ``StoreError``s."""
-        self._check_open()
+        self.check_open()
         try:
             yield
         except redis.exceptions.BusyLoadingError as exc:
-            raise StoreBusy(f"Redis at {self._where} is still loading its data: {exc}") from exc
+            raise StoreBusy(f"Redis at {self.where} is still loading its data: {exc}") from exc
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            if self._closed:
-                raise StoreClosed(f"{self!r} is closed") from exc
-            raise StoreError(f"cannot reach Redis at {self._where}: {exc}") from exc
+            if self.closed:
+                raise StoreClosed(f"{self.name} is closed") from exc
+            raise StoreError(f"cannot reach Redis at {self.where}: {exc}") from exc
         except redis.exceptions.RedisError as exc:
-            raise StoreError(f"Redis at {self._where}: {exc}") from exc
+            raise StoreError(f"Redis at {self.where}: {exc}") from exc
 
-    def _check_open(self) -> None:
+    def check_open(self) -> None:
         """Raise ``StoreClosed`` if the store is closed."""
-        if self._closed:
-            raise StoreClosed(f"{self!r} is closed")
+        if self.closed:
+            raise StoreClosed(f"{self.name} is closed")
 
     # -- one session -----------------------------------------------------------------------
 
-    def _keys(self, session_id: str) -> list[str]:
+    def keys(self, session_id: str) -> list[str]:
         return session_keys(self.prefix, session_id)
 
-    def _run(self, script: Script, session_id: str, *args: Any) -> Any:
+    def run(self, script: Script, session_id: str, *args: Any) -> Any:
         """Run one of the store's scripts on the session's keys: one atomic step."""
-        with self._mapped():
-            return script(keys=self._keys(session_id), args=args)
+        with self.mapped():
+            return script(keys=self.keys(session_id), args=args)
 
-    def _infos(self, session_ids: Sequence[str]) -> list[Info | None]:
+    def infos(self, session_ids: Sequence[str]) -> list[Info | None]:
         """Each session's record (``None`` if it has none), read in one round trip."""
         if not session_ids:
             return []
-        with self._mapped():
-            pipe = self._client.pipeline(transaction=False)
+        with self.mapped():
+            pipe = self.client.pipeline(transaction=False)
             for session_id in session_ids:
-                self._scripts.info(keys=self._keys(session_id), client=pipe)
+                self.scripts.info(keys=self.keys(session_id), client=pipe)
             replies = pipe.execute()
         return [None if reply is None else Info.parse(reply) for reply in replies]
 
-    def _server_time(self) -> float:
+    def server_time(self) -> float:
         """The Redis server's clock, in Unix seconds (what every stored time is read from)."""
-        with self._mapped():
-            seconds, micros = self._client.time()
+        with self.mapped():
+            seconds, micros = self.client.time()
         return seconds + micros / 1_000_000
 
     # -- the sessions index ----------------------------------------------------------------
 
-    def _indexed(self, session_id: str, updated_at: bytes | str, *, exact: bool = False) -> None:
+    def indexed(self, session_id: str, updated_at: bytes | str, *, exact: bool = False) -> None:
         """Record the session's new ``updated_at`` in the index (after its own write).
 
         Scores only grow (``ZADD GT``), so two writers whose index updates arrive out
         of order leave the newer time; ``exact`` sets it as is (an imported session).
         """
-        with self._mapped():
-            self._client.zadd(self._index_key, {session_id: updated_at}, gt=not exact)
+        with self.mapped():
+            self.client.zadd(self.index_key, {session_id: updated_at}, gt=not exact)
 
-    def _unindex(self, session_ids: Sequence[str]) -> None:
+    def unindex(self, session_ids: Sequence[str]) -> None:
         """Remove index entries, then put back any whose session was written meanwhile.
 
         A session re-created between its deletion and this removal keeps its entry:
@@ -231,11 +235,11 @@ class RedisCore:
         """
         if not session_ids:
             return
-        with self._mapped():
-            self._client.zrem(self._index_key, *session_ids)
-            pipe = self._client.pipeline(transaction=False)
+        with self.mapped():
+            self.client.zrem(self.index_key, *session_ids)
+            pipe = self.client.pipeline(transaction=False)
             for session_id in session_ids:
-                pipe.hget(self._keys(session_id)[1], "updated_at")
+                pipe.hget(self.keys(session_id)[1], "updated_at")
             found = pipe.execute()
             back = {
                 sid: updated
@@ -243,13 +247,13 @@ class RedisCore:
                 if updated is not None
             }
             if back:
-                self._client.zadd(self._index_key, back, gt=True)
+                self.client.zadd(self.index_key, back, gt=True)
 
-    def _range(self, start: str, end: str, descending: bool, count: int | None) -> list[Any]:
+    def range(self, start: str, end: str, descending: bool, count: int | None) -> list[Any]:
         """Index entries ``(member, score)`` with scores from ``start`` to ``end``."""
-        with self._mapped():
-            return self._client.zrange(
-                self._index_key,
+        with self.mapped():
+            return self.client.zrange(
+                self.index_key,
                 start,
                 end,
                 desc=descending,
@@ -259,7 +263,7 @@ class RedisCore:
                 num=count,
             )
 
-    def _walk(
+    def walk(
         self,
         *,
         descending: bool,
@@ -283,7 +287,7 @@ class RedisCore:
         start = ("+inf" if descending else "-inf") if after is None else repr(after[0])
         end = "-inf" if descending else ("+inf" if below is None else f"({below!r}")
         while True:
-            batch = self._range(start, end, descending, page)
+            batch = self.range(start, end, descending, page)
             fresh: list[tuple[float, str]] = []
             for member, score in batch:
                 key = (score, text(member))
@@ -291,7 +295,7 @@ class RedisCore:
                     fresh.append(key)
             if len(batch) == page and not fresh and after is not None:
                 # A page or more of sessions share one updated_at: take all of them at once.
-                tied = self._range(start, start, descending, None)
+                tied = self.range(start, start, descending, None)
                 for member, score in tied:
                     key = (score, text(member))
                     if key < after if descending else key > after:

@@ -20,17 +20,17 @@ Redis has no full-text index without the RediSearch module: ``search`` raises
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from ..._extras import require
-from ..._serialize import decode_messages, encode_messages
-from ..._validate import check_limit, check_session_id
-from ...exceptions import StoreBusy, StoreError
-from ..base import check_count, check_ttl, is_user_message, newest_window
-from .core import RETRIES, Scripts, split_item
-from .history import RedisHistoryMixin
-from .retention import RedisRetentionMixin
+from ...exceptions import NotSupportedError, StoreBusy, StoreError
+from ...protocol import SessionInfo
+from ..base import Progress, Row, StoreBase
+from ..jsonl import ImportedSession
+from . import history, jsonl, retention
+from .core import RETRIES, Keyspace, split_item
 
 if TYPE_CHECKING:
     import redis
@@ -55,8 +55,17 @@ def _describe(client: redis.Redis) -> str:
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
-class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
+class RedisStore(StoreBase):
     """Session messages in Redis, the keys of each session under one hash tag.
+
+    The public methods are ``StoreBase``'s; here are the Redis specifics. Every atomic
+    step is one Lua script on one session's keys; ``rewind`` and ``update_metadata`` are
+    optimistic (a snapshot, then a script that applies only if nothing changed, retried
+    up to 100 times before ``StoreBusy``). ``search`` raises ``NotSupportedError`` (after
+    checking its arguments). Listing and pruning walk the sessions index; a metadata
+    filter scans the sessions' records. ``prune`` steps are one script on one session,
+    and report ``progress`` every ``batch`` messages and once at the end. ``vacuum`` has
+    nothing to do. Stored times come from the Redis server's clock.
 
     The store talks to one server (or a Sentinel-managed primary) through a
     ``redis.Redis`` client. Its keys are laid out for Redis Cluster (one slot per
@@ -96,13 +105,9 @@ class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix must be a non-empty str without braces, got {prefix!r}")
-        if ttl is not None:
-            check_ttl(ttl)
-        self._closed = False
+        self._set_ttl(ttl)
         self.prefix = prefix
-        self.ttl = ttl
-        self._ttl_ms = "0" if ttl is None else str(max(1, ttl // timedelta(milliseconds=1)))
-        self._index_key = f"{prefix}:sessions"
+        ttl_ms = "0" if ttl is None else str(max(1, ttl // timedelta(milliseconds=1)))
         if isinstance(url, redis.Redis):
             self._client = url
             self._owns_client = False
@@ -118,17 +123,17 @@ class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
             raise TypeError(
                 f"url must be a Redis URL (str) or a redis.Redis client, not {type(url).__name__}"
             )
-        self._where = _describe(self._client)
-        self._scripts = Scripts(self._client)
+        self._keyspace = Keyspace(self._client, prefix, ttl_ms, _describe(self._client))
+        self._keyspace.name = repr(self)
         try:
-            with self._mapped():
+            with self._keyspace.mapped():
                 self._client.ping()
         except StoreError:
             self.close()
             raise
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._where!r}, prefix={self.prefix!r})"
+        return f"RedisStore({_describe(self._client)!r}, prefix={self.prefix!r})"
 
     @property
     def client(self) -> redis.Redis:
@@ -138,9 +143,9 @@ class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
     def close(self) -> None:
         """Close the client the store created (not one passed in). Later calls raise
         ``StoreClosed``. Closing twice is allowed."""
-        if self._closed:
+        if self._keyspace.closed:
             return
-        self._closed = True
+        self._keyspace.closed = True
         if self._owns_client:
             self._client.close()
 
@@ -150,114 +155,65 @@ class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- the Store API ---------------------------------------------------------------------
+    # -- the hooks of StoreBase: messages ----------------------------------------------------
 
-    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+    #: The run lease is a key that Redis expires (its own clock), set by a script.
+    lease_blocks = True
+    lease_expires = True
+    _cursor_key = str
 
-        One ``LRANGE``: a consistent snapshot. A window (``limit`` set) is tool-safe (see
-        ``agentsession.window``), so it may hold fewer than ``limit`` messages. A stored
-        item that is not valid JSON is skipped with a warning on the ``agentsession``
-        logger.
+    def _clock(self) -> float:
+        return self._keyspace.server_time()
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id`` or ``limit``.
-            StoreClosed: the store is closed.
-            StoreError: Redis failed or cannot be reached.
-        """
-        check_session_id(session_id)
-        limit = check_limit(limit)
-        if limit == 0:
-            return []
-        # With a limit, one item more: the item before the window tells whether the
-        # window's first item lost its reasoning item (see window.tool_safe_tail).
-        first = 0 if limit is None else -(limit + 1)
-        with self._mapped():
-            items = self._client.lrange(self._keys(session_id)[0], first, -1)
-        rows = [(n, split_item(item)[1]) for n, item in enumerate(items, 1)]
-        where = f"session {session_id!r}"
-        if limit is None:
-            return decode_messages(rows, where)
-        return newest_window(rows[::-1], limit, where)
+    def _expire(self, ttl: timedelta) -> None:
+        # Nothing to do: every write set the expiry of its session's keys (PEXPIRE), and
+        # Redis deletes an idle session by itself.
+        return None
 
-    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
-        """Append ``messages`` to the session in one atomic script, keeping their order.
+    def _rows(self, session_id: str, first: int) -> list[Row]:
+        ks = self._keyspace
+        with ks.mapped():
+            items = ks.client.lrange(ks.keys(session_id)[0], first, -1)
+        return [(n, split_item(item)[1]) for n, item in enumerate(items, 1)]
 
-        Every message is encoded before Redis is called, so bad input stores nothing.
-        The script appends them all, sets ``updated_at`` (and ``created_at`` for a new
-        session) from the server's clock and, with a ``ttl``, the expiry of the
-        session's keys; writers in other threads and processes never interleave with
-        it. The sessions index is updated right after.
+    def _all_rows(self, session_id: str) -> list[Row]:
+        return self._rows(session_id, 0)  # one LRANGE: a consistent snapshot
 
-        Raises:
-            TypeError: a message is not a JSON object or holds a value JSON cannot
-                represent; the message names the item. Nothing is stored.
-            ValueError: a bad ``session_id``.
-            StoreBusy: Redis is loading its data set.
-            StoreClosed: the store is closed.
-            StoreError: Redis failed or cannot be reached. Nothing of this add is
-                stored if the script did not run; if only the index update after it
-                failed, the messages are stored and the session is listed again on
-                its next write.
-        """
-        check_session_id(session_id)
-        encoded = encode_messages(messages)
-        if not encoded:
-            return
-        updated = self._run(self._scripts.add, session_id, self._ttl_ms, *encoded)
-        self._indexed(session_id, updated)
+    def _newest_rows(self, session_id: str, count: int) -> list[Row]:
+        return self._rows(session_id, -count)[::-1]
 
-    def pop_message(self, session_id: str) -> dict[str, Any] | None:
-        """Remove and return the session's newest message (``None`` if it has none).
+    def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        # One script appends them all, sets updated_at (and created_at for a new
+        # session) from the server's clock and, with a ttl, the expiry of the session's
+        # keys. The sessions index is updated right after: if only that fails, the
+        # messages are stored and the session is listed again on its next write.
+        ks = self._keyspace
+        updated = ks.run(ks.scripts.add, session_id, ks.ttl_ms, *encoded)
+        ks.indexed(session_id, updated)
 
-        Atomic (one script). A newest item that is corrupt is removed too, and the next
-        valid one returned.
+    def _pop(self, session_id: str) -> Row | None:
+        ks = self._keyspace
+        reply = ks.run(ks.scripts.pop, session_id, ks.ttl_ms)
+        if reply is None:
+            return None
+        updated, item = reply
+        ks.indexed(session_id, updated)
+        return "newest", split_item(item)[1]
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        while True:
-            reply = self._run(self._scripts.pop, session_id, self._ttl_ms)
-            if reply is None:
-                return None
-            updated, item = reply
-            self._indexed(session_id, updated)
-            decoded = decode_messages([("newest", split_item(item)[1])], f"session {session_id!r}")
-            if decoded:
-                return decoded[0]
-
-    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
-        """Remove the session's last ``turns`` turns whole and return what was removed.
-
-        A turn starts at a user message and runs to the next one, so tool calls, their
-        outputs and the replies of a turn go with it. Fewer turns than asked for means
-        the whole session is emptied. Atomic: the turns are found in a snapshot of the
-        session's tail, then one script removes exactly those items if the tail is
-        still the same (else the step is retried), so all of it happens or none of it.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
-            StoreBusy: the session kept changing for 100 attempts; or as for
-                ``add_messages``.
-            StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        check_count(turns, "turns", minimum=1)
-        where = f"session {session_id!r}"
-        messages_key = self._keys(session_id)[0]
+    def _cut_turns(self, session_id: str, turns_start: Callable[[Iterable[Row]], Any]) -> list[Row]:
+        # The turns are found in a snapshot of the session's tail, then one script
+        # removes exactly those items if the tail is still the same (else the step is
+        # retried), so all of it happens or none of it.
+        ks = self._keyspace
+        messages_key = ks.keys(session_id)[0]
         wanted = _REWIND_READ
         for _ in range(RETRIES):
-            with self._mapped():
-                items = self._client.lrange(messages_key, -wanted, -1)
-            start, found = None, 0
-            for index in range(len(items) - 1, -1, -1):
-                if is_user_message(decode_messages([(index, split_item(items[index])[1])], where)):
-                    found += 1
-                    if found == turns:
-                        start = index
-                        break
+            with ks.mapped():
+                items = ks.client.lrange(messages_key, -wanted, -1)
+            newest_first = (
+                (index, split_item(items[index])[1]) for index in range(len(items) - 1, -1, -1)
+            )
+            start = turns_start(newest_first)
             if start is None and len(items) == wanted:
                 wanted *= 4  # the turns may start further back: read more
                 continue
@@ -265,88 +221,110 @@ class RedisStore(RedisHistoryMixin, RedisRetentionMixin):
             if not tail:
                 return []
             whole = "1" if start is None else "0"
-            updated = self._run(self._scripts.cut_tail, session_id, self._ttl_ms, whole, *tail)
+            updated = ks.run(ks.scripts.cut_tail, session_id, ks.ttl_ms, whole, *tail)
             if updated is not None:
-                self._indexed(session_id, updated)
-                return decode_messages(
-                    [(n, split_item(item)[1]) for n, item in enumerate(tail)], where
-                )
+                ks.indexed(session_id, updated)
+                return [(n, split_item(item)[1]) for n, item in enumerate(tail)]
         raise StoreBusy(f"session {session_id!r} kept changing while rewinding it")
 
-    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
-        """Keep the session's oldest ``keep`` messages; remove and return the rest.
-
-        This is what a failed run is rolled back with (see ``RunConfig``): the count
-        taken before the run is passed back as ``keep``. Atomic (one script).
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        check_count(keep, "keep", minimum=0)
-        reply = self._run(self._scripts.truncate, session_id, self._ttl_ms, keep)
+    def _cut(self, session_id: str, keep: int) -> list[Row]:
+        ks = self._keyspace
+        reply = ks.run(ks.scripts.truncate, session_id, ks.ttl_ms, keep)
         if reply is None:
             return []
         updated, *removed = reply
-        self._indexed(session_id, updated)
-        rows = [(keep + n, split_item(item)[1]) for n, item in enumerate(removed, 1)]
-        return decode_messages(rows, f"session {session_id!r}")
+        ks.indexed(session_id, updated)
+        return [(keep + n, split_item(item)[1]) for n, item in enumerate(removed, 1)]
 
-    def message_count(self, session_id: str) -> int:
-        """How many messages the session holds (0 for an unknown session): ``LLEN``.
+    def _count(self, session_id: str) -> int:
+        ks = self._keyspace
+        with ks.mapped():
+            return int(ks.client.llen(ks.keys(session_id)[0]))
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreClosed, StoreError: as for ``get_messages``.
-        """
-        check_session_id(session_id)
-        with self._mapped():
-            return self._client.llen(self._keys(session_id)[0])
+    def _clear(self, session_id: str) -> None:
+        # The session's keys go in one step (a run lease is left alone); its index
+        # entry right after.
+        ks = self._keyspace
+        ks.run(ks.scripts.clear, session_id)
+        ks.unindex([session_id])
 
-    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
-        """Take the session's run lease for ``owner`` unless another live owner holds it.
-
-        The lease is a key that Redis expires after ``lease`` seconds (its own clock)
-        unless renewed by calling this again as the same owner, so a process that dies
-        holding one blocks others only that long. Atomic (one script).
-
-        Raises:
-            TypeError: ``owner`` is not a str or ``lease`` not a number.
-            ValueError: a bad ``session_id``, or ``lease`` not a positive finite number.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        if not isinstance(owner, str):
-            raise TypeError(f"owner must be a str, not {type(owner).__name__}: {owner!r}")
-        if isinstance(lease, bool) or not isinstance(lease, (int, float)):
-            raise TypeError(f"lease must be a number of seconds, got {lease!r}")
-        if not (math.isfinite(lease) and lease > 0):
-            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+    def _lock(self, session_id: str, owner: str, lease: float) -> bool:
+        ks = self._keyspace
         milliseconds = max(1, math.ceil(lease * 1000))
-        return bool(self._run(self._scripts.lock, session_id, owner, milliseconds))
+        return bool(ks.run(ks.scripts.lock, session_id, owner, milliseconds))
 
-    def unlock(self, session_id: str, owner: str) -> None:
-        """Give the session's run lease back, if ``owner`` still holds it (atomic).
+    def _unlock(self, session_id: str, owner: str) -> None:
+        ks = self._keyspace
+        ks.run(ks.scripts.unlock, session_id, owner)
 
-        Raises:
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        if not isinstance(owner, str):
-            raise TypeError(f"owner must be a str, not {type(owner).__name__}: {owner!r}")
-        self._run(self._scripts.unlock, session_id, owner)
+    # -- the hooks of StoreBase: history (the work is in ``history``) ------------------------
 
-    def clear_session(self, session_id: str) -> None:
-        """Delete the session and all its messages (a no-op for an unknown session).
+    def _sessions(
+        self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None
+    ) -> list[tuple[SessionInfo, float, Any]]:
+        return list(history.sessions(self._keyspace, wanted, after, limit))
 
-        The session's keys go in one step; its index entry right after. A run lease
-        held on the session is left alone.
+    def _info(self, session_id: str) -> SessionInfo | None:
+        (info,) = self._keyspace.infos([session_id])  # one script: one consistent step
+        return None if info is None else info.session_info(session_id)
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        self._run(self._scripts.clear, session_id)
-        self._unindex([session_id])
+    def _put_metadata(self, session_id: str, text: str) -> None:
+        history.put_metadata(self._keyspace, session_id, text)
+
+    def _update_metadata(
+        self, session_id: str, changes: dict[str, Any], remove: list[str]
+    ) -> dict[str, Any]:
+        return history.update_metadata(self._keyspace, session_id, changes, remove)
+
+    def _search_supported(self) -> None:
+        self._keyspace.check_open()
+        raise NotSupportedError(
+            "RedisStore has no full-text search: Redis offers no full-text index without "
+            "the RediSearch module. Use SQLiteStore or PostgresStore for search(), or "
+            "export_jsonl() the sessions into one of them."
+        )
+
+    def _fork(self, session_id: str, new_session_id: str, at: int | None) -> int:
+        return history.fork(self._keyspace, session_id, new_session_id, at)
+
+    # -- the hooks of StoreBase: retention (the work is in ``retention``) --------------------
+
+    def _prune(
+        self,
+        cutoff: float | None,
+        keep_last: int | None,
+        batch: int,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> int:
+        ks = self._keyspace
+        if dry_run:
+            return retention.count(ks, cutoff, keep_last)
+        meter = retention.Meter(batch, progress)
+        if cutoff is not None:
+            retention.drop_idle(ks, cutoff, meter)
+        if keep_last is not None:
+            retention.trim_all(ks, keep_last, meter)
+        meter.flush()
+        return meter.total
+
+    def _expire_idle(self, cutoff: float, batch: int) -> int:
+        return retention.drop_idle(self._keyspace, cutoff, retention.Meter(batch, None))
+
+    def _vacuum(self) -> None:
+        # Nothing to do: Redis gives the memory of deleted keys back by itself.
+        self._keyspace.check_open()
+
+    # -- the hooks of JsonlMixin (the work is in ``jsonl``) ----------------------------------
+
+    def _jsonl_session_ids(self) -> Iterator[str]:
+        return jsonl.session_ids(self._keyspace)
+
+    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
+        return jsonl.missing(self._keyspace, session_ids)
+
+    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
+        return jsonl.export_one(self._keyspace, session_id, fp)
+
+    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
+        return jsonl.store_session(self._keyspace, session, on_conflict)

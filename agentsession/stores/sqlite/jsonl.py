@@ -1,67 +1,45 @@
-"""JSON Lines export and import for ``SQLiteStore``: the engine hooks of ``JsonlMixin``.
+"""JSON Lines export and import for ``SQLiteStore``: the storage work of its JSONL hooks.
 
-The format and the checks are in ``_jsonl``; here each session is read in one read
-transaction (a consistent snapshot; writers are not blocked) and stored in one write
-transaction.
+The format and the checks are in ``stores.jsonl``; here, as functions of a connection,
+each session is read in one read transaction (a consistent snapshot; writers are not
+blocked) and stored in one write transaction.
 """
 
 from __future__ import annotations
 
-import functools
 import sqlite3
-from collections.abc import Iterator
 from typing import IO
 
-from ..base import StoreCore, load_metadata
-from ..jsonl import ImportedSession, JsonlMixin, header_line, message_lines
+from ..base import load_metadata
+from ..jsonl import ImportedSession, header_line, message_lines
 from .schema import MESSAGES, SESSIONS
 
-__all__ = ("SQLiteJsonlMixin",)
+__all__ = ("PAGE", "export_one", "id_page", "missing", "store_session")
 
-_PAGE = 500
-
-
-class SQLiteJsonlMixin(JsonlMixin, StoreCore):
-    """``export_jsonl`` and ``import_jsonl`` for SQLite."""
-
-    def _jsonl_session_ids(self) -> Iterator[str]:
-        after = 0
-        while True:
-            rows = self._read(functools.partial(_id_page, after=after))
-            for _, session_id in rows:
-                yield session_id
-            if len(rows) < _PAGE:
-                return
-            after = rows[-1][0]
-
-    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
-        def read(conn: sqlite3.Connection) -> list[str]:
-            return [
-                session_id
-                for session_id in session_ids
-                if conn.execute(
-                    f"SELECT 1 FROM {SESSIONS} WHERE session_id = ?", (session_id,)
-                ).fetchone()
-                is None
-            ]
-
-        return self._read(read)
-
-    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
-        return self._read(lambda conn: _export_one(conn, session_id, fp))
-
-    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
-        return self._write(lambda conn: _store(conn, session, on_conflict))
+#: Sessions (and messages) read at a time.
+PAGE = 500
 
 
-def _id_page(conn: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
+def missing(conn: sqlite3.Connection, session_ids: list[str]) -> list[str]:
+    """Those of ``session_ids`` that have no record."""
+    return [
+        session_id
+        for session_id in session_ids
+        if conn.execute(f"SELECT 1 FROM {SESSIONS} WHERE session_id = ?", (session_id,)).fetchone()
+        is None
+    ]
+
+
+def id_page(conn: sqlite3.Connection, after: int) -> list[tuple[int, str]]:
+    """``(row id, session_id)`` of the sessions after row id ``after``, in order."""
     return conn.execute(
         f"SELECT id, session_id FROM {SESSIONS} WHERE id > ? ORDER BY id LIMIT ?",
-        (after, _PAGE),
+        (after, PAGE),
     ).fetchall()
 
 
-def _export_one(conn: sqlite3.Connection, session_id: str, fp: IO[str]) -> bool:
+def export_one(conn: sqlite3.Connection, session_id: str, fp: IO[str]) -> bool:
+    """Write one session from one read transaction; ``False`` if it is gone."""
     conn.execute("BEGIN")
     try:
         row = conn.execute(
@@ -79,14 +57,15 @@ def _export_one(conn: sqlite3.Connection, session_id: str, fp: IO[str]) -> bool:
             f"SELECT seq, created_at, message FROM {MESSAGES} WHERE session = ? ORDER BY seq",
             (session,),
         )
-        while rows := cursor.fetchmany(_PAGE):
+        while rows := cursor.fetchmany(PAGE):
             fp.write(message_lines(rows))
         return True
     finally:
         conn.execute("COMMIT")
 
 
-def _store(conn: sqlite3.Connection, session: ImportedSession, on_conflict: str) -> bool:
+def store_session(conn: sqlite3.Connection, session: ImportedSession, on_conflict: str) -> bool:
+    """Store one imported session (in the caller's write transaction)."""
     row = conn.execute(
         f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session.session_id,)
     ).fetchone()

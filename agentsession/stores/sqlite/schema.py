@@ -20,6 +20,7 @@ from ..._serialize import message_text
 from ...exceptions import SchemaError
 
 __all__ = (
+    "FTS_STATE",
     "LOCKS",
     "MESSAGES",
     "MESSAGES_FTS",
@@ -33,11 +34,13 @@ SESSIONS = "agentsession_sessions"
 MESSAGES = "agentsession_messages"
 #: Run leases: which run holds a session (see the runner's no-interleaving lock).
 LOCKS = "agentsession_locks"
-#: The full-text index over ``MESSAGES.text``, kept in step by triggers.
+#: The full-text index over ``MESSAGES.text``, caught up before searches (see ``fts``).
 MESSAGES_FTS = f"{MESSAGES}_fts"
+#: One row: ``last_indexed``, the largest message id the full-text index is caught up to.
+FTS_STATE = "agentsession_fts_state"
 
 #: Bumped with every migration added below.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 migrations = Migrations("agentsession")
 
@@ -92,6 +95,33 @@ def _metadata_search_locks(db: Database) -> None:
         {"session_id": str, "owner": str, "expires_at": float},
         pk="session_id",
         not_null={"owner", "expires_at"},
+    )
+
+
+@migrations(name="0003_fts_off_the_write_path")
+def _fts_off_the_write_path(db: Database) -> None:
+    # Adds no longer touch the full-text index: fts.catch_up indexes rows with
+    # id > last_indexed before each search. Every row so far was indexed by the triggers.
+    for trigger in ("ai", "au", "ad"):
+        db.execute(f"DROP TRIGGER IF EXISTS {MESSAGES}_{trigger}")
+    db.execute(
+        f"CREATE TABLE {FTS_STATE} (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "last_indexed INTEGER NOT NULL)"
+    )
+    db.execute(
+        f"INSERT INTO {FTS_STATE} (id, last_indexed) "
+        f"VALUES (1, (SELECT coalesce(max(id), 0) FROM {MESSAGES}))"
+    )
+    # Deleting an indexed row takes it out of the index; last_indexed then drops to the
+    # largest id left, so that no new row (id = max(id) + 1) counts as indexed already.
+    db.execute(
+        f"CREATE TRIGGER {MESSAGES}_ad AFTER DELETE ON {MESSAGES} BEGIN "
+        f"INSERT INTO {MESSAGES_FTS} ({MESSAGES_FTS}, rowid, text) "
+        f"SELECT 'delete', old.id, old.text WHERE old.id <= "
+        f"(SELECT last_indexed FROM {FTS_STATE}); "
+        f"UPDATE {FTS_STATE} SET last_indexed = (SELECT coalesce(max(id), 0) FROM {MESSAGES}) "
+        f"WHERE last_indexed > (SELECT coalesce(max(id), 0) FROM {MESSAGES}); "
+        "END"
     )
 
 

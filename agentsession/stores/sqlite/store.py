@@ -3,30 +3,35 @@
 Thread safety: one ``SQLiteStore`` may be shared by any number of threads (and, through
 fork, processes). A file database gives each thread its own connection (WAL mode, so
 readers never wait for writers); the private ``":memory:"`` database is one connection
-that threads take turns on. Writes run in ``BEGIN IMMEDIATE`` transactions, so writers
-from every thread and process queue for the write lock up to ``busy_timeout`` seconds.
+that threads take turns on. Writes run in ``BEGIN IMMEDIATE`` transactions shared by the
+writers of one process (group commit, see ``writer``), so writers from every thread and
+process queue for the write lock up to ``busy_timeout`` seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
-from ..._serialize import decode_messages, encode_messages, message_text
-from ..._validate import check_limit, check_session_id
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...window import tool_safe_tail
-from ..base import is_user_message
-from .history import SQLiteHistoryMixin
-from .schema import LOCKS, MESSAGES, SESSIONS, ensure_schema
+from ...protocol import SessionInfo
+from ..base import Progress, Row, StoreBase
+from ..jsonl import ImportedSession
+from . import fts, history, jsonl, retention
+from .base import session_key as _session_key
+from .lease import SQL_FUNCTION, FileLeases, Leases, MemoryLeases, TableLeases
+from .lease import ofd_locks_available as _ofd_locks_available
+from .schema import MESSAGES, SESSIONS, ensure_schema
+from .writer import Writer, writer_for
 
 __all__ = ("SQLiteStore",)
 
@@ -36,41 +41,6 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 #: UPSERT ... RETURNING, used by every add, arrived in SQLite 3.35 (2021).
 MIN_SQLITE = (3, 35, 0)
-
-# Retried until the busy timeout runs out: SQLite can return SQLITE_BUSY at once, without
-# calling the busy handler, when waiting could deadlock (a reader upgrading to a writer)
-# or while another connection recovers the WAL.
-_RETRY_PAUSE = 0.002
-
-
-# Writers of this process queue on one lock per database file, taken before BEGIN
-# IMMEDIATE and released after COMMIT: SQLite's busy handler, which sleeps 1, 2, 5 ... 100
-# ms and favours no one, then only arbitrates between processes. Measured by the W3
-# benchmark: p99 per turn from 55-80 ms down to about 7 ms with 8 writer threads.
-_file_locks: dict[str, threading.Lock] = {}
-_file_locks_guard = threading.Lock()
-
-
-def _file_lock(path: Path) -> threading.Lock:
-    with _file_locks_guard:
-        return _file_locks.setdefault(str(path), threading.Lock())
-
-
-def _reset_file_locks() -> None:
-    # A lock held by another thread at fork() would stay held in the child forever.
-    global _file_locks_guard
-    _file_locks.clear()
-    _file_locks_guard = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_file_locks)
-
-
-def _session_key(conn: sqlite3.Connection, session_id: str) -> int | None:
-    """The sessions row id of ``session_id``, or ``None`` if it has no record."""
-    row = conn.execute(f"SELECT id FROM {SESSIONS} WHERE session_id = ?", (session_id,)).fetchone()
-    return None if row is None else int(row[0])
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
@@ -130,8 +100,19 @@ class _Holder:
         self.conn = conn
 
 
-class SQLiteStore(SQLiteHistoryMixin):
+class SQLiteStore(StoreBase):
     """Session messages in one SQLite database file, or in memory.
+
+    The public methods are ``StoreBase``'s; here are the SQLite specifics. Writes are
+    ``BEGIN IMMEDIATE`` transactions, so every atomic step of ``StoreBase`` is one
+    transaction (a ``prune`` batch included); the run lease is a lock on one byte of a
+    side file (``<db>-leases``, see ``lease``), held until ``unlock`` or the death of the
+    process, with no write and no expiry. ``search`` is FTS5 with bm25 ranking; a ``raw``
+    query is FTS5 syntax (``"exact phrase"``, ``OR``, ``NOT``, ``prefix*``, ``NEAR(a b)``).
+    ``vacuum`` runs ``PRAGMA incremental_vacuum`` if the database was created with
+    ``auto_vacuum=INCREMENTAL``, else ``VACUUM`` (which rewrites the whole file and needs
+    as much free disk again while it runs), then a ``TRUNCATE`` checkpoint; other
+    writers wait meanwhile; a no-op for ``":memory:"``.
 
     Args:
         path: the database file, created (readable by its owner only) if missing, or
@@ -149,9 +130,9 @@ class SQLiteStore(SQLiteHistoryMixin):
             call, after its own commit, removes the idle sessions in short batches.
 
     Raises:
-        TypeError: ``path`` is not a string or path.
+        TypeError: ``path`` is not a string or path, or ``ttl`` not a ``timedelta``.
         ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
-            ``ttl`` is not a positive ``timedelta``.
+            ``ttl`` is not positive.
         SchemaError: the file was written by a newer agentsession.
         StoreError: the file cannot be opened as a SQLite database (the message names
             the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
@@ -166,8 +147,7 @@ class SQLiteStore(SQLiteHistoryMixin):
         synchronous: str = "FULL",
         ttl: timedelta | None = None,
     ) -> None:
-        if ttl is not None and (not isinstance(ttl, timedelta) or ttl <= timedelta(0)):
-            raise ValueError(f"ttl must be a positive timedelta or None, got {ttl!r}")
+        self._set_ttl(ttl)
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
@@ -187,9 +167,6 @@ class SQLiteStore(SQLiteHistoryMixin):
         if not text:
             raise ValueError("path must name a database file or be ':memory:', got ''")
         self.busy_timeout = float(busy_timeout)
-        self.ttl = ttl
-        self._next_expiry = 0.0
-        self._expiry_lock = threading.Lock()
         self.synchronous = synchronous.upper()
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
@@ -199,6 +176,18 @@ class SQLiteStore(SQLiteHistoryMixin):
         self._local = threading.local()
         self._shared: sqlite3.Connection | None = None
         self._shared_lock = threading.RLock()
+        # Group commit (see ``writer``): one writer per file and process, looked up per
+        # write (fork gives the child fresh ones); a private one for ":memory:".
+        self._memory_writer = Writer(self._where) if self.path is None else None
+        self._leases: Leases
+        if self.path is None:
+            self._leases = MemoryLeases()
+        elif _ofd_locks_available():
+            self._leases = FileLeases(self.path, self._where)
+        else:  # no OFD locks (not Linux): leases are rows of the locks table, as before
+            self._leases = TableLeases(self._write, self._read)
+        self.lease_blocks = self._leases.blocks
+        self.lease_expires = self._leases.expires
         if self.path is None:
             self._shared = self._open()
             self._connections.add(self, self._shared)
@@ -246,6 +235,8 @@ class SQLiteStore(SQLiteHistoryMixin):
         try:
             if self.path is not None:
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
+            # Prune and TTL skip the sessions a run holds (lease.NOT_LEASED).
+            conn.create_function(SQL_FUNCTION, 1, self._leases.sql_is_held, deterministic=False)
         except sqlite3.Error as exc:
             conn.close()
             raise self._translate(exc) from exc
@@ -301,6 +292,7 @@ class SQLiteStore(SQLiteHistoryMixin):
         self._closed = True
         with self._shared_lock:
             self._connections.close_all()
+        self._leases.close()
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -333,116 +325,66 @@ class SQLiteStore(SQLiteHistoryMixin):
         with self._connection() as conn, self._mapped():
             return work(conn)
 
+    def _writer(self) -> Writer:
+        if self._memory_writer is not None:
+            return self._memory_writer
+        assert self.path is not None
+        return writer_for(self.path, self.synchronous, self._where)
+
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction: all of it or none of it."""
-        if self.path is None:  # the shared in-memory connection is already exclusive
-            return self._transaction(work)
-        lock = _file_lock(self.path)
-        if not lock.acquire(timeout=self.busy_timeout):
-            raise StoreBusy(
-                f"database {self._where} stayed locked by other writers in this process for "
-                f"more than busy_timeout={self.busy_timeout} s"
-            )
-        try:
-            return self._transaction(work)
-        finally:
-            lock.release()
+        """Run ``work`` in a committed ``BEGIN IMMEDIATE`` transaction: all of it or none.
+
+        Group commit (see ``writer``): the transaction may hold other threads' works too,
+        each in its own savepoint; this returns once it has committed.
+        """
+        return self._transaction(work)
 
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        with self._connection() as conn, self._mapped():
-            deadline = time.monotonic() + self.busy_timeout
-            while True:
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:
-                    if not _is_busy(exc) or time.monotonic() >= deadline:
-                        raise
-                time.sleep(_RETRY_PAUSE)
-            try:
-                result = work(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                self._rollback(conn)
-                raise
-            return result
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        with self._mapped():
+            return self._writer().write(
+                work,
+                connect=self._connection,
+                timeout=self.busy_timeout,
+                busy_timeout_ms=int(self.busy_timeout * 1000),
+                discard=self._discard,
+            )
 
-    def _rollback(self, conn: sqlite3.Connection) -> None:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            # A connection that cannot roll back is in an unknown state: drop it so the
-            # thread's next call opens a fresh one.
-            holder = getattr(self._local, "holder", None)
-            if holder is not None and holder.conn is conn:
-                del self._local.holder
+    def _discard(self, conn: sqlite3.Connection) -> None:
+        # A connection that cannot roll back is in an unknown state: drop it so the
+        # thread's next call opens a fresh one.
+        holder = getattr(self._local, "holder", None)
+        if holder is not None and holder.conn is conn:
+            del self._local.holder
 
-    # -- the Store API -------------------------------------------------------------------
+    # -- the hooks of StoreBase: messages ----------------------------------------------------
 
-    def get_messages(self, session_id: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
+    #: The run lease is an OFD lock on a side file: no write, no expiry (see ``lease``).
+    #: Where OFD locks are missing, the instance says True to both (the locks table).
+    lease_blocks = False
+    lease_expires = False
 
-        A window (``limit`` set) is tool-safe: it never holds a tool output whose call was
-        cut off, a call without its output, or an item whose reasoning item was cut off,
-        so it may hold fewer than ``limit`` messages (see ``agentsession.window``). Reads
-        never wait for writers. A stored row that is not valid JSON is skipped with a
-        warning on the ``agentsession`` logger.
+    def _all_rows(self, session_id: str) -> list[Row]:
+        return self._read(
+            lambda conn: conn.execute(
+                f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
+                "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq",
+                (session_id,),
+            ).fetchall()
+        )
 
-        Raises:
-            TypeError, ValueError: a bad ``session_id`` or ``limit``.
-            StoreClosed: the store is closed.
-            StoreError: the database failed.
-        """
-        check_session_id(session_id)
-        limit = check_limit(limit)
-        if limit == 0:
-            return []
-
-        def read(conn: sqlite3.Connection) -> list[tuple[int, str]]:
-            if limit is None:
-                return conn.execute(
-                    f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
-                    "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq",
-                    (session_id,),
-                ).fetchall()
-            # One row more than asked for: the item before the window tells whether the
-            # window's first item lost its reasoning item (see window.tool_safe_tail).
-            rows = conn.execute(
+    def _newest_rows(self, session_id: str, count: int) -> list[Row]:
+        return self._read(
+            lambda conn: conn.execute(
                 f"SELECT m.seq, m.message FROM {MESSAGES} m JOIN {SESSIONS} s "
                 "ON m.session = s.id WHERE s.session_id = ? ORDER BY m.seq DESC LIMIT ?",
-                (session_id, limit + 1),
+                (session_id, count),
             ).fetchall()
-            rows.reverse()
-            return rows
+        )
 
-        rows = self._read(read)
-        where = f"session {session_id!r}"
-        if limit is None:
-            return decode_messages(rows, where)
-        split = max(0, len(rows) - limit)
-        before = decode_messages(rows[:split], where)
-        return tool_safe_tail(before + decode_messages(rows[split:], where), len(before))
-
-    def add_messages(self, session_id: str, messages: list[dict[str, Any]]) -> None:
-        """Append ``messages`` to the session in one transaction, keeping their order.
-
-        Every message is encoded before the transaction starts, so bad input stores
-        nothing. Writers from other threads and processes queue for up to
-        ``busy_timeout`` seconds.
-
-        Raises:
-            TypeError: a message is not a JSON object or holds a value JSON cannot
-                represent; the message names the item. Nothing is stored.
-            ValueError: a bad ``session_id``.
-            StoreBusy: the write lock stayed taken past ``busy_timeout``.
-            StoreClosed: the store is closed.
-            StoreError: the database failed; nothing of this add is stored.
-        """
-        check_session_id(session_id)
-        encoded = encode_messages(messages)
-        if not encoded:
-            return
-        searchable = [message_text(message) for message in messages]
+    def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        # The searchable text is computed, and indexed, by fts.catch_up before a search.
         count = len(encoded)
 
         def write(conn: sqlite3.Connection) -> None:
@@ -458,125 +400,58 @@ class SQLiteStore(SQLiteHistoryMixin):
             ).fetchone()
             first = last_seq - count + 1
             conn.executemany(
-                f"INSERT INTO {MESSAGES} (session, seq, created_at, message, text) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(session, first + i, now, text, searchable[i]) for i, text in enumerate(encoded)],
+                f"INSERT INTO {MESSAGES} (session, seq, created_at, message) VALUES (?, ?, ?, ?)",
+                [(session, first + i, now, text) for i, text in enumerate(encoded)],
             )
 
         self._write(write)
-        if self.ttl is not None:
-            self._expire_now_and_then(self.ttl)
 
-    def _expire_now_and_then(self, ttl: timedelta) -> None:
-        # The time-to-live is enforced by the writers: at most once per tenth of the TTL
-        # (and at least once a minute), after its own write has committed, one writer
-        # deletes the idle sessions in short batches (see expire_idle).
-        now = time.monotonic()
-        with self._expiry_lock:
-            if now < self._next_expiry:
-                return
-            self._next_expiry = now + min(ttl.total_seconds() / 10, 60.0)
-        self.expire_idle(ttl)
-
-    def pop_message(self, session_id: str) -> dict[str, Any] | None:
-        """Remove and return the session's newest message (``None`` if it has none).
-
-        A newest row that is corrupt is removed too, and the next valid one returned.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-
-        def write(conn: sqlite3.Connection) -> dict[str, Any] | None:
-            while True:
-                row = conn.execute(
-                    f"SELECT m.id, m.seq, m.message, s.id FROM {MESSAGES} m "
-                    f"JOIN {SESSIONS} s ON m.session = s.id WHERE s.session_id = ? "
-                    "ORDER BY m.seq DESC LIMIT 1",
-                    (session_id,),
-                ).fetchone()
-                if row is None:
-                    return None
-                message_id, seq, text, session = row
-                conn.execute(f"DELETE FROM {MESSAGES} WHERE id = ?", (message_id,))
-                conn.execute(
-                    f"UPDATE {SESSIONS} SET message_count = message_count - 1, "
-                    "last_seq = ?, updated_at = ? WHERE id = ?",
-                    (seq - 1, time.time(), session),
-                )
-                decoded = decode_messages([(seq, text)], f"session {session_id!r}")
-                if decoded:
-                    return decoded[0]
+    def _pop(self, session_id: str) -> Row | None:
+        def write(conn: sqlite3.Connection) -> Row | None:
+            row = conn.execute(
+                f"SELECT m.id, m.seq, m.message, s.id FROM {MESSAGES} m "
+                f"JOIN {SESSIONS} s ON m.session = s.id WHERE s.session_id = ? "
+                "ORDER BY m.seq DESC LIMIT 1",
+                (session_id,),
+            ).fetchone()
+            if row is None:
+                return None
+            message_id, seq, text, session = row
+            conn.execute(f"DELETE FROM {MESSAGES} WHERE id = ?", (message_id,))
+            conn.execute(
+                f"UPDATE {SESSIONS} SET message_count = message_count - 1, "
+                "last_seq = ?, updated_at = ? WHERE id = ?",
+                (seq - 1, time.time(), session),
+            )
+            return seq, text
 
         return self._write(write)
 
-    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]:
-        """Remove the session's last ``turns`` turns whole and return what was removed.
-
-        A turn starts at a user message and runs to the next one, so tool calls, their
-        outputs and the replies of a turn go with it. Fewer turns than asked for means
-        the whole session is emptied. One transaction: all of it or none of it.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        if isinstance(turns, bool) or not isinstance(turns, int):
-            raise TypeError(f"turns must be an int, got {turns!r}")
-        if turns < 1:
-            raise ValueError(f"turns must be at least 1, got {turns}")
-
-        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    def _cut_turns(self, session_id: str, turns_start: Callable[[Iterable[Row]], Any]) -> list[Row]:
+        def write(conn: sqlite3.Connection) -> list[Row]:
             session = _session_key(conn, session_id)
             if session is None:
                 return []
-            # Walk back from the newest message to the turns-th user message: that is
-            # where the turns to remove start (the whole session if there are fewer).
-            start, found = 1, 0
-            for seq, text in conn.execute(
+            newest_first = conn.execute(
                 f"SELECT seq, message FROM {MESSAGES} WHERE session = ? ORDER BY seq DESC",
                 (session,),
-            ):
-                if is_user_message(decode_messages([(seq, text)], f"session {session_id!r}")):
-                    found += 1
-                    if found == turns:
-                        start = seq
-                        break
-            return self._cut(conn, session, start)
+            )
+            start = turns_start(newest_first)
+            return self._cut_rows(conn, session, 1 if start is None else int(start))
 
-        removed = self._write(write)
-        return decode_messages(removed, f"session {session_id!r}")
+        return self._write(write)
 
-    def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
-        """Keep the session's oldest ``keep`` messages; remove and return the rest.
-
-        This is what a failed run is rolled back with (see ``RunConfig``): the count
-        taken before the run is passed back as ``keep``. One transaction.
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        if isinstance(keep, bool) or not isinstance(keep, int):
-            raise TypeError(f"keep must be an int, got {keep!r}")
-        if keep < 0:
-            raise ValueError(f"keep must be 0 or more, got {keep}")
-
-        def write(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    def _cut(self, session_id: str, keep: int) -> list[Row]:
+        def write(conn: sqlite3.Connection) -> list[Row]:
             session = _session_key(conn, session_id)
-            return [] if session is None else self._cut(conn, session, keep + 1)
+            return [] if session is None else self._cut_rows(conn, session, keep + 1)
 
-        removed = self._write(write)
-        return decode_messages(removed, f"session {session_id!r}")
+        return self._write(write)
 
     @staticmethod
-    def _cut(conn: sqlite3.Connection, session: int, start: int) -> list[tuple[int, str]]:
+    def _cut_rows(conn: sqlite3.Connection, session: int, start: int) -> list[Row]:
         """Delete the session's messages from ``start`` (a seq) on; return them in order."""
-        removed = conn.execute(
+        removed: list[Row] = conn.execute(
             f"SELECT seq, message FROM {MESSAGES} WHERE session = ? AND seq >= ? ORDER BY seq",
             (session, start),
         ).fetchall()
@@ -589,14 +464,7 @@ class SQLiteStore(SQLiteHistoryMixin):
             )
         return removed
 
-    def message_count(self, session_id: str) -> int:
-        """How many messages the session holds (0 for an unknown session).
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreClosed, StoreError: as for ``get_messages``.
-        """
-        check_session_id(session_id)
+    def _count(self, session_id: str) -> int:
         row = self._read(
             lambda conn: conn.execute(
                 f"SELECT message_count FROM {SESSIONS} WHERE session_id = ?", (session_id,)
@@ -604,56 +472,7 @@ class SQLiteStore(SQLiteHistoryMixin):
         )
         return 0 if row is None else int(row[0])
 
-    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
-        """Take the session's run lease for ``owner`` unless another live owner holds it.
-
-        A lease lasts ``lease`` seconds unless renewed (by calling this again as the same
-        owner), so a process that dies holding one blocks others only that long.
-
-        Raises:
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-
-        def write(conn: sqlite3.Connection) -> bool:
-            now = time.time()
-            row = conn.execute(
-                f"SELECT owner, expires_at FROM {LOCKS} WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if row is not None and row[0] != owner and row[1] > now:
-                return False
-            conn.execute(
-                f"INSERT INTO {LOCKS} (session_id, owner, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (session_id) DO UPDATE SET owner = excluded.owner, "
-                "expires_at = excluded.expires_at",
-                (session_id, owner, now + lease),
-            )
-            return True
-
-        return self._write(write)
-
-    def unlock(self, session_id: str, owner: str) -> None:
-        """Give the session's run lease back, if ``owner`` still holds it.
-
-        Raises:
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-        self._write(
-            lambda conn: conn.execute(
-                f"DELETE FROM {LOCKS} WHERE session_id = ? AND owner = ?", (session_id, owner)
-            )
-        )
-
-    def clear_session(self, session_id: str) -> None:
-        """Delete the session and all its messages (a no-op for an unknown session).
-
-        Raises:
-            TypeError, ValueError: a bad ``session_id``.
-            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
-        """
-        check_session_id(session_id)
-
+    def _clear(self, session_id: str) -> None:
         def write(conn: sqlite3.Connection) -> None:
             session = _session_key(conn, session_id)
             if session is not None:
@@ -661,3 +480,143 @@ class SQLiteStore(SQLiteHistoryMixin):
                 conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
 
         self._write(write)
+
+    def _lock(self, session_id: str, owner: str, lease: float) -> bool:
+        # An OFD lock on the side file (see ``lease``): no write, never waits, released by
+        # the kernel if this process dies. ``lease`` matters only to the table fallback.
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        return self._leases.try_lock(session_id, owner, lease)
+
+    def _unlock(self, session_id: str, owner: str) -> None:
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        self._leases.unlock(session_id, owner)
+
+    # -- the hooks of StoreBase: history (the work is in ``history``) ------------------------
+
+    def _sessions(
+        self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None
+    ) -> list[tuple[SessionInfo, float, Any]]:
+        return list(self._read(lambda conn: history.sessions(conn, wanted, after, limit)))
+
+    def _info(self, session_id: str) -> SessionInfo | None:
+        return self._read(lambda conn: history.session_info(conn, session_id))
+
+    def _put_metadata(self, session_id: str, text: str) -> None:
+        self._write(lambda conn: history.put_metadata(conn, session_id, text))
+
+    def _update_metadata(
+        self, session_id: str, changes: dict[str, Any], remove: list[str]
+    ) -> dict[str, Any]:
+        return self._write(lambda conn: history.update_metadata(conn, session_id, changes, remove))
+
+    def _search(
+        self,
+        query: str,
+        session_id: str | None,
+        limit: int,
+        raw: bool,
+        highlight: tuple[str, str],
+    ) -> list[tuple[str, int, str, str, float]]:
+        fts.catch_up(self._read, self._write)
+        return self._read(
+            lambda conn: history.search(conn, query, session_id, limit, raw, highlight)
+        )
+
+    def _fork(self, session_id: str, new_session_id: str, at: int | None) -> int:
+        return self._write(lambda conn: history.fork(conn, session_id, new_session_id, at))
+
+    # -- the hooks of StoreBase: retention (the work is in ``retention``) --------------------
+
+    def _prune(
+        self,
+        cutoff: float | None,
+        keep_last: int | None,
+        batch: int,
+        dry_run: bool,
+        progress: Progress | None,
+    ) -> int:
+        if dry_run:
+            return self._read(lambda conn: retention.count(conn, cutoff, keep_last))
+        removed = 0
+        if cutoff is not None:
+            idle = cutoff
+            removed += self._batches(
+                lambda conn: retention.delete_idle(conn, idle, batch)[0], progress
+            )
+        if keep_last is not None:
+            kept = keep_last
+            removed += self._batches(lambda conn: retention.trim(conn, kept, batch), progress)
+        if removed:
+            self.checkpoint()
+        return removed
+
+    def _expire_idle(self, cutoff: float, batch: int) -> int:
+        sessions = 0
+        while True:
+            _, gone, more = self._write(lambda conn: retention.delete_idle(conn, cutoff, batch))
+            sessions += gone
+            if not more:
+                break
+        if sessions:
+            self.checkpoint()
+        return sessions
+
+    def _batches(
+        self, step: Callable[[sqlite3.Connection], int | None], progress: Progress | None
+    ) -> int:
+        """Run ``step`` in one write transaction after another until it returns ``None``."""
+        total = 0
+        while (removed := self._write(step)) is not None:
+            total += removed
+            if progress is not None and removed:
+                progress(removed)
+        return total
+
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy the write-ahead log into the database file (file databases only).
+
+        ``"PASSIVE"`` never waits; ``"TRUNCATE"`` waits for readers (up to the busy
+        timeout) and then empties the ``-wal`` file, giving its space back.
+
+        Raises:
+            ValueError: an unknown ``mode``.
+            StoreClosed, StoreError: the store is closed or the database failed.
+        """
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"mode must be PASSIVE, FULL, RESTART or TRUNCATE, got {mode!r}")
+        if self.path is not None:
+            self._read(lambda conn: conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall())
+
+    def _vacuum(self) -> None:
+        if self.path is None:
+            if self._closed:
+                raise StoreClosed(f"{self!r} is closed")
+            return
+        fts.catch_up(self._read, self._write)
+        # This process's writers wait, as for _write, while VACUUM runs without a
+        # transaction of ours.
+        with self._writer().exclusive():
+            self._read(retention.vacuum)
+
+    # -- the hooks of JsonlMixin (the work is in ``jsonl``) ----------------------------------
+
+    def _jsonl_session_ids(self) -> Iterator[str]:
+        after = 0
+        while True:
+            rows = self._read(functools.partial(jsonl.id_page, after=after))
+            for _, session_id in rows:
+                yield session_id
+            if len(rows) < jsonl.PAGE:
+                return
+            after = rows[-1][0]
+
+    def _jsonl_missing(self, session_ids: list[str]) -> list[str]:
+        return self._read(lambda conn: jsonl.missing(conn, session_ids))
+
+    def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
+        return self._read(lambda conn: jsonl.export_one(conn, session_id, fp))
+
+    def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
+        return self._write(lambda conn: jsonl.store_session(conn, session, on_conflict))
