@@ -5,6 +5,10 @@ loop (a Jupyter cell, an async test), and it gives each calling thread a loop of
 so the process-wide OpenAI HTTP client ends up used from several loops ("bound to a
 different event loop"). Here every synchronous run, from any thread, is a task on one
 long-lived loop in a daemon thread; the calling thread blocks until its task ends.
+
+The loop runs under one task that lasts as long as the thread. anyio takes that task as
+the loop's root task, so its worker threads (and the store connections they keep) outlive
+each run and are reused by the next, instead of ending with every ``run_sync`` call.
 """
 
 from __future__ import annotations
@@ -33,7 +37,11 @@ class _LoopThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        self.loop.run_until_complete(self._serve())
+
+    async def _serve(self) -> None:
+        # Never completes: the daemon thread, and this loop, live as long as the process.
+        await asyncio.get_running_loop().create_future()
 
 
 _lock = threading.Lock()

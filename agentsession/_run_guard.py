@@ -1,11 +1,15 @@
 """Whole turns: one run at a time per session, and a failed run leaves nothing behind.
 
 The runner enters a ``RunGuard`` around every run with memory. It takes the session's
-run lease (in the store, so runs in other processes wait too; in this process for a
-memory of the user's own), notes how many messages the session held, and on the way out
-removes what a failed run stored (model error, guardrail tripwire, max turns exceeded,
-cancellation, Ctrl-C) and gives the lease back. Both steps are shielded from
-cancellation so they always finish.
+run lease (from the memory when it is a ``LeasingMemory``, so runs in other processes
+wait too; otherwise in this process only), then has the bound session hold what the run
+adds. On the way out the held items are written in one ``add_messages`` call, or dropped
+when the run failed (model error, guardrail tripwire, max turns exceeded, cancellation,
+Ctrl-C), and the lease is given back. Both steps are shielded from cancellation so they
+always finish.
+
+So a run costs one write, and nothing needs rolling back: a failed run, or a process
+killed mid-run, never wrote anything.
 """
 
 from __future__ import annotations
@@ -17,27 +21,44 @@ import socket
 import threading
 import time
 import uuid
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from .exceptions import SessionBusy
-from .memory import StoreMemory
+from .protocol import LeasingMemory
 
-__all__ = ("RunGuard",)
+if TYPE_CHECKING:
+    from .session import MemorySession
+
+__all__ = ("FailedRuns", "RunGuard", "SessionLock")
 
 logger = logging.getLogger("agentsession")
 
 FailedRuns = Literal["rollback", "keep"]
 SessionLock = Literal["wait", "fail", "off"]
 
-#: How long a store lease lasts unless renewed; renewed every third of it while running.
+#: How long a lease that expires lasts unless renewed; renewed every third of it.
 LEASE_SECONDS = 30.0
-_FIRST_PAUSE, _MAX_PAUSE = 0.01, 0.5
+#: Pauses between tries while another run holds the session: short at first, so a run
+#: that ends soon hands over at once, then longer, so waiting costs little.
+_FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.1
+
+#: ``host:pid:`` of this process, the start of every owner name (see ``RunGuard.owner``).
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}:"
+
+
+def _reset_process() -> None:
+    global _PROCESS
+    _PROCESS = f"{socket.gethostname()}:{os.getpid()}:"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_process)
 
 
 class _LocalLeases:
-    """Run leases for memories without a store: good within one process only."""
+    """Run leases for memories without a lease of their own: good within one process."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -62,9 +83,10 @@ class RunGuard:
 
     Args:
         memory: the run's memory.
-        session_id: the run's session.
-        failed_runs: ``"rollback"`` removes what a failed run stored; ``"keep"`` keeps
-            it, as the SDK does.
+        session: the run's bound session (``MemorySession``), which holds the run's
+            items until the guard is left.
+        failed_runs: ``"rollback"`` drops what a failed run added; ``"keep"`` writes it,
+            as the SDK does.
         session_lock: ``"wait"`` for another run on the session to end (up to
             ``lock_timeout`` seconds), ``"fail"`` at once, or ``"off"``.
         lock_timeout: seconds to wait for the session.
@@ -73,35 +95,34 @@ class RunGuard:
     def __init__(
         self,
         memory: Any,
-        session_id: str,
+        session: MemorySession,
         *,
         failed_runs: FailedRuns,
         session_lock: SessionLock,
         lock_timeout: float,
     ) -> None:
         self.memory = memory
-        self.session_id = session_id
+        self.session = session
+        self.session_id = session.session_id
         self.failed_runs = failed_runs
         self.session_lock = session_lock
         self.lock_timeout = lock_timeout
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        self._mark: int | None = None
+        self.owner = _PROCESS + uuid.uuid4().hex
+        self._leasing = isinstance(memory, LeasingMemory)
         self._locked = False
         self._renewal: asyncio.Task[None] | None = None
 
     # -- the lease -----------------------------------------------------------------------
 
     async def _try_lock(self) -> bool:
-        if isinstance(self.memory, StoreMemory) and hasattr(self.memory.store, "try_lock"):
-            locked: bool = await self.memory._call(
-                self.memory.store.try_lock, self.session_id, self.owner, LEASE_SECONDS
-            )
+        if self._leasing:
+            locked: bool = await self.memory.try_lock(self.session_id, self.owner, LEASE_SECONDS)
             return locked
         return _local_leases.try_lock(self.memory, self.session_id, self.owner)
 
     async def _unlock(self) -> None:
-        if isinstance(self.memory, StoreMemory) and hasattr(self.memory.store, "unlock"):
-            await self.memory._call(self.memory.store.unlock, self.session_id, self.owner)
+        if self._leasing:
+            await self.memory.unlock(self.session_id, self.owner)
         else:
             _local_leases.unlock(self.memory, self.session_id, self.owner)
 
@@ -131,49 +152,6 @@ class RunGuard:
             except Exception:  # the run goes on; the next renewal may succeed
                 logger.warning("could not renew the run lease of %r", self.session_id)
 
-    # -- the mark and the rollback ---------------------------------------------------------
-
-    async def _count(self) -> int | None:
-        if isinstance(self.memory, StoreMemory) and hasattr(self.memory.store, "message_count"):
-            n: int = await self.memory._call(self.memory.store.message_count, self.session_id)
-            return n
-        if callable(getattr(self.memory, "pop_message", None)):
-            return len(await self.memory.get_messages(self.session_id) or [])
-        return None
-
-    async def _rollback(self) -> None:
-        mark = self._mark
-        if mark is None:
-            return
-        if isinstance(self.memory, StoreMemory) and hasattr(self.memory.store, "truncate"):
-            await self.memory._call(self.memory.store.truncate, self.session_id, mark)
-            return
-        current = await self._count()
-        while current is not None and current > mark:
-            await self.memory.pop_message(self.session_id)
-            current -= 1
-
-    # -- the context manager -------------------------------------------------------------
-
-    async def __aenter__(self) -> RunGuard:
-        if self.session_lock != "off":
-            await self._acquire()
-        try:
-            if self.failed_runs == "rollback":
-                self._mark = await self._count()
-                if self._mark is None:
-                    logger.warning(
-                        "%s has no message_count or pop_message: a failed run's items "
-                        "cannot be rolled back and are kept",
-                        type(self.memory).__name__,
-                    )
-            if self._locked and isinstance(self.memory, StoreMemory):
-                self._renewal = asyncio.get_running_loop().create_task(self._renew())
-        except BaseException:
-            await self._release()
-            raise
-        return self
-
     async def _release(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
@@ -182,10 +160,19 @@ class RunGuard:
             self._locked = False
             await self._unlock()
 
+    # -- the context manager -------------------------------------------------------------
+
+    async def __aenter__(self) -> RunGuard:
+        if self.session_lock != "off":
+            await self._acquire()
+        self.session.begin_run()
+        if self._locked and self._leasing and self.memory.lease_expires:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew())
+        return self
+
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         with anyio.CancelScope(shield=True):
             try:
-                if exc_type is not None and self.failed_runs == "rollback":
-                    await self._rollback()
+                await self.session.end_run(commit=exc_type is None or self.failed_runs == "keep")
             finally:
                 await self._release()

@@ -20,7 +20,6 @@ from ._provider import LoopLocalProvider
 from ._run_guard import FailedRuns, RunGuard, SessionLock
 from ._streamed import GuardedSession, guard_stream
 from ._validate import check_session_id
-from .memory import StoreMemory
 from .session import MemorySession
 from .window import HistoryWindow
 
@@ -58,14 +57,15 @@ class RunConfig(agents.RunConfig):
         history_window: what part of the history the model is sent (newest items,
             turns, a token budget); overrides the memory's own window. Windows are
             tool-safe and delete nothing.
-        failed_runs: ``"rollback"`` (default): when a run fails (model error, guardrail
-            tripwire, max turns exceeded, cancellation, Ctrl-C) what it stored is removed,
-            so the session is as it was before the run. ``"keep"`` keeps it, as the SDK
-            does.
+        failed_runs: ``"rollback"`` (default): a run's items are written in one go when
+            it ends, and not at all when it fails (model error, guardrail tripwire, max
+            turns exceeded, cancellation, Ctrl-C), so the session is as it was before
+            the run. ``"keep"`` writes what the run had added, as the SDK does.
         session_lock: two runs on one session never interleave: ``"wait"`` (default)
             waits for the other run (up to ``lock_timeout``), ``"fail"`` raises
             ``SessionBusy`` at once, ``"off"`` does not lock. Held across processes for
-            agentsession's stores, within the process for a memory of your own.
+            agentsession's memories and any ``LeasingMemory``, within the process for
+            another memory of your own.
         lock_timeout: seconds to wait for a session held by another run before
             ``SessionBusy``.
 
@@ -115,10 +115,10 @@ class RunConfig(agents.RunConfig):
             )
 
 
-def bind_session(memory: Any, session_id: str, window: HistoryWindow | None = None) -> Session:
+def bind_session(
+    memory: Any, session_id: str, window: HistoryWindow | None = None
+) -> MemorySession:
     """Return ``memory`` bound to ``session_id`` as an SDK ``Session``."""
-    if isinstance(memory, StoreMemory):
-        return memory.session(session_id, window=window)
     return MemorySession(memory, session_id, window=window)
 
 
@@ -147,14 +147,15 @@ def _prepare(
             "pass either session= or RunConfig(memory=..., session_id=...), not both "
             f"(got session={session!r} and memory={memory!r})"
         )
+    bound = bind_session(memory, session_id, run_config.history_window)
     guard = RunGuard(
         memory,
-        session_id,
+        bound,
         failed_runs=run_config.failed_runs,
         session_lock=run_config.session_lock,
         lock_timeout=run_config.lock_timeout,
     )
-    return run_config, bind_session(memory, session_id, run_config.history_window), guard
+    return run_config, bound, guard
 
 
 async def _run(

@@ -4,24 +4,23 @@ The runner hands this object to the SDK's own runner (``session=``), so the SDK'
 persistence rules (what is saved when, guardrails, interruptions, streaming) apply
 unchanged. It works with any ``SessionMemory``, including a user's class that has only
 the spec's three async methods.
+
+Inside a run (between ``begin_run`` and ``end_run``, which the runner's guard calls) the
+items the SDK saves are held here and written with one ``add_messages`` call when the
+run ends: one transaction per run, readers see a turn whole or not at all, and a run
+that fails, or a process killed mid-run, leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from agents.memory.session_settings import (
-    SessionSettings,
-    coerce_session_settings,
-    resolve_session_limit,
-)
-
+from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
 from ._serialize import encode_messages
 from ._validate import check_limit, check_session_id
-from .memory import StoreMemory
-from .window import HistoryWindow, tool_safe_tail
+from .window import HistoryWindow
 
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
@@ -31,28 +30,32 @@ if TYPE_CHECKING:
 __all__ = ("MemorySession",)
 
 
-def _takes_limit(memory: object) -> bool:
-    if isinstance(memory, StoreMemory):
-        return True
+def _parameters(memory: object) -> set[str]:
+    """The parameter names of ``memory.get_messages`` (empty if it cannot be inspected)."""
     try:
-        parameters = inspect.signature(memory.get_messages).parameters  # type: ignore[attr-defined]
+        return set(inspect.signature(memory.get_messages).parameters)  # type: ignore[attr-defined]
     except (AttributeError, TypeError, ValueError):
-        return False
-    return "limit" in parameters
+        return set()
 
 
 class MemorySession:
     """A ``SessionMemory`` bound to one ``session_id``; satisfies ``agents.memory.Session``.
 
-    Thread safety: as safe as the memory it wraps (``StoreMemory`` is safe everywhere).
+    ``get_items(limit=N)`` (or ``session_settings.limit``) returns exactly the newest
+    ``N`` stored items, as every SDK session does (the SDK's runner then drops a tool
+    output whose call fell outside). With no limit, the session's ``HistoryWindow``
+    chooses a tool-safe window, or the whole history is returned.
+
+    Thread safety: one bound session belongs to one run at a time (the runner makes a
+    new one per run); the memory under it may be shared by everyone.
 
     Args:
         memory: the memory to read and write.
         session_id: the conversation's id.
         session_settings: the SDK's settings; ``limit`` caps how many of the newest
             items ``get_items()`` returns (and so how much history a run sees).
-        window: what history a run sees when no limit is given: newest items, turns
-            or a token budget (``HistoryWindow``); the whole history when ``None``.
+        window: what history a run sees when no limit is given; defaults to the
+            memory's own ``window`` attribute, if it has one (``StoreMemory`` does).
 
     Raises:
         TypeError, ValueError: ``session_id`` is not a non-empty string, or ``window`` is
@@ -69,6 +72,9 @@ class MemorySession:
     ) -> None:
         if window is not None and not isinstance(window, HistoryWindow):
             raise TypeError(f"window must be a HistoryWindow or None, got {window!r}")
+        if window is None:
+            default = getattr(memory, "window", None)
+            window = default if isinstance(default, HistoryWindow) else None
         self.memory = memory
         self.window = window
         self.session_id = check_session_id(session_id)
@@ -78,19 +84,46 @@ class MemorySession:
             if session_settings is None
             else coerce_session_settings(session_settings)
         )
-        self._takes_limit = _takes_limit(memory)
-        self._plain = not isinstance(memory, StoreMemory)
+        parameters = _parameters(memory)
+        self._takes_limit = "limit" in parameters
+        # agentsession's memories choose between tool-safe windows and exact tails.
+        self._takes_tool_safe = "tool_safe" in parameters
+        self._pending: list[dict[str, Any]] | None = None
 
     def __repr__(self) -> str:
         return f"MemorySession({self.memory!r}, {self.session_id!r})"
 
+    # -- the run's buffer ----------------------------------------------------------------
+
+    def begin_run(self) -> None:
+        """Hold what is added from now on until ``end_run`` (the runner's guard calls it)."""
+        self._pending = []
+
+    @property
+    def pending(self) -> int:
+        """How many items the current run has added and not yet written."""
+        return len(self._pending or ())
+
+    async def end_run(self, *, commit: bool) -> None:
+        """Stop holding: write the held items in one ``add_messages`` call, or drop them.
+
+        Raises:
+            TypeError: a held item cannot be stored; nothing is.
+            StoreError: the backend failed; nothing of the run is stored.
+        """
+        pending, self._pending = self._pending, None
+        if commit and pending:
+            await self.memory.add_messages(self.session_id, pending)
+
+    # -- the SDK's Session protocol --------------------------------------------------------
+
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
-        """Return the newest ``limit`` items, oldest first.
+        """Return the session's items, oldest first: the newest ``limit`` of them exactly.
 
         With no ``limit`` (and none in ``session_settings``), the session's
-        ``HistoryWindow`` chooses, or the whole history is returned when there is none.
-        Every window is tool-safe (see ``agentsession.window``); a ``limit`` of 0 or less
-        returns ``[]``, as the SDK's sessions do.
+        ``HistoryWindow`` chooses (tool-safe), or the whole history is returned when
+        there is none. A ``limit`` of 0 or less returns ``[]``, as the SDK's sessions do.
+        Inside a run, what the run has added so far is included.
 
         Raises:
             TypeError: ``limit`` is not an int, or the memory returned something other
@@ -103,23 +136,38 @@ class MemorySession:
             # items. The blocking store API refuses a negative limit instead.
             return []
         limit = check_limit(limit)
+        pending = list(self._pending or ())
+        if limit is not None:
+            if len(pending) >= limit:
+                return cast("list[TResponseInputItem]", pending[len(pending) - limit :])
+            return cast(
+                "list[TResponseInputItem]", await self._newest(limit - len(pending)) + pending
+            )
         window = self.window
-        if limit is None and window is not None and not window.needs_full_history:
-            limit = window.max_items
-            window = None
-        if limit is not None and self._takes_limit:
-            # Our stores return tool-safe windows themselves.
-            return await self._fetch(limit)  # type: ignore[return-value]
-        messages = await self._fetch(None)
-        if limit is not None:
-            return tool_safe_tail(messages, len(messages) - limit)  # type: ignore[return-value]
-        if window is not None:
-            return window.select(messages)  # type: ignore[return-value]
-        return messages  # type: ignore[return-value]
+        items: list[dict[str, Any]]
+        if window is None:
+            items = await self._fetch(None) + pending
+        elif not window.needs_full_history and not pending and self._takes_tool_safe:
+            # Our stores cut a tool-safe window of the newest items themselves.
+            items = await self._fetch(window.max_items, tool_safe=True)
+        else:
+            items = window.select(await self._fetch(None) + pending)
+        return cast("list[TResponseInputItem]", items)
 
-    async def _fetch(self, limit: int | None) -> list[dict[str, Any]]:
+    async def _newest(self, count: int) -> list[dict[str, Any]]:
+        """Exactly the newest ``count`` stored items (1 or more), oldest first."""
+        if self._takes_tool_safe:
+            return await self._fetch(count, tool_safe=False)
+        if self._takes_limit:
+            return await self._fetch(count)
+        messages = await self._fetch(None)
+        return messages[max(0, len(messages) - count) :]
+
+    async def _fetch(self, limit: int | None, **options: Any) -> list[dict[str, Any]]:
         if limit is not None:
-            messages: Any = await self.memory.get_messages(self.session_id, limit=limit)  # type: ignore[call-arg]
+            messages: Any = await self.memory.get_messages(  # type: ignore[call-arg]
+                self.session_id, limit=limit, **options
+            )
         else:
             messages = await self.memory.get_messages(self.session_id)
         if messages is None:
@@ -133,20 +181,20 @@ class MemorySession:
         return list(messages)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
-        """Append ``items`` in order, atomically where the memory is (``StoreMemory`` is).
+        """Append ``items`` in order; inside a run, when the run ends (see the module).
 
-        A memory of the user's own receives plain JSON-ready dicts, copies of the items.
+        The memory receives plain JSON-ready dicts, copies of the items, so changing an
+        item afterwards does not change what is stored.
 
         Raises:
-            TypeError: an item is not JSON-ready; nothing is stored.
+            TypeError: an item is not JSON-ready; nothing of this call is stored.
             StoreError: the backend failed.
         """
-        if self._plain:
-            encoded = encode_messages(items)
-            messages = [json.loads(text) for text in encoded]
-            await self.memory.add_messages(self.session_id, messages)
-        else:
-            await self.memory.add_messages(self.session_id, items)  # type: ignore[arg-type]
+        copies = [json.loads(text) for text in encode_messages(items)]
+        if self._pending is not None:
+            self._pending.extend(copies)
+        elif copies:
+            await self.memory.add_messages(self.session_id, copies)
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or ``None`` if the session is empty.
@@ -156,6 +204,8 @@ class MemorySession:
                 (the spec's protocol does not require one).
             StoreError: the backend failed.
         """
+        if self._pending:
+            return self._pending.pop()  # type: ignore[return-value]
         pop = getattr(self.memory, "pop_message", None)
         if pop is None:
             raise NotImplementedError(
@@ -166,9 +216,11 @@ class MemorySession:
         return item  # type: ignore[no-any-return]
 
     async def clear_session(self) -> None:
-        """Delete every item of this session.
+        """Delete every item of this session (and what the current run has added).
 
         Raises:
             StoreError: the backend failed.
         """
+        if self._pending is not None:
+            self._pending.clear()
         await self.memory.clear_session(self.session_id)

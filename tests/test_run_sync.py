@@ -137,3 +137,66 @@ def test_run_sync_sees_the_callers_context_variables() -> None:
     request_id.set("req-42")
     Runner.run_sync(Agent(name="A", model=model, tools=[whoami]), "hi")
     assert seen == ["req-42"]
+
+
+def test_run_sync_reuses_the_stores_connections(tmp_path: Any) -> None:
+    # Each run_sync call used to be an anyio root task of its own, so the worker thread,
+    # and with it the thread's SQLite connection, ended with every run.
+    with SQLiteSessionMemory(tmp_path / "s.db") as memory:
+        model = ScriptedModel([[assistant_message(f"reply {n}")] for n in range(20)])
+        agent = Agent(name="Assistant", model=model)
+        config = RunConfig(memory=memory, session_id="reused")
+        opened = memory.store.connections_opened
+        for n in range(20):
+            Runner.run_sync(agent, f"question {n}", run_config=config)
+        assert memory.store.connections_opened - opened <= 2
+        assert len(memory.store.get_messages("reused")) == 40
+
+
+_KILLED_MID_RUN = """
+import sys, threading
+from agents.models.interface import Model
+from agentsession import Agent, RunConfig, Runner, SQLiteSessionMemory
+
+class Hang(Model):
+    async def get_response(self, *args, **kwargs):
+        print("in the model", flush=True)
+        threading.Event().wait()
+
+    def stream_response(self, *args, **kwargs):
+        raise NotImplementedError
+
+memory = SQLiteSessionMemory(sys.argv[1])
+Runner.run_sync(Agent(name="A", model=Hang()), "never answered",
+                run_config=RunConfig(memory=memory, session_id="killed"))
+"""
+
+
+def test_a_process_killed_mid_run_leaves_nothing_and_blocks_nobody(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.db"
+    with SQLiteSessionMemory(path) as memory:
+        config = RunConfig(memory=memory, session_id="killed")
+        Runner.run_sync(
+            Agent(name="A", model=ScriptedModel([[assistant_message("earlier")]])),
+            "an earlier question",
+            run_config=config,
+        )
+        child = subprocess.Popen(
+            [sys.executable, "-c", _KILLED_MID_RUN, str(path)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "in the model\n"
+        finally:
+            child.kill()  # SIGKILL, with the run's input saved by the SDK and not written
+            child.wait(timeout=30)
+        assert contents(memory.store.get_messages("killed")) == ["an earlier question", "message"]
+        # The dead process's lease went with it: the next run does not wait for it.
+        now = RunConfig(memory=memory, session_id="killed", session_lock="fail")
+        answer = Agent(name="A", model=ScriptedModel([[assistant_message("at once")]]))
+        assert Runner.run_sync(answer, "next", run_config=now).final_output == "at once"

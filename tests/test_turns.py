@@ -41,10 +41,8 @@ async def test_a_run_failing_after_a_tool_turn_leaves_the_session_as_it_was(memo
 
     with pytest.raises(RuntimeError, match="fell over"):
         await Runner.run(agent, "second", run_config=config)
-    if hasattr(memory, "pop_message"):
-        assert await memory.get_messages("s") == before
-    else:  # only the spec's three methods: nothing can be removed, so it is kept
-        assert len(await memory.get_messages("s")) > len(before)
+    # Every memory, the spec's three methods alone included: the run never wrote.
+    assert await memory.get_messages("s") == before
 
 
 async def test_max_turns_exceeded_is_rolled_back_and_keep_keeps_it(sqlite_memory: Any) -> None:
@@ -180,10 +178,7 @@ async def test_a_failed_streamed_run_is_rolled_back_when_its_stream_ends(memory:
     with pytest.raises(RuntimeError, match="fell over"):
         async for _ in result.stream_events():
             pass
-    if hasattr(memory, "pop_message"):
-        assert await memory.get_messages("streamed") == before
-    else:
-        assert len(await memory.get_messages("streamed")) > len(before)
+    assert await memory.get_messages("streamed") == before
 
 
 async def test_two_streamed_runs_on_one_session_take_turns(memory: Any) -> None:
@@ -212,3 +207,71 @@ async def test_a_stream_nobody_consumes_does_not_hold_the_session(sqlite_memory:
     result = await Runner.run(agent, "second", run_config=config)
     assert result.final_output == "next"
     assert texts(model.last_call.input) == ["first", "unread", "second"]
+
+
+async def test_a_run_writes_its_items_in_one_add_when_it_ends(
+    memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    adds: list[list[Any]] = []
+    add_messages = memory.add_messages
+
+    async def counting_add(session_id: str, messages: Any) -> None:
+        adds.append(list(messages))
+        await add_messages(session_id, messages)
+
+    monkeypatch.setattr(memory, "add_messages", counting_add)
+    model = ScriptedModel(
+        [[function_call("lookup", {"key": "k"}, call_id="c1")], [assistant_message("done")]]
+    )
+    agent = Agent(name="A", model=model, tools=[lookup])
+    await Runner.run(agent, "go", run_config=RunConfig(memory=memory, session_id="once"))
+    # The input, the call, its output and the reply: one add, in order.
+    assert [len(batch) for batch in adds] == [4]
+    assert await history_of(memory, "once") == [
+        "go",
+        "function_call",
+        "function_call_output",
+        [{"annotations": [], "text": "done", "type": "output_text", "logprobs": []}],
+    ]
+
+
+async def test_readers_see_a_running_turn_only_once_it_has_ended(memory: Any) -> None:
+    model = _GatedModel()
+    agent = Agent(name="A", model=model)
+    config = RunConfig(memory=memory, session_id="s")
+    running = asyncio.create_task(Runner.run(agent, "question", run_config=config))
+    await model.entered.wait()  # the SDK has saved the input by now; it is not written yet
+    assert await memory.get_messages("s") == []
+    model.gate.set()
+    await running
+    assert texts(await memory.get_messages("s")) == ["question", "reply 1"]
+
+
+async def test_a_run_ending_with_pending_approvals_keeps_what_the_sdk_saved(
+    sqlite_memory: Any,
+) -> None:
+    @function_tool(needs_approval=True)
+    def delete_everything(reason: str) -> str:
+        """Delete everything (asks a person first)."""
+        return "deleted"
+
+    def approval_agent() -> Agent[Any]:
+        model = ScriptedModel([[function_call("delete_everything", {"reason": "r"}, call_id="c1")]])
+        return Agent(name="A", model=model, tools=[delete_everything])
+
+    agent = approval_agent()
+    config = RunConfig(memory=sqlite_memory, session_id="approval")
+    result = await Runner.run(agent, "clean up", run_config=config)
+    assert result.interruptions
+    ours = await sqlite_memory.get_messages("approval")
+
+    # The SDK's own session, given the same run, keeps the same items.
+    from agents import Runner as SDKRunner
+    from agents import SQLiteSession
+
+    sdk_session = SQLiteSession("approval")
+    sdk_result = await SDKRunner.run(approval_agent(), "clean up", session=sdk_session)
+    assert sdk_result.interruptions
+    assert ours == await sdk_session.get_items()
+    assert ours  # the question, at least, was kept
+    sdk_session.close()
