@@ -8,59 +8,71 @@ Every case here exercises only the SDK's public ``agents.memory.Session`` protoc
 ``MemorySession`` over ``ProtocolOnlyMemory`` below (only the spec's three async methods),
 ``RedisSessionMemory`` on the test Redis server (a key prefix of its own per test), and
 ``PostgresSessionMemory`` on the test PostgreSQL server (a schema of its own per test).
-The SDK tests' private helpers (``tests.fake_model.FakeModel``,
-``tests.test_responses.get_text_message``) are replaced by ``agents.testing.ScriptedModel``
-and ``agents.testing.assistant_message``; ``model.last_turn_args["input"]`` becomes
-``model.last_call.input``. A few assertions were added where the SDK's were too weak to
-fail on a broken session (each marked "Added:"); none was removed or loosened.
+The SDK tests' private helper ``tests.test_responses.get_text_message`` is replaced by
+``agents.testing.assistant_message``, ``model.calls[-1].input`` by
+``model.last_call.input`` and ``asyncio`` by ``anyio``. A few assertions were added where
+the SDK's were too weak to fail on a broken session (each marked "Added:"); none was
+removed or loosened.
 
-Where the cases come from (repository openai/openai-agents-python, the test files as
-stored around SDK 0.24; the session tests use the 0.24 runner's ``wrapper=`` support, and
-``test_session_limit_negative_returns_empty`` is slightly newer than 0.24):
+Checked against: repository openai/openai-agents-python at commit
+7f7a44f8dc0650296bd5ab6c745c9bcbaa6ac3b7 (SDK 0.22.0; the newest version of both files
+on its main branch, last changed by commit 05d6850da5da7ae5efe0e89e85660e5878547ba4).
+``SDK_CASES`` below lists every case of ``tests/memory/test_session.py`` and
+``tests/memory/test_session_limit.py`` at that commit, with the test here that ports it or
+the reason it is left out; the tests at the end of this module keep that list, this
+docstring and the module in step.
 
-* ``tests/memory/test_session.py``: every case except those listed as left out below.
-* ``tests/memory/test_session_limit.py``: every case.
-* ``tests/memory/test_file_session.py``: its one case (written for the SDK's example
-  ``FileSession``; it uses only the public protocol).
-* ``tests/memory/test_session_context_wrapper.py``:
-  ``test_runner_preserves_legacy_session_call_shapes`` only (our sessions do not take the
-  runner's optional ``wrapper=`` keyword, so the runner must call them the legacy way).
-* ``tests/test_session.py`` is the older copy of ``tests/memory/test_session.py``; its
-  cases are the same ones, ported once.
+Left out, and why (all inspect or drive the SDK's own ``SQLiteSession`` class, not the
+protocol; none has a public half beyond what is noted):
 
-Left out, and why:
+* ``test_await_mutation_cancellation_hides_later_failure_without_loop_error``: the SDK's
+  private ``agents.memory.sqlite_session._await_mutation`` helper; no session.
+* ``test_sqlite_session_close_closes_worker_thread_connections``: inspects
+  ``SQLiteSession._connections`` and sqlite3 connection objects.
+* ``test_sqlite_session_closed_rejects_empty_add_items``: ``SQLiteSession.close()`` and its
+  error text; ``close`` is not part of the ``Session`` protocol and our bound sessions
+  have none (the memory is closed instead).
+* ``test_sqlite_session_pop_item_skips_corrupt_most_recent``,
+  ``test_sqlite_session_pop_item_returns_none_after_dropping_only_corrupt_rows``,
+  ``test_sqlite_session_get_items_limit_skips_corrupt_newest_rows``,
+  ``test_sqlite_session_get_items_session_settings_limit_skips_corrupt_rows``: write a
+  corrupt row into the SDK's ``agent_messages`` table through the private
+  ``SQLiteSession._locked_connection()``; no public method stores a corrupt item.
+* ``test_sqlite_session_file_lock_is_shared_across_instances``: its ``_lock`` /
+  ``_file_lock_counts`` / ``_file_locks`` assertions are SQLiteSession internals; its
+  public half (two sessions of one database written concurrently stay separate) is
+  ported as ``test_sessions_sharing_one_database_written_concurrently``.
+* ``test_sqlite_session_failed_add_items_releases_write_lock``: its probe of the SDK's
+  ``agent_sessions`` table and write lock is SQLiteSession internals; its public half (a
+  failed ``add_items`` raises ``TypeError``, stores nothing, and the session stays
+  usable) is ported as ``test_failed_add_items_stores_nothing_and_session_stays_usable``.
+* ``test_session_settings_resolve``: tests ``SessionSettings.resolve()`` alone; no session
+  is involved.
+* ``test_sqlite_session_failed_clear_session_rolls_back``,
+  ``test_sqlite_session_failed_pop_item_releases_write_lock``: drop the SDK's tables
+  behind the session's back and inspect ``SQLiteSession._connections``.
+* ``test_sqlite_session_rollback_failure_evicts_connection``,
+  ``test_sqlite_session_close_retries_quarantined_connection``,
+  ``test_sqlite_session_post_commit_cancellation_propagates_after_known_outcome``: inject
+  a sqlite3 connection subclass through ``SQLiteSession._get_connection`` /
+  ``_connections_lock`` / ``_quarantined_connections``.
 
-* ``test_sqlite_session_close_closes_worker_thread_connections`` (memory/test_session.py):
-  inspects ``SQLiteSession._connections`` and sqlite3 connection objects, internals of the
-  SDK's own class.
-* ``test_sqlite_session_file_lock_is_shared_across_instances`` (memory/test_session.py):
-  its ``_lock`` / ``_file_lock_counts`` / ``_file_locks`` assertions are SQLiteSession
-  internals and are left out; its public half (two sessions of one database written
-  concurrently stay separate) is ported as
-  ``test_sessions_sharing_one_database_written_concurrently``.
-* ``test_session_settings_resolve`` (memory/test_session.py): tests
-  ``SessionSettings.resolve()`` alone; no session is involved.
-* ``test_session_memory_rejects_both_session_and_list_input`` (the older
-  tests/test_session.py only): superseded; the SDK now appends list input to the session
-  (``test_session_memory_appends_list_input_by_default``, ported) instead of raising.
-* The rest of ``tests/memory/test_session_context_wrapper.py``: sessions that opt into the
-  runner's ``wrapper=`` keyword, the SDK's private ``_session_accepts_wrapper`` /
-  ``rewind_session_items`` and its compaction session; none is about a protocol session.
-* ``tests/memory/test_sqlite_db_path.py``: ``~`` expansion of the SDK's own SQLiteSession /
-  AsyncSQLiteSession ``db_path``.
-* ``tests/memory/test_session_persistence_sanitize.py``: a private SDK function, no session.
-* ``tests/memory/test_turn_limit.py``: ``SessionSettings(turn_limit=...)`` and
-  ``get_items(turn_limit=...)`` are not in SDK 0.24, and the cases use the SDK's
-  compaction session and private helpers.
-* ``tests/memory/test_openai_conversations_session*.py``,
-  ``tests/memory/test_openai_responses_compaction_session.py``, ``test_compaction_*.py``,
-  ``test_tool_output_trimmer.py``, ``test_file_session_example.py``: other SDK classes
-  (OpenAI-hosted conversations, compaction, trimming, the example script), not the protocol.
+Our own cases, not in those two files at that commit (``OWN_CASES`` names each):
+
+* ``test_session_limit_negative_returns_empty``: the SDK's pull request #3663 (head
+  commit 4ab9228b2b489b140bda1659914e713f2fa3cddd), not merged at the commit above.
+* ``test_runner_preserves_legacy_session_call_shapes``: modelled on the case of that name
+  in ``tests/memory/test_session_context_wrapper.py`` (which uses a session class of its
+  own): our sessions do not take the runner's optional ``wrapper=`` keyword, so a run
+  with a context must call them the legacy way. The rest of that file is about sessions
+  that opt into ``wrapper=``, the SDK's private helpers and its compaction session.
+* ``test_get_items_respects_limit_without_changing_stored_history``,
+  ``test_pop_item_without_pop_message_raises_not_implemented``: ours.
 
 Pop cases need a ``pop_message``; the protocol-only memory has none, so they run on the
 store backends (SQLite, Redis, PostgreSQL) and
 ``test_pop_item_without_pop_message_raises_not_implemented`` checks the protocol-only
-memory instead. Every ported case passes as the SDK wrote it.
+memory instead.
 """
 
 from __future__ import annotations
@@ -125,7 +137,11 @@ class Backend:
     #: schema), after close.
     cleanup: Callable[[], None] | None = None
 
-    def session(self, session_id: str, session_settings: SessionSettings | None = None) -> Any:
+    def session(
+        self,
+        session_id: str,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> Any:
         """A bound session (typed ``Any`` so items read as plain dicts, as in the SDK tests)."""
         if isinstance(self.memory, StoreMemory):
             # Exactly what a user hands to the SDK: memory.session("id").
@@ -528,6 +544,44 @@ async def test_session_callback_prepared_input(backend: Backend, runner_method: 
     assert last_input(model) == expected_model_input
 
 
+@pytest.mark.parametrize("runner_method", RUNNER_METHODS)
+async def test_session_callback_repeating_history_does_not_grow_session(
+    backend: Backend, runner_method: str
+) -> None:
+    session = backend.session("session_repeat")
+    model = ScriptedModel()
+    agent = Agent(name="test", model=model)
+
+    def repeat_first(history: list[Any], new_input: list[Any]) -> list[Any]:
+        if not history:
+            return new_input
+        return history + [history[0]] + new_input
+
+    for turn in range(3):
+        model.enqueue([assistant_message(f"assistant {turn}")])
+        await run_agent_async(
+            runner_method,
+            agent,
+            f"user {turn}",
+            session=session,
+            run_config=RunConfig(session_input_callback=repeat_first),
+        )
+
+    stored = await session.get_items()
+    user_messages = [item for item in stored if item.get("role") == "user"]
+    assert [item.get("content") for item in user_messages] == ["user 0", "user 1", "user 2"]
+    assert len(stored) == 6
+    # Added: the whole stored history, in order, survives a fresh binding.
+    assert [text_of(item) for item in await backend.session("session_repeat").get_items()] == [
+        "user 0",
+        "assistant 0",
+        "user 1",
+        "assistant 1",
+        "user 2",
+        "assistant 2",
+    ]
+
+
 async def test_sqlite_session_unicode_content(backend: Backend) -> None:
     session = backend.session("unicode_test")
     items: list[Any] = [
@@ -600,6 +654,21 @@ async def test_sessions_sharing_one_database_written_concurrently(backend: Backe
     assert [item.get("content") for item in await session_2.get_items()] == ["session_2"]
 
 
+async def test_failed_add_items_stores_nothing_and_session_stays_usable(backend: Backend) -> None:
+    """The public half of test_sqlite_session_failed_add_items_releases_write_lock."""
+    session = backend.session("rollback_test")
+
+    unserializable: Any = {"role": "user", "content": object()}
+    with pytest.raises(TypeError):
+        await session.add_items([unserializable])
+    # Added: nothing of the failed call is stored (the SDK checks its own table instead).
+    assert await session.get_items() == []
+
+    # The session must remain usable after the failure.
+    await session.add_items([{"role": "user", "content": "after failure"}])
+    assert [item.get("content") for item in await session.get_items()] == ["after failure"]
+
+
 async def test_session_add_items_exception_propagates_in_streamed(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -641,6 +710,22 @@ async def test_session_settings_constructor(backend: Backend) -> None:
 
     assert session.session_settings is not None
     assert session.session_settings.limit == 5
+
+
+async def test_session_settings_constructor_normalizes_dictionary(backend: Backend) -> None:
+    session = backend.session("dictionary_settings_test", {"limit": 0})
+
+    assert isinstance(session.session_settings, SessionSettings)
+    assert session.session_settings.limit == 0
+    assert session.session_settings.resolve({"limit": 4}).limit == 4
+    # Added: the normalized limit is the one get_items() applies.
+    await session.add_items([{"role": "user", "content": "kept"}])
+    assert await session.get_items() == []
+
+
+def test_session_settings_rejects_unknown_dictionary_fields(backend: Backend) -> None:
+    with pytest.raises(TypeError, match="Unknown session settings: limitt"):
+        backend.session("invalid_settings_test", {"limitt": 1})
 
 
 async def test_get_items_uses_session_settings_limit(backend: Backend) -> None:
@@ -716,6 +801,46 @@ async def test_session_limit_parameter(backend: Backend, runner_method: str) -> 
     assert seen[0].get("content") == "Message 3"
     assert seen[1].get("content")[0]["text"] == "Reply 3"
     assert seen[2].get("content") == "Message 4"
+
+
+@pytest.mark.parametrize("runner_method", RUNNER_METHODS)
+async def test_session_limit_drops_unmatched_history_function_call_output(
+    backend: Backend, runner_method: str
+) -> None:
+    """A limit boundary must not pass an output whose matching call was excluded."""
+    session = backend.session("limit_tool_pair")
+    history: list[Any] = [
+        {"role": "user", "content": "What is the weather?"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "It is sunny.", "annotations": []}],
+        },
+    ]
+    await session.add_items(history)
+
+    # The session returns exactly the newest two stored items; the runner, not the
+    # session, drops the output whose call fell outside.
+    assert await session.get_items(limit=2) == history[-2:]
+
+    model = ScriptedModel()
+    model.enqueue([assistant_message("Tomorrow is sunny too.")])
+    agent = Agent(name="test", model=model)
+
+    await run_agent_async(
+        runner_method,
+        agent,
+        "What about tomorrow?",
+        session=session,
+        run_config=RunConfig(session_settings=SessionSettings(limit=2)),
+    )
+
+    assert last_input(model) == [
+        history[-1],
+        {"role": "user", "content": "What about tomorrow?"},
+    ]
 
 
 @pytest.mark.parametrize("runner_method", RUNNER_METHODS)
@@ -877,3 +1002,199 @@ async def test_runner_preserves_legacy_session_call_shapes(
     assert result.final_output == "ok"
     assert get_calls == 1
     assert len(await real_get_items()) == 2
+
+
+# --------------------------------------------------------------------------------------
+# Keeping the port honest: every SDK case at the commit named in the docstring
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ported:
+    """The SDK case is ported as ``test``; ``runner_methods``: it runs per Runner method."""
+
+    test: str
+    runner_methods: bool = False
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """The SDK case is not ported; the module docstring says why."""
+
+    reason: str
+
+
+_SESSION = "tests/memory/test_session.py::"
+_LIMIT = "tests/memory/test_session_limit.py::"
+_INTERNALS = "SQLiteSession internals"
+
+#: Every test case of the SDK's two session test files at the commit the docstring names,
+#: in their order.
+SDK_CASES: dict[str, Ported | LeftOut] = {
+    _SESSION + "test_await_mutation_cancellation_hides_later_failure_without_loop_error": (
+        LeftOut("a private SDK helper, no session")
+    ),
+    _SESSION + "test_session_memory_basic_functionality_parametrized": Ported(
+        "test_session_memory_basic_functionality_parametrized", runner_methods=True
+    ),
+    _SESSION + "test_session_memory_with_explicit_instance_parametrized": Ported(
+        "test_session_memory_with_explicit_instance_parametrized", runner_methods=True
+    ),
+    _SESSION + "test_session_memory_disabled_parametrized": Ported(
+        "test_session_memory_disabled_parametrized", runner_methods=True
+    ),
+    _SESSION + "test_session_memory_different_sessions_parametrized": Ported(
+        "test_session_memory_different_sessions_parametrized", runner_methods=True
+    ),
+    _SESSION + "test_sqlite_session_memory_direct": Ported("test_sqlite_session_memory_direct"),
+    _SESSION + "test_sqlite_session_close_closes_worker_thread_connections": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_closed_rejects_empty_add_items": LeftOut(
+        "SQLiteSession.close(), not part of the Session protocol"
+    ),
+    _SESSION + "test_sqlite_session_memory_pop_item": Ported("test_sqlite_session_memory_pop_item"),
+    _SESSION + "test_session_memory_pop_different_sessions": Ported(
+        "test_session_memory_pop_different_sessions"
+    ),
+    _SESSION + "test_sqlite_session_pop_item_skips_corrupt_most_recent": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_pop_item_returns_none_after_dropping_only_corrupt_rows": (
+        LeftOut(_INTERNALS)
+    ),
+    _SESSION + "test_sqlite_session_get_items_with_limit": Ported(
+        "test_sqlite_session_get_items_with_limit"
+    ),
+    _SESSION + "test_sqlite_session_get_items_limit_skips_corrupt_newest_rows": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_get_items_session_settings_limit_skips_corrupt_rows": (
+        LeftOut(_INTERNALS)
+    ),
+    _SESSION + "test_session_memory_appends_list_input_by_default": Ported(
+        "test_session_memory_appends_list_input_by_default", runner_methods=True
+    ),
+    _SESSION + "test_session_callback_prepared_input": Ported(
+        "test_session_callback_prepared_input", runner_methods=True
+    ),
+    _SESSION + "test_session_callback_repeating_history_does_not_grow_session": Ported(
+        "test_session_callback_repeating_history_does_not_grow_session", runner_methods=True
+    ),
+    _SESSION + "test_sqlite_session_unicode_content": Ported("test_sqlite_session_unicode_content"),
+    _SESSION + "test_sqlite_session_special_characters_and_sql_injection": Ported(
+        "test_sqlite_session_special_characters_and_sql_injection"
+    ),
+    _SESSION + "test_sqlite_session_concurrent_access": Ported(
+        "test_sqlite_session_concurrent_access"
+    ),
+    _SESSION + "test_sqlite_session_file_lock_is_shared_across_instances": Ported(
+        "test_sessions_sharing_one_database_written_concurrently"
+    ),
+    _SESSION + "test_sqlite_session_failed_add_items_releases_write_lock": Ported(
+        "test_failed_add_items_stores_nothing_and_session_stays_usable"
+    ),
+    _SESSION + "test_session_add_items_exception_propagates_in_streamed": Ported(
+        "test_session_add_items_exception_propagates_in_streamed"
+    ),
+    _SESSION + "test_session_settings_default": Ported("test_session_settings_default"),
+    _SESSION + "test_session_settings_constructor": Ported("test_session_settings_constructor"),
+    _SESSION + "test_session_settings_constructor_normalizes_dictionary": Ported(
+        "test_session_settings_constructor_normalizes_dictionary"
+    ),
+    _SESSION + "test_session_settings_rejects_unknown_dictionary_fields": Ported(
+        "test_session_settings_rejects_unknown_dictionary_fields"
+    ),
+    _SESSION + "test_get_items_uses_session_settings_limit": Ported(
+        "test_get_items_uses_session_settings_limit"
+    ),
+    _SESSION + "test_get_items_explicit_limit_overrides_session_settings": Ported(
+        "test_get_items_explicit_limit_overrides_session_settings"
+    ),
+    _SESSION + "test_session_settings_resolve": LeftOut("SessionSettings alone, no session"),
+    _SESSION + "test_runner_with_session_settings_override": Ported(
+        "test_runner_with_session_settings_override"
+    ),
+    _SESSION + "test_sqlite_session_failed_clear_session_rolls_back": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_failed_pop_item_releases_write_lock": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_rollback_failure_evicts_connection": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_close_retries_quarantined_connection": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_post_commit_cancellation_propagates_after_known_outcome": (
+        LeftOut(_INTERNALS)
+    ),
+    _LIMIT + "test_session_limit_parameter": Ported(
+        "test_session_limit_parameter", runner_methods=True
+    ),
+    _LIMIT + "test_session_limit_drops_unmatched_history_function_call_output": Ported(
+        "test_session_limit_drops_unmatched_history_function_call_output", runner_methods=True
+    ),
+    _LIMIT + "test_session_limit_zero": Ported("test_session_limit_zero", runner_methods=True),
+    _LIMIT + "test_session_limit_none_gets_all_history": Ported(
+        "test_session_limit_none_gets_all_history", runner_methods=True
+    ),
+    _LIMIT + "test_session_limit_larger_than_history": Ported(
+        "test_session_limit_larger_than_history", runner_methods=True
+    ),
+}
+
+#: The tests here that port no case of those two files (the docstring says where each
+#: comes from).
+OWN_CASES = (
+    "test_session_limit_negative_returns_empty",
+    "test_runner_preserves_legacy_session_call_shapes",
+    "test_get_items_respects_limit_without_changing_stored_history",
+    "test_pop_item_without_pop_message_raises_not_implemented",
+)
+
+#: The tests below, which check these lists.
+_LIST_CHECKS = (
+    "test_every_ported_sdk_case_names_a_test_of_this_module",
+    "test_sdk_cases_run_per_runner_method_here_too",
+    "test_every_left_out_sdk_case_and_own_case_is_explained_in_the_docstring",
+    "test_every_test_here_ports_a_listed_sdk_case_or_is_our_own",
+)
+
+
+def _module_tests() -> dict[str, Callable[..., Any]]:
+    return {
+        name: value
+        for name, value in globals().items()
+        if name.startswith("test_") and callable(value)
+    }
+
+
+def _runner_method_values(test: Callable[..., Any] | None) -> list[Any] | None:
+    """The ``runner_method`` values ``test`` is parametrized with (None: it is not)."""
+    for mark in getattr(test, "pytestmark", []):
+        if mark.name == "parametrize" and mark.args[0] == "runner_method":
+            return list(mark.args[1])
+    return None
+
+
+def test_every_ported_sdk_case_names_a_test_of_this_module() -> None:
+    tests = _module_tests()
+    missing = {
+        case: entry.test
+        for case, entry in SDK_CASES.items()
+        if isinstance(entry, Ported) and entry.test not in tests
+    }
+    assert missing == {}
+
+
+def test_sdk_cases_run_per_runner_method_here_too() -> None:
+    tests = _module_tests()
+    wrong = {
+        entry.test: _runner_method_values(tests.get(entry.test))
+        for entry in SDK_CASES.values()
+        if isinstance(entry, Ported)
+        and entry.runner_methods
+        and _runner_method_values(tests.get(entry.test)) != RUNNER_METHODS
+    }
+    assert wrong == {}
+
+
+def test_every_left_out_sdk_case_and_own_case_is_explained_in_the_docstring() -> None:
+    left_out = [case.split("::")[1] for case, e in SDK_CASES.items() if isinstance(e, LeftOut)]
+    unexplained = [name for name in [*left_out, *OWN_CASES] if f"``{name}``" not in __doc__]
+    assert unexplained == []
+
+
+def test_every_test_here_ports_a_listed_sdk_case_or_is_our_own() -> None:
+    ported = {entry.test for entry in SDK_CASES.values() if isinstance(entry, Ported)}
+    unlisted = set(_module_tests()) - ported - set(OWN_CASES) - set(_LIST_CHECKS)
+    assert sorted(unlisted) == []
+    assert set(_LIST_CHECKS) <= set(_module_tests())
