@@ -10,8 +10,10 @@ The systems: ``raw`` (the limit: stdlib ``sqlite3``, minimal SQL), agentsession'
 store and async memory (file and ``":memory:"``), and the Agents SDK's ``SQLiteSession``,
 ``AsyncSQLiteSession`` and ``SQLAlchemySession`` (see ``_systems_sdk``). W8 adds the same
 four kinds on a PostgreSQL and a Redis server (``pg-*`` and ``redis-*``, see
-``_systems_servers``), opened with ``connect(url, namespace)`` instead of ``open``. An
-optional competitor whose dependencies are missing is skipped with a warning.
+``_systems_servers``), opened with ``connect(url, namespace)`` instead of ``open``. W9
+(the whole Runner) also has two references with no handle: ``none`` (no session) and
+``list`` (a Python list per session id, the limit for any memory). An optional competitor
+whose dependencies are missing is skipped with a warning.
 """
 
 from __future__ import annotations
@@ -361,12 +363,18 @@ def _server(
     key: str, label: str, role: str, is_async: bool, requires: tuple[str, ...], opener: str
 ) -> System:
     engine = "postgres" if key.startswith("pg-") else "redis"
+    workloads = ("W8", "W9") if is_async else ("W8",)  # W9 runs the async memories
     return System(key, label, role, is_async, None, False, requires, _no_directory,
-                  workloads=("W8",), engine=engine, connect=_server_opener(opener))  # fmt: skip
+                  workloads=workloads, engine=engine, connect=_server_opener(opener))  # fmt: skip
 
 
 _PG = ("psycopg",)
 _REDIS = ("redis",)
+
+
+def _runner_only(directory: Path, synchronous: str) -> Any:
+    raise TypeError("a runner-level baseline (W9) has no get/add handle")
+
 
 SYSTEMS: tuple[System, ...] = (
     System("raw", "raw sqlite3 (limit)", "limit", False, "raw", True, (), _open_raw),
@@ -450,6 +458,20 @@ SYSTEMS: tuple[System, ...] = (
         "connect_redis_memory",
     ),
     _server("redis-sdk", "SDK RedisSession", "sdk", True, _REDIS, "connect_redis_sdk"),
+    # W9's references at the runner level: the SDK's Runner without a session, and with
+    # a session that is a Python list per session id (the limit for any memory).
+    System("none", "no session", "probe", True, None, True, (), _runner_only, workloads=("W9",)),
+    System(
+        "list",
+        "list session (limit)",
+        "limit",
+        True,
+        None,
+        True,
+        (),
+        _runner_only,
+        workloads=("W9",),
+    ),
 )
 
 

@@ -1,7 +1,7 @@
 """Run every benchmark and write benchmarks/RESULTS.md and benchmarks/charts/*.png.
 
     python -m benchmarks.run              # the full run (under 15 minutes on 2 cores)
-    python -m benchmarks.run --quick      # a short run, under a minute
+    python -m benchmarks.run --quick      # a short run (written under the temp dir)
     python -m benchmarks.run --only W1,W3 --systems raw,store,memory,sdk
     python -m benchmarks.run --only W8 --pg postgresql://... --redis redis://...
 
@@ -35,6 +35,7 @@ from benchmarks import (  # noqa: E402
     w6_resources,
     w7_cold,
     w8_servers,
+    w9_runner,
 )
 from benchmarks._core import SCALES, Context, Result  # noqa: E402
 from benchmarks._markdown import machine, write_results  # noqa: E402
@@ -50,6 +51,7 @@ WORKLOADS = {
     "W6": w6_resources.run,
     "W7": w7_cold.run,
     "W8": w8_servers.run,
+    "W9": w9_runner.run,
 }
 HERE = Path(__file__).resolve().parent
 
@@ -74,7 +76,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "W8 system is also selected by its kind (store: pg-store and redis-store) or its "
         "server (pg, redis)",
     )
-    parser.add_argument("--out", type=Path, default=HERE, help="where RESULTS.md and charts/ go")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="where RESULTS.md and charts/ go; by default benchmarks/ for a full run, and a "
+        "directory under the system's temp dir for --quick and --smoke (so a short run never "
+        "overwrites the committed results)",
+    )
     parser.add_argument(
         "--synchronous",
         default=sdk_synchronous(),
@@ -135,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         command = redact(shlex.join(["python", "-m", "benchmarks.run", *argv]))
     facts = machine()
     started = time.perf_counter()
-    charts = args.out / "charts"
+    out = args.out
+    if out is None:
+        out = HERE if mode == "full" else Path(tempfile.gettempdir()) / f"agentsession-bench-{mode}"
+    charts = out / "charts"
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="agentsession-bench-", dir=args.workdir) as root:
         ctx = Context(mode, SCALES[mode], systems, args.synchronous, Path(root),
@@ -152,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(table.console() + "\n", flush=True)
             results.append(result)
     seconds = time.perf_counter() - started
-    path = write_results(args.out / "RESULTS.md", ctx, results, facts, command, seconds)
+    path = write_results(out / "RESULTS.md", ctx, results, facts, command, seconds)
     targets = [t for r in results for t in r.targets]
     for target in targets:
         verdict = {True: "PASS", False: "MISS", None: "n/a"}[target.passed]

@@ -4,7 +4,9 @@ Timings are never asserted (CI machines are noisy); only that the run finished, 
 its tables for every workload, and, where matplotlib is installed, its charts. Optional
 competitors that are not installed are skipped by the harness itself. W8 (PostgreSQL and
 Redis) runs in a test of its own against the test servers, which fails rather than skips
-where ``AGENTSESSION_REQUIRE_SERVICES`` is set (see ``tests/services.py``).
+where ``AGENTSESSION_REQUIRE_SERVICES`` is set (see ``tests/services.py``). W9 (the whole
+Runner) runs its SQLite systems in one test and its server systems in another; both check
+that every session read back held exactly its runs' items.
 """
 
 from __future__ import annotations
@@ -80,6 +82,93 @@ def test_smoke_w8_runs_every_server_system_and_leaves_nothing(tmp_path: Path) ->
     # Every schema and key the run made is gone; nothing else was touched.
     found = re.search(r"W8 namespace: (\S+)", completed.stderr)
     assert found is not None, completed.stderr[-2000:]
+    namespace = found[1]
+    import psycopg
+    import redis
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE left(nspname, length(%s)) = %s",
+            (namespace, namespace),
+        ).fetchall()
+    assert left == []
+    client = redis.Redis.from_url(url)
+    try:
+        assert list(client.scan_iter(match=namespace + "*", count=1000)) == []
+    finally:
+        client.close()
+
+
+def _w9(tmp_path: Path, systems: str, pg: str, redis: str) -> tuple[str, str]:
+    """Run W9 at smoke size; return (RESULTS.md, the run's stderr)."""
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--only", "W9", "--systems",
+         systems, "--pg", pg, "--redis", redis, "--out", str(out), "--workdir",
+         str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    results = (out / "RESULTS.md").read_text(encoding="utf-8")
+    assert "## W9 " in results
+    assert " failed: " not in results, "a system failed; see the notes in RESULTS.md"
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert sorted(p.name for p in (out / "charts").glob("*.png")) == ["w9_runner.png"]
+    return results, completed.stderr
+
+
+PROCS = "4 processes x 4 threads, run_sync"
+TASKS = "1 process, 16 async tasks, Runner.run"
+
+
+@pytest.mark.timeout(180)
+def test_smoke_w9_runs_the_runner_on_sqlite_and_reads_every_session_back(
+    tmp_path: Path,
+) -> None:
+    # Servers that do not answer: their systems are skipped, with a note.
+    results, _ = _w9(
+        tmp_path, "none,list,sdk,memory", "postgresql://127.0.0.1:9/none", "redis://127.0.0.1:9/0"
+    )
+    for shape in (PROCS, TASKS):
+        for system in ("no session", "list session (limit)", "SDK SQLiteSession",
+                       "agentsession memory"):  # fmt: skip
+            assert f"| {system} | {shape} |" in results, f"{system}, {shape} missing"
+        assert f"| W9 | {shape}: runs/s >= 0.7x list session (limit) | agentsession memory |" in (
+            results
+        )
+        # Correctness, not timing: nothing lost, foreign or reordered, and no run failed.
+        for goal in ("errors = 0", "lost + foreign + reordered = 0"):
+            row = f"| W9 | {shape}: {goal} | agentsession memory | 0 | PASS |"
+            assert row in results, f"{row} missing"
+    assert f"| W9 | {PROCS}: runs/s >= 2x SDK SQLiteSession | agentsession memory |" in results
+    assert f"| W9 | {TASKS}: runs/s >= 1.5x SDK SQLiteSession | agentsession memory |" in results
+    assert "skipping the PostgreSQL systems" in results
+    assert "skipping the Redis systems" in results
+
+
+@pytest.mark.services
+@pytest.mark.timeout(180)
+def test_smoke_w9_runs_the_runner_on_the_servers_and_leaves_nothing(tmp_path: Path) -> None:
+    from tests import services
+
+    dsn, url = services.postgres_dsn(), services.redis_url()
+    results, stderr = _w9(tmp_path, "list,pg-memory,pg-sdk,redis-memory,redis-sdk", dsn, url)
+    assert "skipping the" not in results, "a server did not answer; see RESULTS.md"
+    for ours, sdk in (("agentsession PostgresSessionMemory", "SDK SQLAlchemySession (psycopg)"),
+                      ("agentsession RedisSessionMemory", "SDK RedisSession")):  # fmt: skip
+        assert f"| {ours} | {TASKS} |" in results
+        assert f"| {sdk} | {TASKS} |" in results
+        assert f"| W9 | {TASKS}: runs/s >= 1.5x {sdk} | {ours} |" in results
+        assert f"| W9 | {TASKS}: runs/s >= 0.7x list session (limit) | {ours} |" in results
+        row = f"| W9 | {TASKS}: lost + foreign + reordered = 0 | {ours} | 0 | PASS |"
+        assert row in results, f"{row} missing"
+
+    # Every schema and key the run made is gone.
+    found = re.search(r"W9 namespace: (\S+)", stderr)
+    assert found is not None, stderr[-2000:]
     namespace = found[1]
     import psycopg
     import redis
