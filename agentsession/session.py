@@ -30,12 +30,27 @@ if TYPE_CHECKING:
 __all__ = ("MemorySession",)
 
 
-def _parameters(memory: object) -> set[str]:
-    """The parameter names of ``memory.get_messages`` (empty if it cannot be inspected)."""
+#: ``_parameters`` of each memory class whose ``get_messages`` is a plain method.
+_class_parameters: dict[type, frozenset[str]] = {}
+
+
+def _parameters(memory: object) -> frozenset[str]:
+    """The parameter names of ``memory.get_messages`` (empty if it cannot be inspected).
+
+    Worked out once per class: ``inspect.signature`` costs more than the rest of binding
+    a session, which happens on every run.
+    """
+    cls = type(memory)
+    cacheable = "get_messages" not in getattr(memory, "__dict__", {})
+    if cacheable and cls in _class_parameters:
+        return _class_parameters[cls]
     try:
-        return set(inspect.signature(memory.get_messages).parameters)  # type: ignore[attr-defined]
+        names = frozenset(inspect.signature(memory.get_messages).parameters)  # type: ignore[attr-defined]
     except (AttributeError, TypeError, ValueError):
-        return set()
+        names = frozenset()
+    if cacheable:
+        _class_parameters[cls] = names
+    return names
 
 
 class MemorySession:
