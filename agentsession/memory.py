@@ -1,23 +1,18 @@
 """Async session memories: any blocking ``Store`` adapted to the ``SessionMemory`` protocol.
 
-``StoreMemory`` runs every store call in an anyio worker thread under a capacity limiter
-of its own, so the event loop never blocks on the database, the number of threads (and
-so of SQLite connections) a memory uses is bounded, and a write that has started always
-finishes even if the awaiting task is cancelled.
+``StoreMemory`` runs every store call in a worker thread of its own pool (see
+``_threads``), so the event loop never blocks on the database, the number of threads (and
+so of SQLite connections) a memory uses is bounded and they are reused by every call, and
+a write that has started always finishes even if the awaiting task is cancelled.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from ._history_memory import HistoryMemoryMixin
+from ._threads import WorkerThreads
 from .protocol import SessionInfo, SessionMemory, Store
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
@@ -44,7 +39,7 @@ __all__ = (
 
 T = TypeVar("T")
 
-#: Worker threads one memory may use at once, per event loop.
+#: Worker threads one memory may use at once (in the whole process).
 DEFAULT_THREADS = 16
 
 
@@ -60,7 +55,8 @@ class StoreMemory(HistoryMemoryMixin):
 
     Args:
         store: the blocking store to adapt.
-        max_threads: how many store calls may run at once (per event loop).
+        max_threads: how many store calls may run at once: the most worker threads the
+            memory starts, which live until ``close()`` and keep their connections.
         window: the history a run sees by default (``HistoryWindow``); a
             ``RunConfig(history_window=...)`` overrides it. ``None`` sends everything.
     """
@@ -81,27 +77,18 @@ class StoreMemory(HistoryMemoryMixin):
         self.store = store
         self.max_threads = max_threads
         self.window = window
-        # A CapacityLimiter belongs to one event loop, so keep one per loop.
-        self._limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter]
-        self._limiters = weakref.WeakKeyDictionary()
+        self._threads = WorkerThreads(max_threads)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
 
-    def _limiter(self) -> anyio.CapacityLimiter:
-        loop = asyncio.get_running_loop()
-        limiter = self._limiters.get(loop)
-        if limiter is None:
-            limiter = self._limiters.setdefault(loop, anyio.CapacityLimiter(self.max_threads))
-        return limiter
-
     async def _call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``func(*args, **kwargs)`` in a worker thread under this memory's limiter."""
-        # abandon_on_cancel stays False: a cancelled caller still waits for the thread,
-        # so a write is never left half done and never outlives close().
-        return await anyio.to_thread.run_sync(
-            functools.partial(func, *args, **kwargs), limiter=self._limiter()
-        )
+        """``func(*args, **kwargs)`` in one of this memory's worker threads.
+
+        A cancelled caller still waits for a call that has started, so a write is never
+        left half done and never outlives ``close()``.
+        """
+        return await self._threads.run(func, *args, **kwargs)
 
     # Every public store method has an async twin of the same name and parameters, here
     # or in HistoryMemoryMixin; tests/test_memory_parity.py keeps the two sides equal.
@@ -218,7 +205,9 @@ class StoreMemory(HistoryMemoryMixin):
         )
 
     def close(self) -> None:
-        """Close the store and every connection it opened. Later calls raise ``StoreClosed``."""
+        """Close the store and every connection it opened, after the calls running now
+        have finished, and end the worker threads. Later calls raise ``StoreClosed``."""
+        self._threads.close()
         self.store.close()
 
     async def aclose(self) -> None:
@@ -250,7 +239,7 @@ class SQLiteSessionMemory(StoreMemory):
         path: ``":memory:"`` (the default) or a database file.
         busy_timeout: seconds a write waits for other writers before ``StoreBusy``.
         synchronous: ``"FULL"`` (default) or ``"NORMAL"``; see ``SQLiteStore``.
-        max_threads: how many store calls may run at once per event loop.
+        max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
         ttl: delete sessions idle for longer than this (see ``SQLiteStore``).
 
@@ -301,7 +290,7 @@ class PostgresSessionMemory(StoreMemory):
         min_size, max_size: the pool's size, when the store makes the pool.
         pool_timeout: seconds a call waits for a free connection before ``StoreBusy``.
         ttl: delete sessions idle for longer than this.
-        max_threads: how many store calls may run at once per event loop; keep it at or
+        max_threads: how many store calls may run at once (worker threads); keep it at or
             below ``max_size`` so threads do not queue for connections.
         window: the history a run sees by default (``HistoryWindow``).
 
@@ -352,7 +341,7 @@ class RedisSessionMemory(StoreMemory):
             client of your own (``close()`` then leaves it open).
         prefix: the start of every key agentsession writes (no braces).
         ttl: each session expires this long after its last write (Redis expiry).
-        max_threads: how many store calls may run at once per event loop.
+        max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
 
     Raises:

@@ -138,17 +138,23 @@ def test_writer_waits_then_fails_clearly_when_the_lock_is_held(tmp_path: Path) -
     store.close()
 
 
-def test_connections_of_finished_threads_and_loops_are_closed(tmp_path: Path) -> None:
+def test_connections_are_reused_across_loops_and_closed_with_their_threads(
+    tmp_path: Path,
+) -> None:
     threads_before = set(threading.enumerate())
-    memory = SQLiteSessionMemory(tmp_path / "churn.db")
+    memory = SQLiteSessionMemory(tmp_path / "churn.db", max_threads=4)
+    opened = memory.store.connections_opened
 
     async def one_request(n: int) -> None:
         await memory.add_messages(f"s{n}", [user("hi")])
         await memory.get_messages(f"s{n}")
 
     for n in range(30):
-        # Each asyncio.run is a new loop with new worker threads, as a script would do.
+        # Each asyncio.run is a new loop, as a script would make; the memory's worker
+        # threads serve them all, each with the one connection it opened first.
         asyncio.run(one_request(n))
+    assert memory.store.connections_opened - opened <= 4
+    # Threads of the application's own open a connection each, closed when they end.
     threads = [threading.Thread(target=memory.store.get_messages, args=("s0",)) for _ in range(20)]
     for thread in threads:
         thread.start()
@@ -156,10 +162,11 @@ def test_connections_of_finished_threads_and_loops_are_closed(tmp_path: Path) ->
         thread.join()
     join_anyio_threads(threads_before)
     gc.collect()
-    assert memory.store.connections_opened >= 30
-    assert memory.store.connection_count <= 2
+    assert memory.store.connections_opened - opened >= 20
+    assert memory.store.connection_count <= 1 + 4
     memory.close()
     assert memory.store.connection_count == 0
+    assert set(threading.enumerate()) <= threads_before
 
 
 def _add_in_child(path: str, n: int) -> None:

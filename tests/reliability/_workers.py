@@ -604,8 +604,9 @@ def _forked_worker(memory: SQLiteSessionMemory, worker: int, turns: int) -> None
 def preforking_server(conn: Connection, path: str, workers: int, turns: int) -> None:
     """A preforking server: create and use a memory, fork ``workers`` children, serve.
 
-    Before forking, the memory has served requests (its worker threads have come and gone)
-    and the main thread holds an open connection, which every child inherits. Children
+    Before forking, the memory has served requests (its worker threads, idle now, and
+    their connections stay) and the main thread holds an open connection, which every
+    child inherits; each child starts worker threads of its own. Children
     serve ``turns`` turns each while this process keeps serving too. Sends
     ``("done", {...})`` with the children's exit codes and this process's checks.
     """
@@ -616,8 +617,9 @@ def preforking_server(conn: Connection, path: str, workers: int, turns: int) -> 
 
     asyncio.run(before_fork())
     assert memory.store.get_messages("server") == fork_items("server", 0)
-    join_anyio_threads()  # they end once their loop has closed; fork with none running
-    assert threading.active_count() == 1, threading.enumerate()
+    # Fork with the memory's idle worker threads alive, as a preloaded app server does.
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    assert others and all(t.name.startswith("agentsession-store") for t in others), others
     children: list[int] = []
     for worker in range(workers):
         pid = os.fork()

@@ -131,9 +131,12 @@ async def test_a_caller_cancelled_inside_a_group_gets_all_or_nothing(tmp_path: P
 
     assert await asyncio.to_thread(queued)  # its add waits in the next group
     task.cancel()
+    await asyncio.sleep(0)  # the cancellation reaches the caller while its add is queued
+    # The cancelled caller waits for its started add (bounded by busy_timeout); let the
+    # group in front of it commit, then the caller's own group runs and it is cancelled.
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
-    release.set()
     await asyncio.to_thread(holder.join, 30)
     # A later write of this process is committed after the cancelled caller's group.
     await asyncio.to_thread(store.add_messages, "later", [_user("later")])
