@@ -283,6 +283,12 @@ class Writer:
 
     @staticmethod
     def _run_group(conn: sqlite3.Connection, group: list[_Item[Any]]) -> None:
+        if len(group) == 1:
+            # Alone in its transaction, a work that fails takes the whole transaction
+            # with it (the caller rolls back): no savepoint needed. Two statements less
+            # matters: each one gives up the GIL and may wait to get it back.
+            group[0].result = group[0].work(conn)
+            return
         for member in group:
             conn.execute("SAVEPOINT agentsession_work")
             try:
