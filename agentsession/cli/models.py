@@ -5,7 +5,7 @@
 * ``--base-url`` (or ``OPENAI_BASE_URL``): any OpenAI-compatible server (Ollama, vLLM,
   LM Studio); a key is then optional.
 * Neither, or ``--model offline``: the offline model shipped in the package
-  (``agentsession.offline.OfflineModel``), which says so.
+  (``agentsession.cli.offline.OfflineModel``), which says so.
 """
 
 from __future__ import annotations

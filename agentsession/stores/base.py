@@ -591,8 +591,8 @@ class StoreBase(JsonlMixin):
     def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
         """Keep the session's oldest ``keep`` messages; remove and return the rest.
 
-        This is what a failed run is rolled back with (see ``RunConfig``): the count
-        taken before the run is passed back as ``keep``. Atomic.
+        Cuts a session back to an earlier length, e.g. one read with ``message_count``
+        before a change of your own. Atomic.
 
         Raises:
             TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.

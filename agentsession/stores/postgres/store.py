@@ -165,7 +165,8 @@ class PostgresStore(StoreBase):
             autocommit mode or not; the READ COMMITTED isolation level is assumed.
             Statements are prepared on each connection after a few uses (psycopg's
             default); behind PgBouncer in transaction mode, give a pool whose
-            connections have ``prepare_threshold=None``.
+            connections have ``prepare_threshold=None`` (and see ``lease``: the run
+            leases are session-level advisory locks, which need session mode).
         schema: the PostgreSQL schema holding the tables (created if missing): a plain
             identifier, used quoted (case is kept).
         min_size: connections the store's own pool keeps open (0 or more).
