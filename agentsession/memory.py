@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._history_memory import HistoryMemoryMixin
 from ._threads import WorkerThreads
 from .protocol import SessionInfo, SessionMemory, Store
+from .session import MemorySession
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from redis import Redis
 
     from ._sdk import SessionSettings
-    from .session import MemorySession
     from .stores.postgres import PostgresStore
     from .stores.redis import RedisStore
 
@@ -198,8 +198,6 @@ class StoreMemory(HistoryMemoryMixin):
         Raises:
             TypeError, ValueError: a bad ``session_id`` or ``window``.
         """
-        from .session import MemorySession
-
         return MemorySession(
             self, session_id, session_settings, window=window if window else self.window
         )
