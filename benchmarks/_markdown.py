@@ -105,7 +105,8 @@ def _misses(targets: list[Target]) -> list[str]:
         if t.passed is False:
             lines.append(
                 f"- **{t.workload}, {t.system}: {t.goal}.** Measured {t.shortfall()}. "
-                f"Why: {t.why}. What would close it: {t.close}."
+                f"What the code does and the figures show: {t.why}. What would close it: "
+                f"{t.close}."
             )
     return lines
 
@@ -171,8 +172,9 @@ def write_results(
         "in a measured call costs what the system allocated, not a 100 ms walk over the "
         "imported SDK. Sync systems (agentsession's store, raw sqlite3) are driven from "
         "threads; async ones (agentsession's memory, the SDK's sessions) from tasks on one "
-        "event loop, so the memory-minus-store difference is the cost of its worker-thread "
-        "hop.",
+        "event loop. The memory runs each store call in a thread of its own pool (one "
+        "thread hop per call) and the store on the calling thread, so the memory row "
+        "differs from the store row by that hop and by being driven from tasks.",
         "",
         "## Targets",
         "",
@@ -181,7 +183,7 @@ def write_results(
     ]
     missed = _misses(targets)
     if missed:
-        lines += ["### Missed targets: by how much, and why", "", *missed, ""]
+        lines += ["### Missed targets: by how much, and what is known about them", "", *missed, ""]
     for result in results:
         lines += [f"## {result.title}", "", result.summary, ""]
         for table in result.tables:

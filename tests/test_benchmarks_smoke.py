@@ -44,6 +44,19 @@ def test_smoke_run_writes_results(tmp_path: Path) -> None:
         assert f"| {system} |" in results
     assert " failed: " not in results, "a system failed; see the notes in RESULTS.md"
     assert "python -m benchmarks.run --smoke" in results
+    # The run-cost issue's targets against the SDK's SQLiteSession, for both of ours.
+    for system in ("agentsession store", "agentsession memory"):
+        for workload, goal in (
+            ("W1", "full: late-turn throughput, ours / SDK SQLiteSession (full) >= 3"),
+            ("W2", "newest 20: median <= 1x SDK SQLiteSession"),
+            ("W2", "full: median, ours / SDK SQLiteSession <= 1/3 (3x faster)"),
+            ("W3", "throughput: ours / SDK SQLiteSession turns/s >= 2"),
+            ("W3b", "reader median under 7 writers <= 1.5x alone"),
+            ("W3b", "writers' turns/s under the reader / SDK SQLiteSession writers' "
+                    "turns/s >= 1"),
+            ("W4", "throughput: ours / SDK SQLiteSession adds/s >= 1.6"),
+        ):  # fmt: skip
+            assert f"| {workload} | {goal} | {system} |" in results, (workload, goal, system)
     if importlib.util.find_spec("matplotlib") is not None:
         charts = sorted(p.name for p in (out / "charts").glob("*.png"))
         assert len(charts) == len(WORKLOADS), charts
