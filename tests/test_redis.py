@@ -259,6 +259,78 @@ def test_index_scores_are_the_sessions_last_activity(
     assert before[0] + before[1] / 1e6 <= score <= after[0] + after[1] / 1e6
 
 
+def _count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every command (or pipeline) sent from now on appends to the returned list."""
+    sent: list[object] = []
+    real = redis.connection.Connection.send_packed_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", counting)
+    return sent
+
+
+def test_a_run_costs_one_round_trip_per_call_and_an_add_indexes_its_session(
+    make: Callable[..., RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make()
+    store.add_messages("warm", [user("0")])  # the scripts are loaded
+    sent = _count_round_trips(monkeypatch)
+    # What a run with memory does: lease, read, one add of the run's items, release.
+    assert store.try_lock("s", "owner", 30.0)
+    assert store.get_messages("s") == []
+    store.add_messages("s", [user("1"), user("2")])
+    store.unlock("s", "owner")
+    assert len(sent) == 4
+    monkeypatch.undo()
+    listed = {i.session_id: i.message_count for i in store.list_sessions()}
+    assert listed == {"s": 2, "warm": 1}
+    # Where the index cannot share the add's script (a Cluster), it is updated right
+    # after, and the session is listed all the same.
+    store._keyspace.one_server = False
+    sent = _count_round_trips(monkeypatch)
+    store.add_messages("t", [user("3")])
+    assert len(sent) == 2
+    monkeypatch.undo()
+    assert [i.session_id for i in store.list_sessions()][0] == "t"
+
+
+def test_connections_in_steady_use_are_not_probed_but_idle_ones_are(
+    make: Callable[..., RedisStore],
+    client: Any,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from agentsession.stores.redis import core
+
+    url = services.redis_url()
+    store = make(f"{url}{'&' if '?' in url else '?'}client_name={prefix}")
+    store.add_messages("s", [user("1")])
+    probes: list[object] = []
+    real = redis.connection.Connection.can_read
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.client_name == prefix:  # the store's connections only
+            probes.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "can_read", counting)
+    for _ in range(5):
+        assert store.get_messages("s") == [user("1")]
+    assert probes == []  # one system call (and GIL release) less per command
+    # A connection idle for longer than PROBE_IDLE is checked first: one the server
+    # closed meanwhile is replaced, and the call does not fail.
+    monkeypatch.setattr(core, "PROBE_IDLE", -1.0)
+    ours = [c["id"] for c in client.client_list() if c["name"] == prefix]
+    assert ours
+    for connection_id in ours:
+        client.client_kill_filter(_id=connection_id)
+    assert store.get_messages("s") == [user("1")]
+    assert probes
+
+
 def test_paging_through_many_sessions_with_one_timestamp(make: Callable[..., RedisStore]) -> None:
     # More sessions share one updated_at than an index page holds.
     store = make()

@@ -12,9 +12,11 @@ Key layout (``prefix`` defaults to ``"agentsession"``)::
 same for every key of one session (one slot, so one script can touch them all) and
 different for different sessions. Times are Unix seconds from the Redis server's clock.
 
-The index is a key of its own (another slot in a cluster), updated right after each
-session write, so it is eventually consistent with the sessions: an entry may outlive
-its session (expired by TTL, or deleted) until a listing skips it and removes it.
+The index is a key of its own (another slot in a cluster). On one server an add
+updates it in the same script as the session (one round trip); every other write
+updates it right after the session's own write (as adds will in a Cluster), so it is
+eventually consistent with the sessions: an entry may outlive its session (expired by
+TTL, or deleted) until a listing skips it and removes it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -39,10 +42,13 @@ else:
 
 __all__ = (
     "PAGE",
+    "PROBE_IDLE",
     "RETRIES",
     "Keyspace",
+    "LeanPool",
     "Scripts",
     "chunks",
+    "client_from_url",
     "escape_id",
     "session_keys",
     "split_item",
@@ -58,6 +64,49 @@ PAGE = 500
 #: How often an optimistic step (``rewind``, ``update_metadata``) is tried while its
 #: session keeps changing under it, before ``StoreBusy`` is raised.
 RETRIES = 100
+
+
+#: A pooled connection idle for longer than this (seconds) is checked before it is
+#: handed out again (see ``LeanPool``).
+PROBE_IDLE = 1.0
+_RELEASED = "_agentsession_released"
+
+
+class LeanPool(redis.ConnectionPool):
+    """redis-py's ``ConnectionPool``, without the check of a connection in steady use.
+
+    The stock pool probes every connection it hands out for unread data or a closed
+    socket (a non-blocking ``recv``, which releases the GIL): one more system call per
+    command, and with many threads each such release is a likely thread switch. Here
+    only a connection idle for more than ``PROBE_IDLE`` seconds (or new) is probed, so
+    one the server closed while it sat in the pool is still replaced before it is used.
+    A connection used within the last second needs no probe: redis-py disconnects any
+    connection whose command was interrupted (every error while sending or reading
+    drops it), so a pooled connection never holds a stale reply. Thread safe, as the
+    pool it extends.
+    """
+
+    def ensure_connection(self, connection: Any) -> None:
+        released = getattr(connection, _RELEASED, None)
+        if released is None or time.monotonic() - released > PROBE_IDLE:
+            super().ensure_connection(connection)
+        else:
+            connection.connect()  # reconnects one that was dropped, else nothing
+
+    def release(self, connection: Any) -> None:
+        setattr(connection, _RELEASED, time.monotonic())
+        super().release(connection)
+
+
+def client_from_url(url: str) -> redis.Redis:
+    """A client for ``url`` on a ``LeanPool`` of its own, closed with the client.
+
+    Raises:
+        ValueError: ``url`` is not a Redis URL (redis-py's message).
+    """
+    client = redis.Redis(connection_pool=LeanPool.from_url(url))
+    client.auto_close_connection_pool = True
+    return client
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -162,6 +211,9 @@ class Keyspace:
         self.ttl_ms = ttl_ms
         self.where = where
         self.index_key = f"{prefix}:sessions"
+        #: Whether every key is on one server, so a script may touch the index with a
+        #: session's keys (a Cluster client, when accepted, sets it false).
+        self.one_server = True
         self.scripts = Scripts(client)
         self.closed = False
         self.name = where
@@ -197,6 +249,23 @@ class Keyspace:
         """Run one of the store's scripts on the session's keys: one atomic step."""
         with self.mapped():
             return script(keys=self.keys(session_id), args=args)
+
+    def append(self, session_id: str, encoded: Sequence[str]) -> None:
+        """Append message JSON texts to the session and index it: one atomic step.
+
+        On one server the ``ADD`` script updates the sessions index itself (one round
+        trip, and the index never lags behind an add). In a Cluster the index lives in
+        another slot, so it is updated right after, as every other write does: if only
+        that fails, the messages are stored and the session is listed again on its next
+        write.
+        """
+        keys = self.keys(session_id)
+        if self.one_server:
+            keys.append(self.index_key)
+        with self.mapped():
+            updated = self.scripts.add(keys=keys, args=(self.ttl_ms, session_id, *encoded))
+        if not self.one_server:
+            self.indexed(session_id, updated)
 
     def infos(self, session_ids: Sequence[str]) -> list[Info | None]:
         """Each session's record (``None`` if it has none), read in one round trip."""

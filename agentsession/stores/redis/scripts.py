@@ -82,11 +82,16 @@ def _script(body: str) -> str:
     return _PRELUDE + body
 
 
-#: ARGV: ttl, message JSON texts... -> the new updated_at.
+#: ARGV: ttl, session id, message JSON texts... -> the new updated_at. With a fourth
+#: key (the sessions index: another slot, so only on a single server, not a Cluster),
+#: the session's index entry is raised to updated_at in the same step (``ZADD GT``).
 ADD = _script("""
 local now = clock()
-push(2, now .. ' ')
+push(3, now .. ' ')
 touch(now, ARGV[1])
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
+end
 return now
 """)
 

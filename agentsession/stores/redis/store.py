@@ -9,8 +9,9 @@ Atomicity: every operation on one session is one Lua script on that session's ke
 which share one hash tag (see ``stores.redis.core`` for the key layout), so it is atomic and
 would touch a single slot of a Redis Cluster. Concurrent writers from any number of
 processes never interleave within one ``add_messages`` batch. The sessions index (for listing by
-last activity) is updated right after each session's own write, so it is eventually
-consistent with the sessions; listings skip, and remove, entries whose session is gone.
+last activity) is updated by the add's own script (one round trip per add), and right
+after the session's own write for the other writes, so it is eventually consistent
+with the sessions; listings skip, and remove, entries whose session is gone.
 
 Redis has no full-text index without the RediSearch module: ``search`` raises
 ``NotSupportedError``. Metadata filters scan the sessions (see ``list_sessions``);
@@ -30,7 +31,7 @@ from ...protocol import SessionInfo
 from ..base import Progress, Row, StoreBase
 from ..jsonl import ImportedSession
 from . import history, jsonl, retention
-from .core import RETRIES, Keyspace, split_item
+from .core import RETRIES, Keyspace, client_from_url, split_item
 
 if TYPE_CHECKING:
     import redis
@@ -113,7 +114,7 @@ class RedisStore(StoreBase):
             self._owns_client = False
         elif isinstance(url, str):
             try:
-                self._client = redis.Redis.from_url(url)
+                self._client = client_from_url(url)
             except ValueError as exc:
                 raise ValueError(
                     f"url is not a redis://, rediss:// or unix:// URL: {exc}"
@@ -184,12 +185,9 @@ class RedisStore(StoreBase):
 
     def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
         # One script appends them all, sets updated_at (and created_at for a new
-        # session) from the server's clock and, with a ttl, the expiry of the session's
-        # keys. The sessions index is updated right after: if only that fails, the
-        # messages are stored and the session is listed again on its next write.
-        ks = self._keyspace
-        updated = ks.run(ks.scripts.add, session_id, ks.ttl_ms, *encoded)
-        ks.indexed(session_id, updated)
+        # session) from the server's clock, with a ttl the expiry of the session's keys,
+        # and the session's index entry: one round trip (see ``Keyspace.append``).
+        self._keyspace.append(session_id, encoded)
 
     def _pop(self, session_id: str) -> Row | None:
         ks = self._keyspace
