@@ -15,6 +15,7 @@ killed mid-run, never wrote anything.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import socket
@@ -44,13 +45,17 @@ LEASE_SECONDS = 30.0
 #: that ends soon hands over at once, then longer, so waiting costs little.
 _FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.1
 
-#: ``host:pid:`` of this process, the start of every owner name (see ``RunGuard.owner``).
-_PROCESS = f"{socket.gethostname()}:{os.getpid()}:"
+#: ``host:pid:<random>:`` of this process, the start of every owner name; the random part
+#: tells apart two processes that had one pid (on two hosts of one name, or over time).
+_PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}:"
+#: Numbers the runs of this process: unique with the prefix, and cheaper than a uuid4 per
+#: run (os.urandom gives up the GIL, which a busy process pays for in waiting).
+_runs = itertools.count(1)
 
 
 def _reset_process() -> None:
     global _PROCESS
-    _PROCESS = f"{socket.gethostname()}:{os.getpid()}:"
+    _PROCESS = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}:"
 
 
 if hasattr(os, "register_at_fork"):
@@ -107,7 +112,7 @@ class RunGuard:
         self.failed_runs = failed_runs
         self.session_lock = session_lock
         self.lock_timeout = lock_timeout
-        self.owner = _PROCESS + uuid.uuid4().hex
+        self.owner = f"{_PROCESS}{next(_runs)}"
         self._leasing = isinstance(memory, LeasingMemory)
         self._locked = False
         self._renewal: asyncio.Task[None] | None = None
