@@ -285,9 +285,24 @@ class Writer:
     def _run_group(conn: sqlite3.Connection, group: list[_Item[Any]]) -> None:
         if len(group) == 1:
             # Alone in its transaction, a work that fails takes the whole transaction
-            # with it (the caller rolls back): no savepoint needed. Two statements less
-            # matters: each one gives up the GIL and may wait to get it back.
+            # with it (the caller rolls back): no savepoint needed. Fewer statements
+            # matter: each one gives up the GIL and may wait to get it back.
             group[0].result = group[0].work(conn)
+            return
+        # Works rarely fail (input is checked before the transaction), so first run them
+        # all under one savepoint; only if one fails, roll back to it and run each in a
+        # savepoint of its own, so that the failing one fails alone. Same outcome, one
+        # statement per group instead of two per work.
+        conn.execute("SAVEPOINT agentsession_group")
+        try:
+            results = [member.work(conn) for member in group]
+        except Exception:
+            if not conn.in_transaction:
+                raise  # SQLite rolled the whole transaction back: the group failed
+            conn.execute("ROLLBACK TO agentsession_group")
+        else:
+            for member, result in zip(group, results, strict=True):
+                member.result = result
             return
         for member in group:
             conn.execute("SAVEPOINT agentsession_work")
