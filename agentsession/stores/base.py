@@ -443,6 +443,8 @@ class StoreBase(JsonlMixin):
     lease_blocks: bool
     #: Whether a lease lapses ``lease`` seconds after it was taken unless renewed.
     lease_expires: bool
+    #: Whether ``get_messages`` may wait on I/O (see ``protocol.Store.reads_block``).
+    reads_block: bool = True
 
     #: Sessions idle for longer than this are deleted by the writers (``None``: never).
     ttl: timedelta | None = None

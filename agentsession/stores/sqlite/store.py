@@ -188,6 +188,8 @@ class SQLiteStore(StoreBase):
             self._leases = TableLeases(self._write, self._read)
         self.lease_blocks = self._leases.blocks
         self.lease_expires = self._leases.expires
+        if self.path is None:  # one shared connection: a read waits for a running write
+            self.reads_block = True
         if self.path is None:
             self._shared = self._open()
             self._connections.add(self, self._shared)
@@ -364,6 +366,10 @@ class SQLiteStore(StoreBase):
     #: Where OFD locks are missing, the instance says True to both (the locks table).
     lease_blocks = False
     lease_expires = False
+    #: WAL readers never wait for writers: a read costs its CPU and nothing else, which
+    #: under the GIL blocks the event loop as much in a worker thread as on the loop, and
+    #: the hop there and back costs about as much again (see ``StoreMemory.get_messages``).
+    reads_block = False
 
     def _all_rows(self, session_id: str) -> list[Row]:
         return self._read(
