@@ -89,9 +89,10 @@ async def test_reads_that_wait_for_nothing_skip_the_thread_hop(tmp_path: Any) ->
     # the in-memory database (one shared connection) and writes still go to a thread.
     seen: list[str] = []
     for memory in (SQLiteSessionMemory(tmp_path / "s.db"), SQLiteSessionMemory()):
-        get_messages = memory.store.get_messages
 
-        def spying_get(*args: Any, **kwargs: Any) -> Any:
+        def spying_get(
+            *args: Any, get_messages: Any = memory.store.get_messages, **kwargs: Any
+        ) -> Any:
             seen.append(threading.current_thread().name)
             return get_messages(*args, **kwargs)
 
