@@ -10,8 +10,6 @@ two items of every add are adjacent (adds are atomic).
 from __future__ import annotations
 
 import asyncio
-import importlib
-import multiprocessing
 import re
 import statistics
 import time
@@ -21,6 +19,7 @@ from typing import Any
 
 from ._core import Context, Driver, Result, Target, attempt, open_driver, rotate, timed
 from ._items import tagged_turn
+from ._pool import Pool, serve
 from ._report import Table, bar_chart, fmt_ms, fmt_ratio, stats_columns, stats_row, summarize
 from ._systems import SYSTEMS
 
@@ -60,67 +59,7 @@ async def _adds(
 
 def _serve(conn: Connection) -> None:
     """A worker process: run jobs from the parent until it sends ``None``."""
-    for module in PRELOAD:
-        try:  # import everything once, up front, rather than inside the first job
-            importlib.import_module(module)
-        except ImportError:
-            pass
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        try:
-            result = asyncio.run(_adds(*job, conn=conn))
-        except Exception as exc:  # noqa: BLE001 - sent to the parent
-            conn.send({"crashed": f"{type(exc).__name__}: {exc}"})
-            continue
-        conn.send(result)
-
-
-class Pool:
-    """Four spawned processes, started once (each imports everything once)."""
-
-    def __init__(self) -> None:
-        # A fork server imports everything once and forks the workers from that, which is
-        # much faster than 4 fresh interpreters each importing the SDK; spawn elsewhere.
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__, *PRELOAD])
-        else:
-            context = multiprocessing.get_context("spawn")
-        self.pipes: list[Connection] = []
-        self.processes = []
-        for _ in range(PROCESSES):
-            parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(child,), daemon=True)
-            process.start()
-            self.pipes.append(parent)
-            self.processes.append(process)
-
-    def run(
-        self, key: str, directory: Path, synchronous: str, session_id: str, adds: int
-    ) -> list[dict[str, Any]]:
-        """Run one job in every process at once; return their reports."""
-        for writer, pipe in enumerate(self.pipes):
-            pipe.send((key, str(directory), synchronous, session_id, writer, adds))
-        for pipe in self.pipes:
-            reply = pipe.recv()
-            if reply != "ready":
-                raise RuntimeError(f"worker failed to open {key}: {reply}")
-        start_at = timed() + 0.05
-        for pipe in self.pipes:
-            pipe.send(start_at)
-        results = [pipe.recv() for pipe in self.pipes]
-        for result in results:
-            if "crashed" in result:
-                raise RuntimeError(f"worker failed: {result['crashed']}")
-        return results
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(None)
-        for process in self.processes:
-            process.join(timeout=10)
+    serve(conn, PRELOAD, lambda conn, job: asyncio.run(_adds(*job, conn=conn)))
 
 
 def check(
@@ -169,7 +108,7 @@ async def _run(ctx: Context, charts: Path) -> Result:
     )
     systems = [s for s in ctx.systems if s.file_backed]
     directory = ctx.fresh_dir("W4")
-    pool = Pool()
+    pool = Pool(_serve, PROCESSES, PRELOAD)
     rates: dict[str, list[float]] = {}
     latencies: dict[str, list[float]] = {}
     p99s: dict[str, list[float]] = {}
@@ -183,7 +122,10 @@ async def _run(ctx: Context, charts: Path) -> Result:
         try:
             await driver.get("__schema__", 1)  # the schema exists before the writers start
             session_id = "w4-shared"
-            runs = await asyncio.to_thread(pool.run, key, where, ctx.synchronous, session_id, adds)
+            jobs = [
+                (key, str(where), ctx.synchronous, session_id, w, adds) for w in range(PROCESSES)
+            ]
+            runs = await asyncio.to_thread(pool.run, key, jobs)
             failed = {r["writer"]: set(r["failed"]) for r in runs}
             lost, disorder = check(await driver.get(session_id, None), adds, failed)
         finally:

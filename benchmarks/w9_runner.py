@@ -29,8 +29,6 @@ items, input then reply per run, in order.
 from __future__ import annotations
 
 import asyncio
-import importlib
-import multiprocessing
 import re
 import statistics
 import threading
@@ -43,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from ._core import Context, Gate, Result, Target, attempt, rotate, settle, timed, unsettle
+from ._pool import Pool, serve
 from ._report import Table, bar_chart, fmt_ms, fmt_ratio, ratio_summary
 from ._systems import db_path
 
@@ -447,70 +446,20 @@ def _process_job(
         asyncio.run(adapter.aclose())
 
 
-def _serve(conn: Connection) -> None:
-    """A worker process: run jobs from the parent until it sends ``None``."""
-    for module in PRELOAD:
-        try:  # import everything once, up front, rather than inside the first job
-            importlib.import_module(module)
-        except ImportError:
-            pass
+def _job(conn: Connection, job: tuple[Any, ...]) -> dict[str, Any]:
     import agents
 
     agents.set_tracing_disabled(True)
-    while True:
-        job = conn.recv()
-        if job is None:
-            return
-        try:
-            result = _process_job(conn, *job)
-        except Exception as exc:  # noqa: BLE001 - sent to the parent
-            conn.send({"crashed": f"{type(exc).__name__}: {exc}"})
-            continue
-        conn.send(result)
+    return _process_job(conn, *job)
 
 
-class Pool:
-    """Four worker processes, started once (a fork server imports everything once)."""
+def _serve(conn: Connection) -> None:
+    """A worker process: run jobs from the parent until it sends ``None``."""
+    serve(conn, PRELOAD, _job)
 
-    def __init__(self) -> None:
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__, *PRELOAD])
-        else:
-            context = multiprocessing.get_context("spawn")
-        self.pipes: list[Connection] = []
-        self.processes = []
-        for _ in range(PROCESSES):
-            parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(child,), daemon=True)
-            process.start()
-            self.pipes.append(parent)
-            self.processes.append(process)
 
-    def run(
-        self, key: str, where: str, synchronous: str, tag: str, runs: int, warmup: int
-    ) -> list[dict[str, Any]]:
-        """Run one job in every process at once (started together); return the reports."""
-        for process, pipe in enumerate(self.pipes):
-            pipe.send((key, where, synchronous, tag, process, runs, warmup))
-        replies = [pipe.recv() for pipe in self.pipes]
-        started = [
-            pipe for pipe, reply in zip(self.pipes, replies, strict=True) if reply == "ready"
-        ]
-        start_at = timed() + 0.05
-        for pipe in started:  # even if one failed, so every process is ready for the next job
-            pipe.send(start_at)
-        results = [pipe.recv() for pipe in started]
-        crashed = [r for r in replies if r != "ready"] + [r for r in results if "crashed" in r]
-        if crashed:
-            raise RuntimeError(f"worker failed on {key}: {crashed[0]['crashed']}")
-        return results
-
-    def close(self) -> None:
-        for pipe in self.pipes:
-            pipe.send(None)
-        for process in self.processes:
-            process.join(timeout=10)
+def _pool() -> Pool:
+    return Pool(_serve, PROCESSES, PRELOAD)
 
 
 # -- 16 tasks ---------------------------------------------------------------------------
@@ -657,7 +606,7 @@ async def _procs(
     measured: dict[tuple[str, str], Measured],
 ) -> None:  # fmt: skip
     chosen = {s.key: s for s in ctx.systems}
-    pool = await asyncio.to_thread(Pool)
+    pool = await asyncio.to_thread(_pool)
     try:
         for round_index in range(ctx.scale.rounds):
             for key in rotate(keys, round_index):  # type: ignore[arg-type]
@@ -674,9 +623,11 @@ async def _procs(
                     reader = ADAPTERS[key](where, ctx.synchronous, "")
                     await reader.open()  # the file and its tables exist before the workers
                     try:
-                        reports = await asyncio.to_thread(
-                            pool.run, key, where, ctx.synchronous, tag, runs, warmup
-                        )
+                        jobs = [
+                            (key, where, ctx.synchronous, tag, process, runs, warmup)
+                            for process in range(PROCESSES)
+                        ]
+                        reports = await asyncio.to_thread(pool.run, key, jobs)
                         read: dict[int, list[Any] | None] = {}
                         for process in reports:
                             read.update(process["items"])
