@@ -102,3 +102,26 @@ async def test_reads_that_wait_for_nothing_skip_the_thread_hop(tmp_path: Any) ->
         memory.close()
     assert seen[0] == threading.current_thread().name
     assert seen[1].startswith("agentsession-store")
+
+
+async def test_a_task_reading_in_a_loop_lets_the_others_run(tmp_path: Any) -> None:
+    # Reads of a SQLite file run on the event loop; each still yields, so a reader that
+    # reads without pause does not starve a task that only needs the loop now and then.
+    with SQLiteSessionMemory(tmp_path / "s.db") as memory:
+        await memory.add_messages("s", [user("hi")])
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.lowlevel.checkpoint()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(ticker)
+            await anyio.lowlevel.checkpoint()  # the ticker starts
+            before = ticks
+            for _ in range(50):
+                await memory.get_messages("s")
+            assert ticks - before >= 25
+            group.cancel_scope.cancel()
