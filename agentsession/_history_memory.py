@@ -13,90 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
 
 from .protocol import SearchHit, SessionInfo, SessionPage
 
 if TYPE_CHECKING:
     from .protocol import Store
 
-__all__ = ("HistoryMemoryMixin", "HistoryStore")
+__all__ = ("HistoryMemoryMixin",)
 
 T = TypeVar("T")
 
 #: Called with how many messages (``prune``) or sessions (JSONL) were just done.
 Progress = Callable[[int], None]
-
-
-@runtime_checkable
-class HistoryStore(Protocol):
-    """A blocking store with history management, as the CLI types it.
-
-    Superseded by ``protocol.Store``, which lists every public store method; kept until
-    ``cli._db.CliStore`` no longer names it.
-    """
-
-    def list_sessions_page(
-        self,
-        *,
-        limit: int = 50,
-        cursor: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> SessionPage: ...
-
-    def session_info(self, session_id: str) -> SessionInfo | None: ...
-
-    def set_metadata(self, session_id: str, metadata: Mapping[str, Any]) -> None: ...
-
-    def update_metadata(
-        self,
-        session_id: str,
-        changes: Mapping[str, Any],
-        *,
-        remove: tuple[str, ...] | list[str] = (),
-    ) -> dict[str, Any]: ...
-
-    def search(
-        self,
-        query: str,
-        *,
-        session_id: str | None = None,
-        limit: int = 20,
-        raw: bool = False,
-        highlight: tuple[str, str] = ("[", "]"),
-    ) -> list[SearchHit]: ...
-
-    def fork(self, session_id: str, new_session_id: str, *, at: int | None = None) -> int: ...
-
-    def prune(
-        self,
-        *,
-        older_than: datetime | timedelta | None = None,
-        keep_last: int | None = None,
-        batch: int = 500,
-        dry_run: bool = False,
-        progress: Progress | None = None,
-    ) -> int: ...
-
-    def expire_idle(self, ttl: timedelta, batch: int = 500) -> int: ...
-
-    def vacuum(self) -> None: ...
-
-    def export_jsonl(
-        self,
-        fp: IO[str] | str | os.PathLike[str],
-        *,
-        session_ids: Iterable[str] | None = None,
-        progress: Progress | None = None,
-    ) -> int: ...
-
-    def import_jsonl(
-        self,
-        lines: Iterable[str] | str | os.PathLike[str],
-        *,
-        on_conflict: Literal["error", "skip", "replace"] = "error",
-        progress: Progress | None = None,
-    ) -> int: ...
 
 
 class HistoryMemoryMixin:

@@ -23,13 +23,12 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeAlias
+from typing import Protocol, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import click
 import sqlite_utils
 
-from .._history_memory import HistoryStore
 from ..exceptions import MissingDependencyError, StoreError
 from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from ..protocol import Store
@@ -135,13 +134,11 @@ class DatabaseUrl:
 Database: TypeAlias = Path | DatabaseUrl
 
 
-class CliStore(Store, HistoryStore, Protocol):
-    """What the commands need of a store: ``Store``, history management, ``rewind``.
+class CliStore(Store, Protocol):
+    """What the commands need of a store: every ``Store`` method, as a context manager.
 
     ``SQLiteStore``, ``PostgresStore`` and ``RedisStore`` all are one.
     """
-
-    def rewind(self, session_id: str, turns: int = 1) -> list[dict[str, Any]]: ...
 
     def __enter__(self) -> CliStore: ...
 
