@@ -303,11 +303,13 @@ def check_lease(session_id: Any, owner: Any, lease: Any = 1.0) -> float:
     Raises:
         TypeError: a bad ``session_id`` type, ``owner`` not a str, or ``lease`` not a
             number (``bool`` is not).
-        ValueError: a bad ``session_id``, an ``owner`` holding a lone surrogate, or a
-            ``lease`` that is not a positive finite number of seconds.
+        ValueError: a bad ``session_id``, an empty ``owner`` or one holding a lone
+            surrogate, or a ``lease`` that is not a positive finite number of seconds.
     """
     check_session_id(session_id)
     check_text(owner, "owner")
+    if not owner:
+        raise ValueError("owner must not be empty")
     if isinstance(lease, bool) or not isinstance(lease, (int, float)):
         raise TypeError(f"lease must be a number of seconds, got {lease!r:.80}")
     if not (math.isfinite(lease) and lease > 0):

@@ -773,6 +773,7 @@ def test_a_message_with_a_lone_surrogate_reads_back_identical(store: Any) -> Non
         (("s", None, 1.0), TypeError, "owner"),
         (("s", 42, 1.0), TypeError, "owner"),
         (("s", "\ud800", 1.0), ValueError, "owner"),
+        (("s", "", 1.0), ValueError, "owner"),
         (("s", "run", "1"), TypeError, "lease"),
         (("s", "run", True), TypeError, "lease"),
         (("s", "run", None), TypeError, "lease"),

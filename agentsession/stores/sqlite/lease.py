@@ -21,7 +21,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
-import math
 import os
 import sqlite3
 import struct
@@ -33,8 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from ..._validate import check_session_id
 from ...exceptions import StoreError
+from ..base import check_lease
 from .schema import LOCKS
 
 __all__ = (
@@ -44,7 +43,6 @@ __all__ = (
     "Leases",
     "MemoryLeases",
     "TableLeases",
-    "check_lease_arguments",
     "lease_path",
     "lease_offset",
     "ofd_locks_available",
@@ -88,19 +86,6 @@ def lease_offset(session_id: str) -> int:
     return int.from_bytes(digest, "big") % _OFFSETS
 
 
-def check_lease_arguments(session_id: Any, owner: Any, lease: Any = 1.0) -> None:
-    """Raise ``TypeError`` / ``ValueError`` naming a bad ``session_id``, ``owner`` or ``lease``."""
-    check_session_id(session_id)
-    if not isinstance(owner, str):
-        raise TypeError(f"owner must be a str, not {type(owner).__name__}: {owner!r}")
-    if not owner:
-        raise ValueError("owner must not be empty")
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)):
-        raise TypeError(f"lease must be a number of seconds, got {lease!r}")
-    if not (math.isfinite(lease) and lease > 0):
-        raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
-
-
 class Leases(Protocol):
     """What ``SQLiteStore`` asks of its leases (see ``LeaseStore`` in ``protocol``)."""
 
@@ -137,13 +122,13 @@ class MemoryLeases:
         Raises:
             TypeError, ValueError: a bad ``session_id``, ``owner`` or ``lease``.
         """
-        check_lease_arguments(session_id, owner, lease)
+        check_lease(session_id, owner, lease)
         with self._lock:
             return self._held.setdefault(session_id, owner) == owner
 
     def unlock(self, session_id: str, owner: str) -> None:
         """Give the lease back if ``owner`` holds it; otherwise do nothing."""
-        check_lease_arguments(session_id, owner)
+        check_lease(session_id, owner)
         with self._lock:
             if self._held.get(session_id) == owner:
                 del self._held[session_id]
@@ -233,7 +218,7 @@ class FileLeases:
             TypeError, ValueError: a bad ``session_id``, ``owner`` or ``lease``.
             StoreError: the side file failed.
         """
-        check_lease_arguments(session_id, owner, lease)
+        check_lease(session_id, owner, lease)
         offset = lease_offset(session_id)
         with self._lock:
             holder = self._held.get(session_id)
@@ -258,7 +243,7 @@ class FileLeases:
             TypeError, ValueError: a bad ``session_id`` or ``owner``.
             StoreError: the side file failed (the lease is then still held).
         """
-        check_lease_arguments(session_id, owner)
+        check_lease(session_id, owner)
         offset = lease_offset(session_id)
         with self._lock:
             if self._held.get(session_id) != owner:
@@ -340,7 +325,7 @@ class TableLeases:
         self._read = read
 
     def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
-        check_lease_arguments(session_id, owner, lease)
+        check_lease(session_id, owner, lease)
 
         def write(conn: sqlite3.Connection) -> bool:
             now = time.time()
@@ -360,7 +345,7 @@ class TableLeases:
         return bool(self._write(write))
 
     def unlock(self, session_id: str, owner: str) -> None:
-        check_lease_arguments(session_id, owner)
+        check_lease(session_id, owner)
         self._write(
             lambda conn: conn.execute(
                 f"DELETE FROM {LOCKS} WHERE session_id = ? AND owner = ?", (session_id, owner)
