@@ -12,9 +12,8 @@ for the next one::
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from agents import Agent, function_tool, handoff
 
 from .exceptions import (
     AgentSessionError,
@@ -26,14 +25,21 @@ from .exceptions import (
     StoreClosed,
     StoreError,
 )
-from .memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from .protocol import SearchHit, SessionInfo, SessionMemory, SessionPage, Store
-from .runner import RunConfig, Runner
-from .session import MemorySession
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
 
 if TYPE_CHECKING:
+    from agents import Agent, function_tool, handoff
+
+    from .memory import (
+        PostgresSessionMemory,
+        RedisSessionMemory,
+        SQLiteSessionMemory,
+        StoreMemory,
+    )
+    from .runner import RunConfig, Runner
+    from .session import MemorySession
     from .stores.postgres import PostgresStore
     from .stores.redis import RedisStore
 
@@ -71,11 +77,34 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    # The PostgreSQL and Redis stores import their drivers, which are extras: load them
-    # on first use, so that ``import agentsession`` works without them.
-    if name in ("PostgresStore", "RedisStore"):
-        from . import stores
+#: Names loaded on first use, and the module each comes from. The Agents SDK takes over a
+#: second to import, so only what needs it (the runner, the memories, the SDK's own names)
+#: loads it: the stores and the command line's non-model commands start without it. The
+#: PostgreSQL and Redis stores import their drivers, which are extras.
+_LAZY = {
+    "Agent": "agents",
+    "function_tool": "agents",
+    "handoff": "agents",
+    "MemorySession": ".session",
+    "PostgresSessionMemory": ".memory",
+    "RedisSessionMemory": ".memory",
+    "SQLiteSessionMemory": ".memory",
+    "StoreMemory": ".memory",
+    "RunConfig": ".runner",
+    "Runner": ".runner",
+    "PostgresStore": ".stores",
+    "RedisStore": ".stores",
+}
 
-        return getattr(stores, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # the next lookup finds it without calling this
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

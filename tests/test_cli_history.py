@@ -123,9 +123,7 @@ def test_prune_dry_run_confirm_and_keep_last(db: Path) -> None:
     assert result.exit_code == 0 and "Deleted 3 messages" in result.output
     with SQLiteStore(db) as store:
         assert store.get_messages("trip") == [assistant("2.7 km.")]
-    assert (
-        "0 messages would be deleted" in run("prune", "--older-than", "30d", "--db", str(db)).output
-    )
+    assert "Deleted 0 messages." in run("prune", "--older-than", "30d", "--db", str(db)).output
     assert run("prune", "--db", str(db)).exit_code == 2
     assert run("prune", "--older-than", "soon", "--db", str(db)).exit_code == 2
 
@@ -196,3 +194,30 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
     result = run("search", "x", "--db", str(path))
     assert result.exit_code == 1 and "not an agentsession database" in result.output
     assert path.read_text() == "hello"
+
+
+def _filled_then_emptied(path: Path) -> int:
+    """A database whose space was freed by deleting a session: its size before vacuum."""
+    with SQLiteStore(path) as store:
+        store.add_messages("big", [user("x" * 4000) for _ in range(300)])
+        store.clear_session("big")
+    return path.stat().st_size
+
+
+def test_vacuum_gives_space_back(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    before = _filled_then_emptied(path)
+    result = run("vacuum", "--db", str(path))
+    assert result.exit_code == 0, result.output
+    assert "Vacuumed" in result.output
+    assert path.stat().st_size < before / 4
+    assert "vacuum" in run("--help").output
+
+
+def test_prune_vacuum_with_nothing_to_delete_still_vacuums(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.db"
+    before = _filled_then_emptied(path)
+    result = run("prune", "--older-than", "30d", "--vacuum", "--db", str(path))
+    assert result.exit_code == 0, result.output
+    assert "Deleted 0 messages and vacuumed." in result.output
+    assert path.stat().st_size < before / 4

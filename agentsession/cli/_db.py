@@ -23,17 +23,19 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import click
 import sqlite_utils
 
 from ..exceptions import MissingDependencyError, StoreError
-from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from ..protocol import Store
 from ..stores.sqlite import SQLiteStore
 from ..stores.sqlite.schema import SESSIONS
+
+if TYPE_CHECKING:
+    from ..memory import StoreMemory
 
 __all__ = (
     "DB_ENV",
@@ -359,6 +361,9 @@ def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
             missing driver or a server that cannot be reached; the message names the path
             or the URL (password masked).
     """
+    # The memories import the Agents SDK; only the commands that run a model get here.
+    from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory
+
     if isinstance(target, DatabaseUrl):
         with _server_errors(target):
             if target.engine == "postgres":

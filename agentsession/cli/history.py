@@ -1,4 +1,4 @@
-"""``agentsession search | export | import | prune | fork | rewind | meta``: history work.
+"""``agentsession search | export | import | prune | vacuum | fork | rewind | meta``: history.
 
 Like the inspecting commands, none of these creates a database file (``import --create``
 excepted): a missing path or a file that is not an agentsession database is reported
@@ -208,18 +208,34 @@ def prune(
     target = resolve_db(db)
     with open_store(target) as store, _caller_errors():
         due = store.prune(older_than=age, keep_last=keep_last, dry_run=True)
-        if dry_run or due == 0:
+        if dry_run:
             click.echo(f"{due} messages would be deleted from {target}.")
             return
-        if not yes:
-            click.confirm(f"Delete {due} messages from {target}?", abort=True)
-        with _progress(due, "Pruning") as bar:
-            removed = store.prune(
-                older_than=age, keep_last=keep_last, batch=batch, progress=bar.update
-            )
+        removed = 0
+        if due:
+            if not yes:
+                click.confirm(f"Delete {due} messages from {target}?", abort=True)
+            with _progress(due, "Pruning") as bar:
+                removed = store.prune(
+                    older_than=age, keep_last=keep_last, batch=batch, progress=bar.update
+                )
         if vacuum:
             store.vacuum()
-    click.echo(f"Deleted {removed} messages.")
+    click.echo(f"Deleted {removed} messages" + (" and vacuumed." if vacuum else "."))
+
+
+@click.command()
+@db_option
+def vacuum(db: str | None) -> None:
+    """Give the space freed by deletions (clear, prune, rewind) back to the disk.
+
+    On SQLite this rewrites the file (VACUUM), which needs about its size in free space;
+    what it means on a server is the engine's (see docs/history.md).
+    """
+    target = resolve_db(db)
+    with open_store(target) as store:
+        store.vacuum()
+    click.echo(f"Vacuumed {target}.")
 
 
 @click.command()
@@ -319,4 +335,4 @@ def meta(
 
 
 #: In the order ``agentsession --help`` lists them.
-COMMANDS = (search, export, import_, prune, fork, rewind, meta)
+COMMANDS = (search, export, import_, prune, vacuum, fork, rewind, meta)

@@ -13,21 +13,28 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
-from agents.model_settings import ModelSettings
-from agents.models.interface import Model
 
-from .offline import OFFLINE_MODEL_NAME, OfflineModel
+if TYPE_CHECKING:
+    # The Agents SDK takes over a second to import: only the commands that run a model
+    # (``demo``, ``chat``) load it, in ``ModelChoice.build`` and ``choose_model``.
+    from agents.model_settings import ModelSettings
+    from agents.models.interface import Model
 
 __all__ = (
     "API_CHOICES",
     "BuiltModel",
     "MODEL_ENV",
     "ModelChoice",
+    "OFFLINE_MODEL_NAME",
     "PLACEHOLDER_KEY",
     "choose_model",
 )
+
+#: The name of the offline demo model (``--model offline`` selects it).
+OFFLINE_MODEL_NAME = "offline"
 
 #: Environment variable naming the model, overridden by ``--model``.
 MODEL_ENV = "AGENTSESSION_MODEL"
@@ -102,7 +109,11 @@ class ModelChoice:
         Args:
             stream_delay: seconds between streamed words, for the offline model only.
         """
+        from agents.model_settings import ModelSettings
+
         if self.offline:
+            from .offline import OfflineModel
+
             return BuiltModel(OfflineModel(delay=stream_delay), ModelSettings(), True)
         from agents import OpenAIChatCompletionsModel, OpenAIResponsesModel
         from agents.models import get_default_model_settings

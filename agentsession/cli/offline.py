@@ -41,6 +41,7 @@ from openai.types.responses import (
 )
 
 from .._sdk import TResponseOutputItem, TResponseStreamEvent
+from .models import OFFLINE_MODEL_NAME
 
 if TYPE_CHECKING:
     from agents.agent_output import AgentOutputSchemaBase
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
     from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 __all__ = ("OFFLINE_MODEL_NAME", "OfflineModel", "TIME_TOOL_NAME", "offline_reply")
-
-#: The name the offline model reports in its responses (and ``--model offline`` selects).
-OFFLINE_MODEL_NAME = "offline"
 
 #: The one tool the offline model knows how to call, when the agent offers it.
 TIME_TOOL_NAME = "current_time"
