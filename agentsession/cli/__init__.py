@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..exceptions import MissingDependencyError, NotSupportedError, StoreError
+from ..exceptions import MissingDependencyError, NotSupportedError, SessionBusy, StoreError
 from ._db import data_dir, is_default, open_memory, redact, resolve_db
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
@@ -24,15 +24,15 @@ __all__ = ("cli", "main")
 class _Group(click.Group):
     """A click group that reports storage failures as one-line errors, not tracebacks.
 
-    A ``StoreError``, ``NotSupportedError`` or ``MissingDependencyError`` a command did
-    not turn into a message itself becomes ``click.ClickException`` (exit code 1), any
-    URL password in its message masked.
+    A ``StoreError``, ``NotSupportedError``, ``MissingDependencyError`` or ``SessionBusy``
+    a command did not turn into a message itself becomes ``click.ClickException`` (exit
+    code 1), any URL password in its message masked.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (StoreError, NotSupportedError, MissingDependencyError) as exc:
+        except (StoreError, NotSupportedError, MissingDependencyError, SessionBusy) as exc:
             raise click.ClickException(redact(str(exc))) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:

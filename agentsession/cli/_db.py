@@ -140,7 +140,13 @@ class CliStore(Store, Protocol):
     """What the commands need of a store: every ``Store`` method, as a context manager.
 
     ``SQLiteStore``, ``PostgresStore`` and ``RedisStore`` all are one.
+
+    Attributes:
+        lock_timeout: how long the calls that change a session wait for a run holding
+            it (``stores.base.StoreBase.lock_timeout``).
     """
+
+    lock_timeout: float
 
     def __enter__(self) -> CliStore: ...
 

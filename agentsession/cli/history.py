@@ -21,7 +21,7 @@ import click
 
 from ..exceptions import NotSupportedError
 from ._db import create_store, open_store, resolve_db
-from .inspecting import _require_session, _session_id, db_option
+from .inspecting import _require_session, _session_id, db_option, no_wait_option, waiting_for_runs
 from .render import format_transcript, label
 
 __all__ = ("COMMANDS", "parse_duration")
@@ -245,10 +245,17 @@ def vacuum(db: str | None) -> None:
 @click.option(
     "--at", type=click.IntRange(min=0), metavar="N", help="Copy messages 1..N only (default: all)."
 )
-def fork(session_id: str, new_session_id: str, db: str | None, at: int | None) -> None:
-    """Copy SESSION_ID's history (and metadata) into a new session NEW_SESSION_ID."""
+@no_wait_option
+def fork(
+    session_id: str, new_session_id: str, db: str | None, at: int | None, no_wait: bool
+) -> None:
+    """Copy SESSION_ID's history (and metadata) into a new session NEW_SESSION_ID.
+
+    A run holding SESSION_ID (a chat replying) is waited for first, unless --no-wait.
+    """
+    source, target = _session_id(session_id), _session_id(new_session_id)
     with open_store(resolve_db(db)) as store, _caller_errors():
-        copied = store.fork(_session_id(session_id), _session_id(new_session_id), at=at)
+        copied = waiting_for_runs(store, source, no_wait, lambda: store.fork(source, target, at=at))
     click.echo(f"Forked {session_id!r} into {new_session_id!r} ({copied} messages).")
 
 
@@ -264,15 +271,23 @@ def fork(session_id: str, new_session_id: str, db: str | None, at: int | None) -
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the removed messages as JSON.")
-def rewind(session_id: str, db: str | None, turns: int, yes: bool, as_json: bool) -> None:
-    """Remove the last turns of a session (a turn starts at a user message)."""
+@no_wait_option
+def rewind(
+    session_id: str, db: str | None, turns: int, yes: bool, as_json: bool, no_wait: bool
+) -> None:
+    """Remove the last turns of a session (a turn starts at a user message).
+
+    A run holding the session (a chat replying) is waited for first, unless --no-wait.
+    """
     session_id = _session_id(session_id)
     target = resolve_db(db)
     with open_store(target) as store, _caller_errors():
         _require_session(store, session_id, target)
         if not yes:
             click.confirm(f"Remove the last {turns} turn(s) of {session_id!r}?", abort=True)
-        removed = store.rewind(session_id, turns=turns)
+        removed = waiting_for_runs(
+            store, session_id, no_wait, lambda: store.rewind(session_id, turns=turns)
+        )
     if as_json:
         _echo_json(removed)
         return

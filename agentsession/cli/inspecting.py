@@ -8,13 +8,19 @@ answer (see ``_db.open_store``).
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
+from typing import TypeVar
 
 import click
 
+from ..exceptions import SessionBusy
 from ._db import CliStore, Database, open_store, resolve_db
 from .render import format_transcript, label, session_to_json, sessions_table
 
-__all__ = ("clear", "db_option", "sessions", "show")
+__all__ = ("clear", "db_option", "no_wait_option", "sessions", "show", "waiting_for_runs")
+
+T = TypeVar("T")
 
 db_option = click.option(
     "--db",
@@ -24,6 +30,42 @@ db_option = click.option(
     help="Database file, or a postgresql:// or redis:// URL (default: "
     "~/.local/share/agentsession/sessions.db, or $XDG_DATA_HOME/agentsession/sessions.db).",
 )
+
+
+no_wait_option = click.option(
+    "--no-wait",
+    is_flag=True,
+    help="Fail at once if a run (a chat replying, say) holds the session, instead of "
+    "waiting for it to end.",
+)
+
+
+def waiting_for_runs(store: CliStore, session_id: str, no_wait: bool, work: Callable[[], T]) -> T:
+    """Call ``work`` (which changes ``session_id``) once no run holds the session.
+
+    The store's calls that change a session wait for a run holding it; this says so on
+    stderr while it waits, for as long as it takes (Ctrl-C stops it), or with
+    ``no_wait`` fails at once.
+
+    Raises:
+        click.ClickException: ``no_wait`` and a run holds the session.
+    """
+    store.lock_timeout = 0
+    try:
+        return work()
+    except SessionBusy:
+        if no_wait:
+            raise click.ClickException(
+                f"session {session_id!r} is in use by a run (a chat replying, say); "
+                "try again later, or leave out --no-wait to wait for it"
+            ) from None
+    click.echo(
+        f"Waiting for session {session_id!r}, held by another run (a chat replying, "
+        "say); Ctrl-C to give up.",
+        err=True,
+    )
+    store.lock_timeout = math.inf
+    return work()
 
 
 def _session_id(value: str) -> str:
@@ -101,10 +143,12 @@ def show(session_id: str, db: str | None, as_json: bool) -> None:
 @click.argument("session_id")
 @db_option
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def clear(session_id: str, db: str | None, yes: bool) -> None:
+@no_wait_option
+def clear(session_id: str, db: str | None, yes: bool, no_wait: bool) -> None:
     """Delete a session (asks first unless --yes).
 
-    Deletes SESSION_ID and all its messages.
+    Deletes SESSION_ID and all its messages. A run holding the session (a chat
+    replying) is waited for first, unless --no-wait.
     """
     session_id = _session_id(session_id)
     target = resolve_db(db)
@@ -114,5 +158,5 @@ def clear(session_id: str, db: str | None, yes: bool) -> None:
             click.confirm(
                 f"Delete session {session_id!r} ({count} messages) from {target}?", abort=True
             )
-        store.clear_session(session_id)
+        waiting_for_runs(store, session_id, no_wait, lambda: store.clear_session(session_id))
     click.echo(f"Deleted session {session_id!r} ({count} messages).")

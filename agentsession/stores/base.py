@@ -15,15 +15,18 @@ import binascii
 import json
 import logging
 import math
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
 from .._serialize import decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
-from ..exceptions import NotSupportedError
+from ..exceptions import NotSupportedError, SessionBusy
 from ..protocol import SearchHit, SessionInfo, SessionPage
 from ..window import tool_safe_tail
 from .jsonl import JsonlMixin
@@ -69,6 +72,12 @@ T = TypeVar("T")
 Row = tuple[Any, str]
 
 logger = logging.getLogger("agentsession")
+
+#: Seconds an edit's lease lasts on engines whose leases expire: far longer than any
+#: edit takes, short enough that a process killed mid-edit blocks runs only briefly.
+_EDIT_LEASE = 30.0
+#: The first and the longest pause between two tries for a lease a run holds.
+_FIRST_PAUSE, _MAX_PAUSE = 0.005, 0.1
 
 
 def check_count(value: Any, name: str, *, minimum: int) -> int:
@@ -451,6 +460,11 @@ class StoreBase(JsonlMixin):
     #: Sessions idle for longer than this are deleted by the writers (``None``: never).
     ttl: timedelta | None = None
 
+    #: How long ``clear_session``, ``rewind``, ``truncate`` and ``fork`` wait, in seconds,
+    #: for a run holding the session to end before raising ``SessionBusy`` (0: do not
+    #: wait). Set it on a store: ``store.lock_timeout = 0``.
+    lock_timeout: float = 30.0
+
     #: The type of the tie-breaking key this engine puts in a paging cursor.
     _cursor_key: type = int
 
@@ -567,10 +581,12 @@ class StoreBase(JsonlMixin):
 
         A turn starts at a user message and runs to the next one, so tool calls, their
         outputs and the replies of a turn go with it. Fewer turns than asked for means
-        the whole session is emptied. Atomic: all of it or none of it.
+        the whole session is emptied. Atomic: all of it or none of it. Waits for a run
+        holding the session (see ``_edit``).
 
         Raises:
             TypeError, ValueError: a bad ``session_id``, or ``turns`` not an int >= 1.
+            SessionBusy: a run held the session for longer than ``lock_timeout``.
             StoreBusy: (Redis) the session kept changing for 100 attempts; or as for
                 ``add_messages``.
             StoreClosed, StoreError: as for ``add_messages``.
@@ -590,21 +606,25 @@ class StoreBase(JsonlMixin):
                         return key
             return None
 
-        return decode_messages(self._cut_turns(session_id, turns_start), where)
+        rows = self._edit(session_id, lambda: self._cut_turns(session_id, turns_start))
+        return decode_messages(rows, where)
 
     def truncate(self, session_id: str, keep: int) -> list[dict[str, Any]]:
         """Keep the session's oldest ``keep`` messages; remove and return the rest.
 
         Cuts a session back to an earlier length, e.g. one read with ``message_count``
-        before a change of your own. Atomic.
+        before a change of your own. Atomic. Waits for a run holding the session (see
+        ``_edit``).
 
         Raises:
             TypeError, ValueError: a bad ``session_id``, or ``keep`` not an int >= 0.
+            SessionBusy: a run held the session for longer than ``lock_timeout``.
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
         check_session_id(session_id)
         check_count(keep, "keep", minimum=0)
-        return decode_messages(self._cut(session_id, keep), _rows_where(session_id))
+        rows = self._edit(session_id, lambda: self._cut(session_id, keep))
+        return decode_messages(rows, _rows_where(session_id))
 
     def message_count(self, session_id: str) -> int:
         """How many messages the session holds (0 for an unknown session).
@@ -620,16 +640,49 @@ class StoreBase(JsonlMixin):
         """Delete the session and all its messages (a no-op for an unknown session).
 
         Atomic: an add racing the clear is deleted whole or lands whole in a new
-        session. A run lease held on the session is left alone.
+        session. Waits for a run holding the session (see ``_edit``), so a run's turn is
+        never cut in half.
 
         Raises:
             TypeError, ValueError: a bad ``session_id``.
+            SessionBusy: a run held the session for longer than ``lock_timeout``.
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
         check_session_id(session_id)
-        self._clear(session_id)
+        self._edit(session_id, lambda: self._clear(session_id))
 
     # -- the run lease ---------------------------------------------------------------------
+
+    def _edit(self, session_id: str, work: Callable[[], T]) -> T:
+        """Run ``work`` holding the session's run lease, so that it never cuts into a run.
+
+        ``clear_session``, ``rewind``, ``truncate`` and ``fork`` change a session (or copy
+        it) and go through here: while a run of any thread or process holds the session,
+        they wait for it, retrying with pauses of 5 ms growing to 100 ms, for up to
+        ``lock_timeout`` seconds. Called from inside a run on that run's own session,
+        they therefore wait for the run itself and raise ``SessionBusy``.
+
+        Raises:
+            SessionBusy: the lease stayed held for longer than ``lock_timeout``.
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}:edit:{uuid.uuid4().hex}"
+        if not self._lock(session_id, owner, _EDIT_LEASE):
+            deadline = time.monotonic() + self.lock_timeout
+            pause = _FIRST_PAUSE
+            while True:
+                if time.monotonic() >= deadline:
+                    raise SessionBusy(
+                        f"session {session_id!r} is in use by a run"
+                        + (f" (waited {self.lock_timeout:g} s)" if self.lock_timeout else "")
+                    )
+                time.sleep(pause)
+                pause = min(pause * 2, _MAX_PAUSE)
+                if self._lock(session_id, owner, _EDIT_LEASE):
+                    break
+        try:
+            return work()
+        finally:
+            self._unlock(session_id, owner)
 
     def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
         """Take the session's run lease for ``owner`` unless another live owner holds it.
@@ -833,6 +886,7 @@ class StoreBase(JsonlMixin):
         The copy keeps each message's ``created_at`` and the source's metadata
         (replacing any the target's record had); the new session is created, and last
         active, now. The source is not changed. The target is written atomically.
+        Waits for a run holding the source session (see ``_edit``).
 
         Args:
             session_id: the session to copy from.
@@ -848,10 +902,11 @@ class StoreBase(JsonlMixin):
             ValueError: a bad id, the same id twice, no session ``session_id``,
                 ``new_session_id`` already holds messages, or ``at`` is negative or
                 past the source's last message. Nothing is changed.
+            SessionBusy: a run held the source for longer than ``lock_timeout``.
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
         check_fork(session_id, new_session_id, at)
-        return self._fork(session_id, new_session_id, at)
+        return self._edit(session_id, lambda: self._fork(session_id, new_session_id, at))
 
     # -- retention -------------------------------------------------------------------------
 

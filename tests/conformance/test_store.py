@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import threading
 import time
 import warnings
 from datetime import datetime, timedelta, timezone
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agentsession import NotSupportedError, SessionInfo, StoreClosed
+from agentsession import NotSupportedError, SessionBusy, SessionInfo, StoreClosed
 from tests.conftest import ENGINES, STORES, run_in_threads
 
 #: Stores whose engine has full-text search (Redis has none; see test_search_not_supported).
@@ -45,6 +46,10 @@ def _positions_of(store: Any, session_id: str, text: str) -> list[int]:
 
 def user(text: str) -> dict[str, Any]:
     return {"role": "user", "content": text}
+
+
+def assistant(text: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": text}
 
 
 def test_get_messages_limit_is_newest_n_oldest_first(store: Any) -> None:
@@ -501,6 +506,64 @@ def test_prune_skips_sessions_a_run_holds(store: Any) -> None:
     assert store.prune(older_than=timedelta(0)) == 0
     store.unlock("busy", "run-1")
     assert store.prune(keep_last=1) == 2
+
+
+#: The calls that change (or copy) a session, each as (name, call on session "busy").
+EDITS = [
+    ("clear_session", lambda store: store.clear_session("busy")),
+    ("rewind", lambda store: store.rewind("busy")),
+    ("truncate", lambda store: store.truncate("busy", 1)),
+    ("fork", lambda store: store.fork("busy", "copy")),
+]
+
+
+@pytest.mark.parametrize(("name", "edit"), EDITS, ids=[name for name, _ in EDITS])
+def test_edits_of_a_session_a_run_holds_raise_session_busy_after_lock_timeout(
+    store: Any, name: str, edit: Any
+) -> None:
+    turn = [user("question"), assistant("answer")]
+    store.add_messages("busy", turn)
+    assert store.try_lock("busy", "run-1", 60)
+    store.lock_timeout = 0
+    with pytest.raises(SessionBusy, match="'busy'"):
+        edit(store)
+    assert store.get_messages("busy") == turn and store.session_info("copy") is None
+    assert store.try_lock("busy", "run-1", 60)  # the run still holds it
+    store.unlock("busy", "run-1")
+    edit(store)
+    assert store.try_lock("busy", "run-2", 60)  # the edit gave its lease back
+
+
+@pytest.mark.parametrize(("name", "edit"), EDITS, ids=[name for name, _ in EDITS])
+def test_edits_wait_for_the_run_holding_the_session(store: Any, name: str, edit: Any) -> None:
+    """An edit started while a run holds the session happens after the run's turn."""
+    store.add_messages("busy", [user("first"), assistant("one")])
+    assert store.try_lock("busy", "run-1", 60)
+    refused = threading.Event()
+    take = store._lock
+
+    def watched(*args: Any) -> bool:
+        taken: bool = take(*args)
+        if not taken:
+            refused.set()
+        return taken
+
+    store._lock = watched
+    editor = threading.Thread(target=edit, args=(store,))
+    editor.start()
+    try:
+        assert refused.wait(10), f"{name} did not ask for the run's lease"
+        store.add_messages("busy", [user("second"), assistant("two")])  # the run's turn
+    finally:
+        store.unlock("busy", "run-1")
+        editor.join(10)
+    expected = {
+        "clear_session": [],
+        "rewind": [user("first"), assistant("one")],
+        "truncate": [user("first")],
+        "fork": [user("first"), assistant("one"), user("second"), assistant("two")],
+    }[name]
+    assert store.get_messages("copy" if name == "fork" else "busy") == expected
 
 
 @pytest.mark.parametrize(
