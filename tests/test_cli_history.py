@@ -81,7 +81,7 @@ def test_export_import_round_trip_through_files(db: Path, tmp_path: Path) -> Non
     result = run("export", str(out), "--db", str(db))
     assert result.exit_code == 0, result.output
     first = out.read_text(encoding="utf-8")
-    assert len(first.splitlines()) == 2 + 4 + 1
+    assert len(first.splitlines()) == 2 + 4 + 1 + 1
     stdout = run("export", "--db", str(db), "--session", "other").stdout
     assert json.loads(stdout.splitlines()[1])["message"] == user("bridge club rules")
     assert stdout.splitlines()[0].startswith('{"type":"session","version":1,"session_id":"other"')
@@ -221,3 +221,64 @@ def test_prune_vacuum_with_nothing_to_delete_still_vacuums(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "Deleted 0 messages and vacuumed." in result.output
     assert path.stat().st_size < before / 4
+
+
+def test_export_to_stdout_imports_from_stdin(db: Path, tmp_path: Path) -> None:
+    exported = run("export", "-", "--db", str(db))
+    assert exported.exit_code == 0
+    copy = tmp_path / "copy.db"
+    result = run("import", "-", "--db", str(copy), "--create", input=exported.stdout)
+    assert result.exit_code == 0, result.output
+    assert "Imported 2 sessions" in result.output
+    with SQLiteStore(copy) as store:
+        assert store.message_count("trip") == 4
+
+
+def test_an_interrupted_export_leaves_the_old_file_whole(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out), "--db", str(db)).exit_code == 0
+    before = out.read_bytes()
+    write_one = SQLiteStore._jsonl_export_one
+
+    def interrupted(self: SQLiteStore, session_id: str, fp: Any) -> bool:
+        if session_id == "other":  # the second session: Ctrl-C half way through
+            raise KeyboardInterrupt
+        return write_one(self, session_id, fp)
+
+    monkeypatch.setattr(SQLiteStore, "_jsonl_export_one", interrupted)
+    assert run("export", str(out), "--db", str(db)).exit_code == 1  # click's "Aborted!"
+    assert out.read_bytes() == before
+    assert not [path for path in tmp_path.iterdir() if path.suffix == ".tmp"]
+
+
+def test_an_export_file_is_readable_by_its_owner_only(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out), "--db", str(db)).exit_code == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+def test_import_of_an_export_cut_short_fails_and_says_so(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out), "--db", str(db)).exit_code == 0
+    lines = out.read_bytes().split(b"\n")
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(b"\n".join(lines[:5]) + b"\n")  # the first session, whole; no trailer
+    result = run("import", str(cut), "--db", str(tmp_path / "copy.db"), "--create")
+    assert result.exit_code == 1
+    assert "cut short" in result.output
+
+
+def test_import_counts_skipped_sessions_and_speaks_in_flags(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out), "--db", str(db)).exit_code == 0
+    conflict = run("import", str(out), "--db", str(db))
+    assert conflict.exit_code == 1
+    assert "(use --on-conflict skip or replace)" in conflict.output
+    skipped = run("import", str(out), "--db", str(db), "--on-conflict", "skip")
+    assert "Imported 0 sessions" in skipped.output
+    assert "(2 skipped: already in the database)" in skipped.output
+    past = run("fork", "trip", "copy", "--at", "99", "--db", str(db))
+    assert past.exit_code == 1 and "--at 99 is past the end" in past.output
+    assert "at=" not in past.output

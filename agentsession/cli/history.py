@@ -44,9 +44,19 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
+#: The library's words for a parameter, and the command line's for the same flag.
+_FLAG_WORDS = (
+    (re.compile(r"\bon_conflict='(\w+)' or '(\w+)'"), r"--on-conflict \1 or \2"),
+    (re.compile(r"\bat=(\d+)"), r"--at \1"),
+)
+
+
 @contextlib.contextmanager
 def _caller_errors() -> Iterator[None]:
     """Report the store's ValueError / TypeError / NotSupportedError as one-line errors.
+
+    A parameter the message names the library's way (``at=99``) is named by its flag
+    (``--at 99``).
 
     Raises:
         click.ClickException: with the exception's message (exit code 1).
@@ -54,12 +64,52 @@ def _caller_errors() -> Iterator[None]:
     try:
         yield
     except (ValueError, TypeError, NotSupportedError) as exc:
-        raise click.ClickException(str(exc)) from exc
+        message = str(exc)
+        for pattern, flag in _FLAG_WORDS:
+            message = pattern.sub(flag, message)
+        raise click.ClickException(message) from exc
 
 
 def _progress(length: int | None, label_text: str) -> Any:
     """A progress bar on stderr (hidden when stderr is not a terminal)."""
     return click.progressbar(length=length, label=label_text, file=sys.stderr, show_pos=True)
+
+
+class _ImportProgress:
+    """The import's bar: how much of the file is read, and how many sessions so far.
+
+    Reading standard input (whose length is unknown) shows no bar. ``update`` is the
+    store's ``progress`` callback: it counts the sessions imported or skipped.
+    """
+
+    def __init__(self, size: int | None) -> None:
+        self.sessions = 0
+        self._bar: Any = None
+        if size is not None:
+            self._bar = click.progressbar(
+                length=size,
+                label="Importing",
+                file=sys.stderr,
+                show_percent=True,
+                item_show_func=lambda _: f"{self.sessions} sessions",
+            )
+
+    def __enter__(self) -> _ImportProgress:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc_info)
+
+    def read(self, size: int) -> None:
+        """``size`` more bytes of the file were read."""
+        if self._bar is not None:
+            self._bar.update(size)
+
+    def update(self, sessions: int) -> None:
+        self.sessions += sessions
 
 
 def _echo_json(data: Any) -> None:
@@ -118,18 +168,23 @@ def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
     """
     with open_store(resolve_db(db)) as store, _caller_errors():
         total = len(session_ids) if session_ids else len(store.list_sessions())
-        with (
-            click.open_file(output, "w", encoding="utf-8") as fp,
-            _progress(total, "Exporting sessions") as bar,
-        ):
-            count = store.export_jsonl(fp, session_ids=session_ids or None, progress=bar.update)
+        with _progress(total, "Exporting sessions") as bar:
+            if output == "-":
+                with click.open_file(output, "w", encoding="utf-8") as fp:
+                    count = store.export_jsonl(
+                        fp, session_ids=session_ids or None, progress=bar.update
+                    )
+            else:  # written whole or not at all, readable by its owner only
+                count = store.export_jsonl(
+                    Path(output), session_ids=session_ids or None, progress=bar.update
+                )
     if output != "-":
         click.echo(f"Exported {count} sessions to {output}.", err=True)
 
 
-def _lines(fp: Iterable[bytes], bar: Any) -> Iterator[str]:
+def _lines(fp: Iterable[bytes], bar: _ImportProgress) -> Iterator[str]:
     for number, raw in enumerate(fp, 1):
-        bar.update(len(raw))
+        bar.read(len(raw))
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -160,10 +215,16 @@ def import_(source: str, db: str | None, on_conflict: str, create: bool) -> None
     # --create is about files: a server URL is opened as it is.
     store = create_store(target) if create and isinstance(target, Path) else open_store(target)
     size = None if source == "-" else _size(source)
-    with store, click.open_file(source, "rb") as fp, _progress(size, "Importing") as bar:
+    with store, click.open_file(source, "rb") as fp, _ImportProgress(size) as bar:
         with _caller_errors():
-            count = store.import_jsonl(_lines(fp, bar), on_conflict=on_conflict)  # type: ignore[arg-type]
-    click.echo(f"Imported {count} sessions into {target}.")
+            count = store.import_jsonl(
+                _lines(fp, bar),
+                on_conflict=on_conflict,  # type: ignore[arg-type]
+                progress=bar.update,
+            )
+    skipped = bar.sessions - count
+    kept = f" ({skipped} skipped: already in the database)" if skipped else ""
+    click.echo(f"Imported {count} sessions into {target}{kept}.")
 
 
 def _size(source: str) -> int:

@@ -3,15 +3,27 @@
 Each session is a header line followed by one line per message, oldest first::
 
     {"type":"session","version":1,"session_id":"s1","created_at":1717171717.25,
-     "updated_at":1717171720.5,"message_count":2,"metadata":{"user_id":"u1"}}
+     "updated_at":1717171720.5,"message_count":2,"metadata":{"user_id":"u1"},"end_line":true}
     {"type":"message","seq":1,"created_at":1717171717.25,"message":{"role":"user",...}}
     {"type":"message","seq":2,"created_at":1717171720.5,"message":{...}}
+
+    {"type":"end","sessions":1,"messages":2}
 
 (each object on one line). Times are Unix seconds (UTC) as JSON numbers, written with
 enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
 is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
 even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
 keys are ignored (for later minor additions); an unknown ``version`` is refused.
+
+The last line, the trailer (``"type":"end"``), counts the sessions and messages before it,
+so an import can tell a complete export from one cut short at a session boundary (a
+cut inside a session already shows as a header whose ``message_count`` is not met);
+headers say ``"end_line":true`` so that a file cut before its trailer is known as such.
+A file without either (written before the trailer existed) imports as before; one whose
+trailer is missing or disagrees with what precedes it, that has lines after it, or that
+ends mid-line is refused, naming the line (the sessions before it stay imported).
+Readers from before the trailer refuse its line (after importing every session but the
+last): drop the last line for them.
 """
 
 from __future__ import annotations
@@ -27,7 +39,14 @@ from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
 from .values import Progress, check_timestamp, dump_metadata
 
-__all__ = ("FORMAT_VERSION", "ImportedSession", "JsonlMixin", "header_line", "message_lines")
+__all__ = (
+    "FORMAT_VERSION",
+    "ImportedSession",
+    "JsonlMixin",
+    "Trailer",
+    "header_line",
+    "message_lines",
+)
 
 #: The ``version`` written in every session header.
 FORMAT_VERSION = 1
@@ -119,6 +138,7 @@ def header_line(
         "updated_at": updated_at,
         "message_count": count,
         "metadata": metadata,
+        Trailer.PROMISE: True,
     }
     return _encoder.encode(header) + "\n"
 
@@ -143,6 +163,74 @@ def message_lines(rows: Iterable[tuple[int, float, str]]) -> str:
         else:
             out.append(f'{start}"raw":{_encoder.encode(text)}}}\n')
     return "".join(out)
+
+
+class Trailer:
+    """The export's last line (``"type":"end"``): written, and checked on import, here only.
+
+    On export, ``counting(fp)`` wraps the file so that ``line()`` can count what went
+    through it; on import, ``seen`` counts the records read and ``check`` compares a
+    trailer with them.
+    """
+
+    #: The trailer's ``type``.
+    KIND = "end"
+    #: The header key that says the file ends with a trailer.
+    PROMISE = "end_line"
+
+    def __init__(self, fp: IO[str] | None = None) -> None:
+        self._fp = fp
+        self._lines = 0
+        #: Session headers and message lines read so far (on import).
+        self.sessions = 0
+        self.messages = 0
+        #: Whether a header said the file ends with a trailer.
+        self.promised = False
+
+    def write(self, text: str) -> int:
+        """Write ``text`` to the wrapped file, counting its lines (on export)."""
+        assert self._fp is not None
+        self._lines += text.count("\n")
+        return self._fp.write(text)
+
+    def line(self, sessions: int) -> str:
+        """The trailer for an export of ``sessions`` sessions written through ``write``."""
+        record = {"type": self.KIND, "sessions": sessions, "messages": self._lines - sessions}
+        return _encoder.encode(record) + "\n"
+
+    def seen(self, record: dict[str, Any]) -> None:
+        """Count one session header or message line read."""
+        if record["type"] == "session":
+            self.sessions += 1
+            self.promised = self.promised or record.get(self.PROMISE) is True
+        else:
+            self.messages += 1
+
+    def check(self, record: dict[str, Any], line: int) -> None:
+        """Refuse a trailer that does not match the records read before it.
+
+        Raises:
+            ValueError: naming the line, when the counts differ: the file is incomplete.
+        """
+        wanted = (record.get("sessions"), record.get("messages"))
+        if wanted != (self.sessions, self.messages):
+            raise ValueError(
+                f"line {line}: the export's end line says it holds {wanted[0]!r} sessions "
+                f"and {wanted[1]!r} messages, but {self.sessions} and {self.messages} come "
+                "before it: the file is incomplete (cut short or edited)"
+            )
+
+    def check_end(self, read_trailer: bool, last_line: int) -> None:
+        """Refuse a file whose headers promised a trailer it does not end with.
+
+        Raises:
+            ValueError: naming the last line.
+        """
+        if self.promised and not read_trailer:
+            raise ValueError(
+                f"line {last_line}: the file ends before the export's end line: it was cut "
+                "short (an interrupted export or copy)"
+            )
 
 
 class JsonlMixin:
@@ -208,11 +296,13 @@ class JsonlMixin:
         target = replaced_text_file(fp) if isinstance(fp, (str, os.PathLike)) else nullcontext(fp)
         written = 0
         with target as out:
+            trailer = Trailer(out)
             for session_id in ids:
-                if self._jsonl_export_one(session_id, out):
+                if self._jsonl_export_one(session_id, trailer):  # type: ignore[arg-type]
                     written += 1
                     if progress is not None:
                         progress(1)
+            out.write(trailer.line(written))
         return written
 
     def _known(self, session_ids: Iterable[str]) -> list[str]:
@@ -270,6 +360,8 @@ class JsonlMixin:
                 return self.import_jsonl(fp, on_conflict=on_conflict, progress=progress)
         imported = 0
         current: ImportedSession | None = None
+        counts = Trailer()
+        ended = 0  # the trailer's line number, once read
 
         def flush(session: ImportedSession) -> None:
             nonlocal imported
@@ -290,9 +382,24 @@ class JsonlMixin:
             try:
                 record = _parse(line)
             except ValueError as exc:
+                if not line.endswith("\n"):  # only the last line can lack its newline
+                    raise ValueError(
+                        f"line {number}: the file ends in the middle of a record: it was "
+                        "cut short (an interrupted export or copy)"
+                    ) from None
                 raise ValueError(f"line {number}: not valid JSON ({exc})") from None
             kind = record.get("type") if isinstance(record, dict) else None
-            if kind == "session":
+            if ended:
+                raise ValueError(f"line {number}: a line after the export's end (line {ended})")
+            if kind in ("session", "message"):
+                counts.seen(record)
+            if kind == Trailer.KIND:
+                if current is not None:
+                    flush(current)
+                    current = None
+                counts.check(record, number)
+                ended = number
+            elif kind == "session":
                 if current is not None:
                     flush(current)
                 current = _header(record, number)
@@ -306,4 +413,5 @@ class JsonlMixin:
                 )
         if current is not None:
             flush(current)
+        counts.check_end(bool(ended), number)
         return imported

@@ -614,8 +614,9 @@ def test_export_import_round_trip_is_exact(store: Any, store_kind: str, store_fa
     _fill_varied(store)
     first = _export(store)
     lines = first.split("\n")
-    assert lines[-1] == "" and len(lines) == 1 + 3 + 5
-    assert all(json.loads(line)["type"] in ("session", "message") for line in lines[:-1])
+    assert lines[-1] == "" and len(lines) == 1 + 3 + 5 + 1
+    assert all(json.loads(line)["type"] in ("session", "message") for line in lines[:-2])
+    assert json.loads(lines[-2]) == {"type": "end", "sessions": 3, "messages": 5}
     assert json.loads(lines[0])["version"] == 1
     copy = store_factory(store_kind)
     assert copy.import_jsonl(io.StringIO(first)) == 3
@@ -627,9 +628,32 @@ def test_export_import_round_trip_is_exact(store: Any, store_kind: str, store_fa
     assert copy.get_messages("s1")[-1] == user("next") and copy.message_count("s1") == 3
     start = first.index('{"type":"session","version":1,"session_id":"s2"')
     end = first.index('{"type":"session"', start + 1)
-    assert _export(store, session_ids=["s2"]) == first[start:end]
+    trailer = '{"type":"end","sessions":1,"messages":3}\n'
+    assert _export(store, session_ids=["s2"]) == first[start:end] + trailer
     with pytest.raises(ValueError, match="'nope'"):
         _export(store, session_ids=["s1", "nope"])
+
+
+def test_an_export_cut_short_is_refused_on_import(store: Any, store_factory: Any) -> None:
+    _fill_varied(store)
+    lines = io.StringIO(_export(store)).readlines()  # split at "\n" only
+    header_of_s2 = next(n for n, line in enumerate(lines) if '"session_id":"s2"' in line)
+    # cut at a session boundary: only the trailer can tell
+    cut = lines[:header_of_s2] + lines[-1:]
+    with pytest.raises(ValueError, match=r"line \d+: the export's end line says .* incomplete"):
+        store_factory("sqlite-memory").import_jsonl(cut)
+    # cut in the middle of a line (an interrupted copy)
+    with pytest.raises(ValueError, match="line 3: the file ends in the middle of a record"):
+        store_factory("sqlite-memory").import_jsonl([*lines[:2], lines[2][:10]])
+    # a line after the trailer
+    with pytest.raises(ValueError, match="a line after the export's end"):
+        store_factory("sqlite-memory").import_jsonl([*lines, lines[0]])
+    # cut at a session boundary before the trailer: the headers promised one
+    with pytest.raises(ValueError, match=r"line \d+: the file ends before the export's end"):
+        store_factory("sqlite-memory").import_jsonl(lines[:header_of_s2])
+    # an export written before the trailer existed imports as before
+    older = [line.replace(',"end_line":true}', "}") for line in lines[:-1]]
+    assert older != lines[:-1] and store_factory("sqlite-memory").import_jsonl(older) == 3
 
 
 def test_import_conflicts_error_skip_replace(store: Any) -> None:
