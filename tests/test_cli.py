@@ -485,3 +485,25 @@ def test_echo_responder_is_what_the_demo_test_expects() -> None:
     # Guards test_demo_with_a_real_model_at_a_base_url against a changed fake server.
     body = {"input": [{"role": "user", "content": "x"}]}
     assert echo_responder(body)[0]["content"][0]["text"] == "echo: x (seen 1 user messages)"
+
+
+# -- control characters ------------------------------------------------------------------
+
+#: Sets the terminal's title, then a NUL, a bell and a right-to-left override.
+HOSTILE = "\x1b]0;owned\x07\x00\u202e"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["sessions"], ["show", "hostile"], ["search", "hello"], ["rewind", "hostile", "--yes"]],
+)
+def test_stored_control_characters_are_printed_escaped(tmp_path: Path, command: list[str]) -> None:
+    path = tmp_path / "sessions.db"
+    with SQLiteStore(path) as store:
+        store.add_messages(f"id{HOSTILE}", [{"role": "user", "content": f"hello{HOSTILE}"}])
+        store.add_messages("hostile", [{"role": "user", "content": f"hello{HOSTILE}\nnext"}])
+    result = invoke(*command, "--db", str(path))
+    assert result.exit_code == 0, result.output
+    for character in "\x1b\x07\x00\u202e":
+        assert character not in result.output
+    assert "\\x1b]0;owned\\x07\\x00\\u202e" in result.output

@@ -22,7 +22,7 @@ import click
 from ..exceptions import NotSupportedError
 from ._db import create_store, open_store, resolve_db
 from .inspecting import _require_session, _session_id, db_option, no_wait_option, waiting_for_runs
-from .render import format_transcript, label
+from .render import format_transcript, label, printable
 
 __all__ = ("COMMANDS", "parse_duration")
 
@@ -151,7 +151,8 @@ def search(
         click.echo(f"No messages match {query!r}.")
     else:
         for hit in hits:
-            click.echo(f"{label(f'{hit.session_id} #{hit.position}')}  {hit.snippet}")
+            where = label(f"{printable(hit.session_id)} #{hit.position}")
+            click.echo(f"{where}  {printable(hit.snippet)}")
 
 
 @click.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = (
     "format_message",
     "format_transcript",
     "label",
+    "printable",
     "session_to_json",
     "sessions_table",
     "text_of",
@@ -42,6 +44,24 @@ _ROLE_LABELS = {
     "developer": "Developer",
 }
 _ROLE_COLOURS = {"user": "green", "assistant": "cyan"}
+
+
+#: Characters a terminal acts on instead of showing: C0 controls but newline and tab,
+#: DEL, C1 controls, and the bidirectional overrides and isolates (which reorder text).
+_CONTROLS = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+_CONTROL = re.compile(f"[{_CONTROLS}]")
+_CONTROL_OR_BREAK = re.compile(f"[{_CONTROLS}\n\t]")
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` with every control character shown as its escape (``\\x1b``, ``\\x00``).
+
+    So stored text or a session id can never send the terminal an escape sequence (one
+    that sets its title, say) or hide what follows. With ``lines``, newlines and tabs
+    are kept (a message's text); without, they are escaped too (a table cell).
+    """
+    pattern = _CONTROL if lines else _CONTROL_OR_BREAK
+    return pattern.sub(lambda found: found.group().encode("unicode_escape").decode(), text)
 
 
 def _colour_enabled() -> bool:
@@ -107,13 +127,14 @@ def _arguments(arguments: Any) -> str:
 
 def tool_call_line(name: str, arguments: Any) -> str:
     """``Tool call: name({"city": "Paris"})``, the arguments as compact JSON."""
-    return f"{label('Tool call:', 'yellow')} {name}({_arguments(arguments)})"
+    call = printable(f"{name}({_arguments(arguments)})", lines=True)
+    return f"{label('Tool call:', 'yellow')} {call}"
 
 
 def tool_result_line(output: Any) -> str:
     """``Tool result: ...``, shortened past ``RESULT_LIMIT`` characters."""
     text = output if isinstance(output, str) else text_of(output)
-    return f"{label('Tool result:', 'yellow')} {_shorten(text)}"
+    return f"{label('Tool result:', 'yellow')} {printable(_shorten(text), lines=True)}"
 
 
 def format_message(message: Mapping[str, Any]) -> str:
@@ -121,24 +142,27 @@ def format_message(message: Mapping[str, Any]) -> str:
 
     Messages of every role get their role as label (``User:``, ``Assistant:``...); a
     function call shows its name and arguments, its output the result; reasoning shows
-    its summary; any other item its type and fields as JSON.
+    its summary; any other item its type and fields as JSON. Control characters are
+    escaped (see ``printable``).
     """
     kind = message.get("type")
     role = message.get("role")
     if role is not None and kind in (None, "message"):
         name = _ROLE_LABELS.get(str(role), str(role).capitalize())
-        text = text_of(message.get("content"))
+        text = printable(text_of(message.get("content")), lines=True)
+        name = printable(name)
         return f"{label(name + ':', _ROLE_COLOURS.get(str(role)))} {text}"
     if kind == "function_call":
         return tool_call_line(str(message.get("name", "?")), message.get("arguments", ""))
     if kind == "function_call_output":
         return tool_result_line(message.get("output", ""))
     if kind == "reasoning":
-        summary = text_of(message.get("summary")) or "(no summary)"
+        summary = printable(text_of(message.get("summary")), lines=True) or "(no summary)"
         return dim(f"Reasoning: {summary}")
     fields = {key: value for key, value in message.items() if key not in ("type", "id", "status")}
-    title = str(kind or "item").replace("_", " ").capitalize()
-    return f"{label(title + ':')} {_shorten(json.dumps(fields, ensure_ascii=False))}"
+    title = printable(str(kind or "item").replace("_", " ").capitalize())
+    text = printable(_shorten(json.dumps(fields, ensure_ascii=False)))
+    return f"{label(title + ':')} {text}"
 
 
 def format_transcript(messages: Iterable[Mapping[str, Any]], *, numbered: bool = False) -> str:
@@ -158,13 +182,14 @@ def _local(moment: datetime) -> str:
 
 def sessions_table(sessions: Sequence[SessionInfo], *, current: str | None = None) -> str:
     """A text table of sessions as given (newest activity first): id, messages, created,
-    last active (local time). With ``current``, that session is marked with ``*``.
+    last active (local time). With ``current``, that session is marked with ``*``. Ids
+    are shown ``printable``.
     """
     header = ("SESSION", "MESSAGES", "CREATED", "LAST ACTIVE")
     rows = [
         (
             ("* " if info.session_id == current else "  " if current is not None else "")
-            + info.session_id,
+            + printable(info.session_id),
             str(info.message_count),
             _local(info.created_at),
             _local(info.updated_at),
