@@ -146,3 +146,30 @@ def _check_dotted(name: str, where: str) -> None:
             value = getattr(value, attribute)
         return
     raise AssertionError(f"{where}: {name} does not exist")
+
+
+#: An environment variable of agentsession's own.
+_VARIABLE = re.compile(r"\bAGENTSESSION_[A-Z][A-Z_]*[A-Z]\b")
+
+
+def _variables_in(paths: list[Path]) -> set[str]:
+    return {name for path in paths for name in _VARIABLE.findall(path.read_text("utf-8"))}
+
+
+def test_every_environment_variable_the_docs_and_examples_name_is_read_by_the_code() -> None:
+    """One name for one setting: an example reading a variable of its own for the database
+    file, beside the command line's ``AGENTSESSION_DB``, would be a second name. The
+    tests that start the examples' servers only pass variables on, so they do not count.
+    """
+    code = _variables_in(
+        [
+            path
+            for folder in ("agentsession", "benchmarks", "tests")
+            for path in (ROOT / folder).rglob("*.py")
+            if "__pycache__" not in path.parts and "integrations" not in path.parts
+        ]
+    )
+    examples = [path for path in (ROOT / "examples").rglob("*") if path.suffix in (".py", ".md")]
+    named = _variables_in([*DOCS, *examples])
+    assert "AGENTSESSION_DB" in named
+    assert named <= code, f"named in docs or examples but read nowhere: {sorted(named - code)}"

@@ -13,7 +13,7 @@ Run it (from this directory)::
     curl -s localhost:8000/sessions/user_1
 
 The memory is opened when the app starts and closed when it stops (the lifespan), and every
-request of the process shares it. ``AGENTSESSION_DATABASE`` chooses the file (default
+request of the process shares it. ``AGENTSESSION_DB`` chooses the file (default
 ``conversations.db``).
 """
 
@@ -40,7 +40,7 @@ agent = Agent(name="Assistant", instructions="Reply very concisely.")
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the process's memory at start-up; close it (and its connections) at shutdown."""
-    memory = SQLiteSessionMemory(os.environ.get("AGENTSESSION_DATABASE", "conversations.db"))
+    memory = SQLiteSessionMemory(os.environ.get("AGENTSESSION_DB", "conversations.db"))
     app.state.memory = memory
     try:
         yield

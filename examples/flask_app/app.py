@@ -12,7 +12,7 @@ Run it (from this directory)::
 
 Each process builds one ``SQLiteSessionMemory`` when it imports this module, and every
 request thread of that process shares it; gunicorn's worker processes share the file.
-``AGENTSESSION_DATABASE`` chooses the file (default ``conversations.db``).
+``AGENTSESSION_DB`` chooses the file (default ``conversations.db``).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from agentsession import Agent, RunConfig, Runner, SQLiteSessionMemory
 
 
 def create_app(database: str | None = None) -> Flask:
-    """Build the app, with one memory on ``database`` (or ``$AGENTSESSION_DATABASE``)."""
+    """Build the app, with one memory on ``database`` (or ``$AGENTSESSION_DB``)."""
     app = Flask(__name__)
     memory = SQLiteSessionMemory(
-        database or os.environ.get("AGENTSESSION_DATABASE", "conversations.db")
+        database or os.environ.get("AGENTSESSION_DB", "conversations.db")
     )
     agent = Agent(name="Assistant", instructions="Reply very concisely.")
 

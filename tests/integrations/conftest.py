@@ -70,7 +70,7 @@ def server_env(model: ResponsesServer, workdir: Path) -> dict[str, str]:
         OPENAI_BASE_URL=model.base_url,
         OPENAI_API_KEY="test",
         OPENAI_AGENTS_DISABLE_TRACING="1",  # traces would go to the real API
-        AGENTSESSION_DATABASE=str(workdir / "conversations.db"),
+        AGENTSESSION_DB=str(workdir / "conversations.db"),
         XDG_RUNTIME_DIR=str(workdir),  # gunicorn's control socket goes there
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
         PYTHONUNBUFFERED="1",

@@ -31,7 +31,7 @@ STATIC_URL = "static/"
 
 # Session memory: one SQLiteSessionMemory per process, built from these on first use.
 AGENTSESSION = {
-    "DATABASE": os.environ.get("AGENTSESSION_DATABASE", str(BASE_DIR / "conversations.db")),
+    "DATABASE": os.environ.get("AGENTSESSION_DB", str(BASE_DIR / "conversations.db")),
     "BUSY_TIMEOUT": 5.0,  # seconds a write waits for other writers (threads, processes)
     "SYNCHRONOUS": "FULL",  # or "NORMAL": faster, still safe if the process crashes
 }
