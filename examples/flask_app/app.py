@@ -28,9 +28,7 @@ from agentsession import Agent, RunConfig, Runner, SQLiteSessionMemory
 def create_app(database: str | None = None) -> Flask:
     """Build the app, with one memory on ``database`` (or ``$AGENTSESSION_DB``)."""
     app = Flask(__name__)
-    memory = SQLiteSessionMemory(
-        database or os.environ.get("AGENTSESSION_DB", "conversations.db")
-    )
+    memory = SQLiteSessionMemory(database or os.environ.get("AGENTSESSION_DB", "conversations.db"))
     agent = Agent(name="Assistant", instructions="Reply very concisely.")
 
     @app.post("/chat")
