@@ -3,18 +3,25 @@
 Each run is a new ``python`` process that times, from inside, the import of the system's
 module and then the first add (with its read) on a new database file, including schema
 creation. The interpreter's own start-up and the harness's small imports are not counted.
+
+With agentsession's store among the systems, W7 also times the command line's start, from
+outside and whole (interpreter included): ``agentsession --version`` and ``agentsession
+sessions`` on a small database, commands that run no model and so must not import the
+Agents SDK (target: under 0.3 s).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from ._core import Context, Result, rotate
+from ._core import Context, Result, Target, rotate
 from ._report import Table, bar_chart, stats_columns, stats_row, summarize
 
 MODULES = {
@@ -65,6 +72,64 @@ def cold_start(key: str, synchronous: str, root: Path) -> dict[str, float]:
             check=True,
         ).stdout
     return json.loads(output.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+#: The command line's start target, in seconds (a command that runs no model).
+CLI_TARGET = 0.3
+
+#: Commands timed from a fresh process: (what the table calls it, its arguments).
+CLI_COMMANDS = (("--version", ["--version"]), ("sessions", ["sessions"]))
+
+
+def cli_start(args: list[str], database: Path) -> float:
+    """Seconds for one fresh ``python -m agentsession ARGS --db`` process to finish."""
+    if args != ["--version"]:
+        args = [*args, "--db", str(database)]
+    env = {**os.environ, "NO_COLOR": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "agentsession", *args],
+        capture_output=True,
+        timeout=120,
+        check=True,
+        env=env,
+    )
+    return time.perf_counter() - start
+
+
+def _cli_table(ctx: Context, result: Result) -> None:
+    """Time the command line's start and add its table and target to ``result``."""
+    from agentsession import SQLiteStore
+
+    database = ctx.fresh_dir("w7-cli") / "sessions.db"
+    with SQLiteStore(database) as store:
+        store.add_messages("w7", [{"role": "user", "content": "hello"}])
+    samples: dict[str, list[float]] = {name: [] for name, _ in CLI_COMMANDS}
+    for _ in range(max(3, ctx.scale.w7_runs)):
+        for name, args in CLI_COMMANDS:
+            samples[name].append(cli_start(args, database))
+    table = Table("W7 command-line start (whole process)", stats_columns())
+    for name, values in samples.items():
+        table.rows.append(stats_row(f"agentsession {name}", "start to exit", summarize(values)))
+    result.tables.append(table)
+    for name, values in samples.items():
+        result.targets.append(
+            Target(
+                "W7",
+                f"agentsession {name} starts and exits in under {CLI_TARGET} s",
+                "agentsession CLI",
+                [round(statistics.median(values), 3)],
+                "<=",
+                CLI_TARGET,
+                why="commands that run no model import neither the Agents SDK nor "
+                "sqlite-utils (imported only to migrate a schema); what is left is the "
+                "interpreter, click and the SQLite store",
+                close="finding what the start imports with `python -X importtime -m "
+                "agentsession --version` and loading it on first use",
+                unit="s",
+            )
+        )
 
 
 def run(ctx: Context, charts: Path) -> Result:
@@ -120,4 +185,6 @@ def run(ctx: Context, charts: Path) -> Result:
     )
     if chart is not None:
         result.charts.append(chart)
+    if any(s.key == "store" for s in systems):
+        _cli_table(ctx, result)
     return result

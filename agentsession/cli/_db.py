@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 from urllib.parse import unquote, urlsplit
 
 import click
-import sqlite_utils
 
 from ..exceptions import MissingDependencyError, StoreError
 from ..protocol import Store
@@ -253,7 +252,7 @@ def _check_agentsession_db(path: Path) -> None:
     except sqlite3.Error as exc:
         raise click.ClickException(f"cannot open {path}: {exc}") from exc
     try:
-        names = sqlite_utils.Database(conn).table_names()
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError as exc:
         raise click.ClickException(
             f"{path} is not an agentsession database (not a SQLite file: {exc})"

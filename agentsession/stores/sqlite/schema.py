@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import filelock
-from sqlite_utils import Database
-from sqlite_utils.migrations import Migrations
 
 from ..._serialize import message_text
 from ...exceptions import SchemaError
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = (
     "FTS_STATE",
@@ -42,7 +45,39 @@ FTS_STATE = "agentsession_fts_state"
 #: Bumped with every migration added below.
 SCHEMA_VERSION = 3
 
-migrations = Migrations("agentsession")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Migrations:
+    """sqlite-utils' ``Migrations``, declared the same way, built only when applied.
+
+    Importing sqlite-utils (with numpy, when installed) takes a tenth of a second that
+    opening a database whose schema is current never needs, nor does a command-line
+    start; so migrations are registered here and handed to sqlite-utils in ``apply``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._registered: list[tuple[str | None, Callable[..., Any], bool]] = []
+
+    def __call__(self, *, name: str | None = None, transactional: bool = True) -> Callable[[F], F]:
+        def register(func: F) -> F:
+            self._registered.append((name, func, transactional))
+            return func
+
+        return register
+
+    def apply(self, db: Database, **options: Any) -> None:
+        """``Migrations.apply(db, **options)`` of sqlite-utils, with these migrations."""
+        from sqlite_utils.migrations import Migrations
+
+        real = Migrations(self.name)
+        for name, func, transactional in self._registered:
+            real(name=name, transactional=transactional)(func)
+        real.apply(db, **options)
+
+
+migrations = _Migrations("agentsession")
 
 
 @migrations(name="0001_sessions_and_messages")
@@ -161,6 +196,8 @@ def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
     # version stamp: a process killed part-way leaves the file as it was.
     conn.execute("BEGIN IMMEDIATE")
     try:
+        from sqlite_utils import Database  # only here: see _Migrations
+
         migrations.apply(Database(conn, execute_plugins=False))
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
