@@ -196,7 +196,13 @@ def test_offline_chat_remembers_across_restarts(spawn: Any, tmp_path: Path) -> N
     assert "Session 'other': new" in chat.line("/switch other")
     assert "no earlier messages" in chat.line("hello other")
     assert "Session 'trip': 6 messages" in chat.line("/switch trip")
-    assert "cleared session 'trip': 6 messages deleted" in chat.line("/clear")
+    chat.send("/clear\n")  # asks first, as 'agentsession clear' does
+    chat.expect(re.escape("Delete all 6 messages of session 'trip'? [y/N]"))
+    assert "(nothing deleted)" in chat.line("n")
+    assert "Session 'trip': 6 messages" in chat.line("/history")
+    chat.send("/clear\n")
+    chat.expect(re.escape("[y/N]"))
+    assert "cleared session 'trip': 6 messages deleted" in chat.line("y")
     chat.send("/exit\n")
     assert chat.wait() == 0
     assert stored(db, "trip") == []

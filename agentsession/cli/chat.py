@@ -50,7 +50,7 @@ HELP = """\
 Commands:
   /history     show this session's stored transcript
   /undo        drop the last turn (your last message and everything after it)
-  /clear       delete every message of this session
+  /clear       delete every message of this session (asks first)
   /sessions    list the sessions in this database
   /switch ID   continue session ID (a new one starts empty)
   /help        show this help
@@ -185,8 +185,21 @@ class Chat:
         click.echo(dim(f"(removed the last turn: {len(removed)} messages)"))
 
     def clear(self) -> None:
-        """Delete every message of the session."""
+        """Delete every message of the session, once the user says yes (as ``clear`` asks)."""
         count = self._count()
+        if not count:
+            click.echo(dim(f"(session {self.session_id!r} has no messages to clear)"))
+            return
+        try:
+            sure = click.confirm(
+                f"Delete all {count} messages of session {self.session_id!r}?", default=False
+            )
+        except click.Abort:  # Ctrl-C or Ctrl-D at the question
+            write("\n")
+            sure = False
+        if not sure:
+            click.echo(dim("(nothing deleted)"))
+            return
         self.store.clear_session(self.session_id)
         click.echo(dim(f"(cleared session {self.session_id!r}: {count} messages deleted)"))
 
