@@ -349,6 +349,22 @@ def test_an_unreachable_server_is_one_line_naming_it(url: str, command: tuple[st
 
 
 @pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (f"redis://:{PASSWORD}@127.0.0.1:1/0", "redis://:***@127.0.0.1:1/0"),
+        (f"redis://me:{PASSWORD}@127.0.0.1:1/0", "redis://me:***@127.0.0.1:1/0"),
+        (f"postgresql://me:{PASSWORD}@127.0.0.1:1/test", "postgresql://me:***@127.0.0.1:1/test"),
+    ],
+    ids=["redis", "redis-user", "postgres"],
+)
+def test_an_error_names_the_server_with_its_password_masked(url: str, shown: str) -> None:
+    """As docs/cli.md says: ``user:***@``, not the URL without its password."""
+    result = invoke("sessions", "--db", url)
+    assert result.exit_code == 1, result.output
+    assert shown in result.output and PASSWORD not in result.output
+
+
+@pytest.mark.parametrize(
     ("driver", "module", "url", "extra"),
     [
         ("psycopg", "postgres", "postgresql://postgres@127.0.0.1:5432/test", "postgres"),

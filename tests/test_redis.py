@@ -574,7 +574,7 @@ def test_imported_times_round_trip_exactly(
     store.export_jsonl(buffer)
     records = [json.loads(line) for line in buffer.getvalue().splitlines()]
     assert [records[0]["created_at"], records[0]["updated_at"]] == times[:2]
-    assert [record["created_at"] for record in records[1:]] == times[2:]
+    assert [record["created_at"] for record in records[1:-1]] == times[2:]
     assert client.zscore(f"{prefix}:sessions", "s") == times[1]  # the index's order too
 
 

@@ -108,7 +108,9 @@ def _masked(text: str, password: str | None = None) -> str:
 
 
 def _server_of(conninfo: str) -> tuple[str, str | None]:
-    """``(postgresql://user@host:port/dbname, password)`` of a libpq conninfo or URL.
+    """``(postgresql://user:***@host:port/dbname, password)`` of a libpq conninfo or URL.
+
+    The description names the user, and masks the password as ``***`` when there is one.
 
     Raises:
         ValueError: libpq cannot parse ``conninfo`` (the message masks passwords).
@@ -124,7 +126,7 @@ def _server_of(conninfo: str) -> tuple[str, str | None]:
     port = params.get("port") or os.environ.get("PGPORT") or "5432"
     dbname = params.get("dbname") or os.environ.get("PGDATABASE") or user or ""
     password = params.get("password")
-    at = f"{user}@" if user else ""
+    at = f"{user or ''}{':***' if password is not None else ''}@" if user or password else ""
     return f"postgresql://{at}{host}:{port}/{dbname}", None if password is None else str(password)
 
 

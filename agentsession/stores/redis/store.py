@@ -45,7 +45,8 @@ _REWIND_READ = 64
 
 
 def _describe(client: redis.Redis) -> str:
-    """Where ``client`` connects, for messages: host:port/db or a socket path, no password."""
+    """Where ``client`` connects, for messages: ``redis://user:***@host:port/db`` or a
+    socket path; a password is masked as ``***``."""
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
@@ -53,7 +54,9 @@ def _describe(client: redis.Redis) -> str:
         return f"unix://{kwargs['path']}?db={db}"
     if "host" not in kwargs and hasattr(pool, "service_name"):  # a Sentinel-managed pool
         return f"sentinel service {pool.service_name}/{db}"
-    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+    user, password = kwargs.get("username"), kwargs.get("password")
+    auth = f"{user or ''}{':***' if password else ''}@" if user or password else ""
+    return f"redis://{auth}{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
 
 
 class RedisStore(StoreBase):
