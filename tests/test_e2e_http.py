@@ -222,6 +222,37 @@ def test_the_specs_complete_example_runs_unchanged(model_server: Any, tmp_path: 
     assert (tmp_path / "conversation_history.db").exists()
 
 
+def _quickstart(cwd: Path, env: dict[str, str]) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stdout
+
+
+def test_the_quickstart_runs_as_a_script_without_a_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+    out = _quickstart(tmp_path, env)
+    assert "OPENAI_API_KEY is not set: the offline demo model answers" in out
+    assert 'you first asked "What city is the Golden Gate Bridge in?"' in out
+    assert 'and just before this, "What state is it in?"' in out  # the run_sync turn
+    assert (tmp_path / "conversations.db").exists()
+    again = _quickstart(tmp_path, env)  # a second run continues the same session
+    assert "6 earlier messages" in again
+
+
+def test_the_quickstart_talks_to_openai_with_a_key(model_server: Any, tmp_path: Path) -> None:
+    out = _quickstart(tmp_path, {**os.environ, "OPENAI_AGENTS_DISABLE_TRACING": "1"})
+    assert "offline" not in out
+    assert "Assistant: echo: What's the population? (seen 3 user messages)" in out
+
+
 QUICK_START = """
 from agentsession import Agent, Runner, RunConfig, SQLiteSessionMemory
 
