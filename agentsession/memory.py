@@ -252,10 +252,13 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
         ttl: delete sessions idle for longer than this (see ``SQLiteStore``).
+        shared_file: add agentsession's tables to a file holding another application's
+            (see ``SQLiteStore``); refused without it.
 
     Raises:
         TypeError, ValueError: bad arguments.
-        SchemaError: the file was written by a newer agentsession.
+        SchemaError: the file was written by a newer agentsession, or holds another
+            application's tables (without ``shared_file``).
         StoreError: the file cannot be opened as a database.
     """
 
@@ -270,9 +273,16 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
         ttl: timedelta | None = None,
+        shared_file: bool = False,
     ) -> None:
         super().__init__(
-            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous, ttl=ttl),
+            SQLiteStore(
+                path,
+                busy_timeout=busy_timeout,
+                synchronous=synchronous,
+                ttl=ttl,
+                shared_file=shared_file,
+            ),
             max_threads=max_threads,
             window=window,
         )

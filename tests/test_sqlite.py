@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from agentsession import (
     SchemaError,
@@ -22,6 +23,7 @@ from agentsession import (
     StoreBusy,
     StoreError,
 )
+from agentsession.cli import cli
 from agentsession.stores.sqlite.schema import SCHEMA_VERSION
 from tests.reliability._workers import join_anyio_threads
 
@@ -261,3 +263,35 @@ def test_ttl_deletes_idle_sessions_when_writers_come_by(tmp_path: Path) -> None:
         assert [s.session_id for s in store.list_sessions()] == ["new", "recent"]
     with pytest.raises(ValueError, match="ttl"):
         SQLiteStore(path, ttl=timedelta(0))
+
+
+def _tables(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return sorted(name for (name,) in conn.execute("SELECT name FROM sqlite_master"))
+    finally:
+        conn.close()
+
+
+def test_a_file_of_another_application_is_refused_unless_shared(tmp_path: Path) -> None:
+    """One rule for the library and the command line: a SQLite file that holds another
+    application's tables is not an agentsession database unless the caller says to share it."""
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaError, match=r"holds tables of another application \(users\)"):
+        SQLiteStore(path)
+    with pytest.raises(SchemaError, match="shared_file=True"):
+        SQLiteSessionMemory(path)
+    assert _tables(path) == ["users"]  # nothing was added
+    with SQLiteStore(path, shared_file=True) as store:
+        store.add_messages("s", [{"role": "user", "content": "hi"}])
+    assert "users" in _tables(path) and "agentsession_sessions" in _tables(path)
+    with SQLiteStore(path) as store:  # now it has agentsession's tables: opened as any
+        assert store.message_count("s") == 1
+    listed = CliRunner().invoke(cli, ["sessions", "--db", str(path)])
+    assert listed.exit_code == 0 and "s " in listed.output
+    with pytest.raises(TypeError, match="shared_file"):
+        SQLiteStore(tmp_path / "x.db", shared_file="yes")  # type: ignore[arg-type]

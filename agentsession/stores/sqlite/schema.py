@@ -185,11 +185,36 @@ def _check_not_newer(version: int, where: str) -> None:
         )
 
 
-def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
+def _refuse_a_file_of_another_application(conn: sqlite3.Connection, where: str) -> None:
+    """Refuse a database that holds tables, none of them agentsession's.
+
+    Raises:
+        SchemaError: naming a few of its tables and ``shared_file=True``.
+    """
+    names = sorted(
+        name
+        for (name,) in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        )
+        if not name.startswith("agentsession_") and name != "_sqlite_migrations"
+    )
+    if names:
+        listed = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise SchemaError(
+            f"{where} is not an agentsession database: it holds tables of another "
+            f"application ({listed}); agentsession adds its tables to such a file only "
+            "when told to share it: SQLiteStore(path, shared_file=True)"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, where: str, wal: bool, shared_file: bool) -> None:
     version = _user_version(conn)
     _check_not_newer(version, where)
     if version == SCHEMA_VERSION:
         return
+    if version == 0 and not shared_file:
+        _refuse_a_file_of_another_application(conn, where)
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
     # One transaction for every migration, sqlite-utils' own bookkeeping table and the
@@ -207,7 +232,9 @@ def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
         raise
 
 
-def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: float) -> None:
+def ensure_schema(
+    conn: sqlite3.Connection, database: Path | None, timeout: float, shared_file: bool = False
+) -> None:
     """Create or migrate the schema once, then return; a no-op when it is current.
 
     Args:
@@ -215,10 +242,13 @@ def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: floa
         database: the database file, or ``None`` for a private in-memory database
             (no other process can see it, so no lock is taken).
         timeout: seconds to wait for another process's set-up to finish.
+        shared_file: add agentsession's tables to a database that holds tables of
+            another application; refused without it.
 
     Raises:
-        SchemaError: the database was written by a newer schema version, or another
-            process held the set-up lock longer than ``timeout``.
+        SchemaError: the database was written by a newer schema version, holds another
+            application's tables and not agentsession's (without ``shared_file``), or
+            another process held the set-up lock longer than ``timeout``.
         sqlite3.Error: the driver failed (the caller maps it).
     """
     where = str(database) if database is not None else "the in-memory database"
@@ -227,12 +257,12 @@ def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: floa
     if version == SCHEMA_VERSION:
         return
     if database is None:
-        _migrate(conn, where, wal=False)
+        _migrate(conn, where, wal=False, shared_file=shared_file)
         return
     lock = filelock.FileLock(str(lock_path(database)), timeout=timeout, mode=0o600)
     try:
         with lock:
-            _migrate(conn, where, wal=True)
+            _migrate(conn, where, wal=True, shared_file=shared_file)
     except filelock.Timeout as exc:
         raise SchemaError(
             f"another process held the set-up lock {lock.lock_file} for more than "

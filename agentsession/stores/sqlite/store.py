@@ -128,12 +128,19 @@ class SQLiteStore(StoreBase):
         ttl: delete sessions idle for longer than this. Enforced by the writers: at
             most once per tenth of the TTL (at least once a minute) an ``add_messages``
             call, after its own commit, removes the idle sessions in short batches.
+        shared_file: let agentsession add its tables to a file that already holds
+            another application's tables. Without it such a file is refused (as the
+            command line refuses it), so a mistyped path cannot change another
+            program's database. A file that has agentsession's tables opens either way.
 
     Raises:
-        TypeError: ``path`` is not a string or path, or ``ttl`` not a ``timedelta``.
+        TypeError: ``path`` is not a string or path, ``ttl`` not a ``timedelta``, or
+            ``shared_file`` not a bool.
         ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
             ``ttl`` is not positive.
-        SchemaError: the file was written by a newer agentsession.
+        SchemaError: the file was written by a newer agentsession, or holds another
+            application's tables and none of agentsession's (without ``shared_file``);
+            nothing is added to it.
         StoreError: the file cannot be opened as a SQLite database (the message names
             the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
             older than 3.35.
@@ -146,8 +153,11 @@ class SQLiteStore(StoreBase):
         busy_timeout: float = 5.0,
         synchronous: str = "FULL",
         ttl: timedelta | None = None,
+        shared_file: bool = False,
     ) -> None:
         self._set_ttl(ttl)
+        if not isinstance(shared_file, bool):
+            raise TypeError(f"shared_file must be a bool, got {shared_file!r:.80}")
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
@@ -197,7 +207,7 @@ class SQLiteStore(StoreBase):
             self._create_private_file(self.path)
         try:
             with self._connection() as conn, self._mapped():
-                ensure_schema(conn, self.path, self.busy_timeout)
+                ensure_schema(conn, self.path, self.busy_timeout, shared_file)
         except BaseException:
             self.close()
             raise
