@@ -295,3 +295,24 @@ def test_a_file_of_another_application_is_refused_unless_shared(tmp_path: Path) 
     assert listed.exit_code == 0 and "s " in listed.output
     with pytest.raises(TypeError, match="shared_file"):
         SQLiteStore(tmp_path / "x.db", shared_file="yes")  # type: ignore[arg-type]
+
+
+def test_a_read_only_store_reads_and_refuses_every_write(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [{"role": "user", "content": "hello"}])
+    for side in tmp_path.glob("chat.db?*"):  # the lease and set-up lock files
+        side.unlink()
+    with SQLiteStore(path, read_only=True) as store:
+        assert store.get_messages("s") == [{"role": "user", "content": "hello"}]
+        assert [info.session_id for info in store.list_sessions()] == ["s"]
+        with pytest.raises(StoreError, match="readonly"):
+            store.add_messages("s", [{"role": "user", "content": "more"}])
+        with pytest.raises(StoreError, match="readonly"):
+            store.clear_session("s")
+    # SQLite's own WAL files come and go; no lease or set-up lock file was created
+    left = {p.name for p in tmp_path.iterdir()} - {"chat.db-wal", "chat.db-shm"}
+    assert left == {"chat.db"}
+    with pytest.raises(StoreError, match="no such file"):
+        SQLiteStore(tmp_path / "missing.db", read_only=True)
+    assert not (tmp_path / "missing.db").exists()

@@ -32,6 +32,7 @@ from ..exceptions import MissingDependencyError, StoreError
 from ..protocol import Store
 from ..stores.sqlite import SQLiteStore
 from ..stores.sqlite.schema import SESSIONS
+from ..stores.sqlite.store import read_only_uri
 
 if TYPE_CHECKING:
     from ..memory import StoreMemory
@@ -248,8 +249,8 @@ def _check_agentsession_db(path: Path) -> None:
         raise click.ClickException(f"{path} is a directory, not a database file")
     try:
         # Read-only, so that checking can never create or change the file.
-        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
+        conn = sqlite3.connect(read_only_uri(path.absolute()), uri=True)
+    except (sqlite3.Error, StoreError) as exc:
         raise click.ClickException(f"cannot open {path}: {exc}") from exc
     try:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
@@ -304,18 +305,28 @@ def _open_server_store(target: DatabaseUrl) -> CliStore:
         return RedisStore(target.url)
 
 
-def open_store(target: Database) -> CliStore:
+def _read_only_folder(path: Path) -> Path | None:
+    """The folder of ``path`` if the user cannot write to it (SQLite then cannot create
+    the files it keeps beside a database it changes), else ``None``."""
+    folder = path.absolute().parent
+    return None if os.access(folder, os.W_OK) else folder
+
+
+def open_store(target: Database, *, reading: bool = False) -> CliStore:
     """Open an existing database for an inspecting or history command.
 
     A file must already be an agentsession database: nothing is created. A server only
     has to answer (PostgreSQL gets agentsession's tables in schema ``public`` on first
-    use; Redis needs nothing).
+    use; Redis needs nothing). In a folder the user cannot write to, a command that only
+    reads (``reading``) opens the file read-only; one that would change it is refused,
+    saying so.
 
     Raises:
         click.ClickException: the file does not exist, is not an agentsession database,
-            or cannot be opened; the driver of the URL's engine is not installed (the
-            message has the ``pip install`` line); the server cannot be reached. The
-            message names the path or the URL (password masked).
+            or cannot be opened; it is in a read-only folder and the command changes it;
+            the driver of the URL's engine is not installed (the message has the
+            ``pip install`` line); the server cannot be reached. The message names the
+            path or the URL (password masked).
     """
     if isinstance(target, DatabaseUrl):
         return _open_server_store(target)
@@ -325,8 +336,15 @@ def open_store(target: Database) -> CliStore:
             "'agentsession demo' or 'agentsession chat' creates one, or pass --db)"
         )
     _check_agentsession_db(target)
+    folder = _read_only_folder(target)
+    if folder is not None and not reading:
+        raise click.ClickException(
+            f"{target} is in a folder you cannot write to ({folder}): changing it needs "
+            "write access there, for the files SQLite keeps beside it; reading works "
+            "(sessions, show, search, export)"
+        )
     try:
-        return SQLiteStore(target)
+        return SQLiteStore(target, read_only=folder is not None)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from exc
 
@@ -377,6 +395,13 @@ def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
     path = target
     if path.exists() and (path.is_dir() or path.stat().st_size > 0):
         _check_agentsession_db(path)
+        folder = _read_only_folder(path)
+        if folder is not None:
+            raise click.ClickException(
+                f"{path} is in a folder you cannot write to ({folder}): a chat needs "
+                "write access there, for the files SQLite keeps beside it; 'agentsession "
+                "sessions' and 'show' can read it"
+            )
     if create_folder and not path.parent.exists():
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -132,7 +132,7 @@ def search(
     query: str, db: str | None, session_id: str | None, limit: int, raw: bool, as_json: bool
 ) -> None:
     """Find messages containing every word of QUERY, best match first."""
-    with open_store(resolve_db(db)) as store, _caller_errors():
+    with open_store(resolve_db(db), reading=True) as store, _caller_errors():
         hits = store.search(query, session_id=session_id or None, limit=limit, raw=raw)
     if as_json:
         _echo_json(
@@ -167,7 +167,7 @@ def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
     One header line per session (its record and metadata) then one line per message;
     see docs/history.md. 'agentsession import' reads it back exactly.
     """
-    with open_store(resolve_db(db)) as store, _caller_errors():
+    with open_store(resolve_db(db), reading=True) as store, _caller_errors():
         total = len(session_ids) if session_ids else len(store.list_sessions())
         with _progress(total, "Exporting sessions") as bar:
             if output == "-":

@@ -107,7 +107,7 @@ def sessions(db: str | None, as_json: bool) -> None:
     active (local time). With --json, the same as a JSON list (times in UTC).
     """
     target = resolve_db(db)
-    with open_store(target) as store:
+    with open_store(target, reading=True) as store:
         infos = store.list_sessions()
     if as_json:
         click.echo(json.dumps([session_to_json(info) for info in infos], indent=2))
@@ -128,7 +128,7 @@ def show(session_id: str, db: str | None, as_json: bool) -> None:
     """
     session_id = _session_id(session_id)
     target = resolve_db(db)
-    with open_store(target) as store:
+    with open_store(target, reading=True) as store:
         _require_session(store, session_id, target)
         messages = store.get_messages(session_id)
     if as_json:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -187,3 +189,69 @@ def test_created_files_are_readable_by_their_owner_only_even_under_umask_000(
     shown = {k: oct(v) for k, v in created.items()}, {k: oct(v) for k, v in reopened.items()}
     assert created == expected, shown
     assert reopened == expected, shown
+
+
+#: Runs the command line as another user: everything is imported first (the interpreter
+#: may live where that user cannot read), then root drops to the user (modes do not stop
+#: root) and the command runs in this process.
+_AS_USER = """
+import os, sys
+import click._termui_impl, encodings.idna, json
+from agentsession.cli import cli
+uid = int(sys.argv[1])
+if os.geteuid() == 0:
+    os.setgid(uid)
+    os.setuid(uid)
+cli.main(sys.argv[2:], prog_name="agentsession")
+"""
+
+
+def _agentsession_as(uid: int, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line, ``args``, in a process of user ``uid``, with no colour."""
+    return subprocess.run(
+        [sys.executable, "-c", _AS_USER, str(uid), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
+def test_a_database_in_a_read_only_folder_is_read_and_the_folder_named(
+    shared_folder: tuple[Path, int],
+) -> None:
+    """A valid database in a folder its user cannot write to (SQLite cannot create its
+    journal files there).
+
+    Proves: the commands that only read it work (the file opened read-only); one that
+    would change it fails in one line saying the folder is read-only, not that the file
+    is no agentsession database; nothing beside the file is created, and it is unchanged.
+    """
+    folder, uid = shared_folder
+    mine = folder / "mine"
+    mine.mkdir()
+    path = mine / "chat.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [{"role": "user", "content": "kept in a read-only folder"}])
+    if os.geteuid() == 0:
+        os.chown(path, uid, uid)
+    mine.chmod(0o555)
+    before = sorted(mine.iterdir()), path.read_bytes()
+    try:
+        listed = _agentsession_as(uid, "sessions", "--db", str(path))
+        assert listed.returncode == 0, listed.stderr
+        assert "s " in listed.stdout
+        shown = _agentsession_as(uid, "show", "s", "--db", str(path))
+        assert shown.returncode == 0 and "kept in a read-only folder" in shown.stdout
+        exported = _agentsession_as(uid, "export", "--db", str(path))
+        assert exported.returncode == 0 and '"session_id":"s"' in exported.stdout
+        found = _agentsession_as(uid, "search", "kept", "--db", str(path))
+        assert found.returncode == 0, found.stderr
+        cleared = _agentsession_as(uid, "clear", "s", "--yes", "--db", str(path))
+        assert cleared.returncode == 1
+        assert "is in a folder you cannot write to" in cleared.stderr
+        assert "not an agentsession database" not in cleared.stderr
+        assert len(cleared.stderr.strip().splitlines()) == 1
+        assert (sorted(mine.iterdir()), path.read_bytes()) == before
+    finally:
+        mine.chmod(0o755)

@@ -29,6 +29,7 @@ __all__ = (
     "MESSAGES_FTS",
     "SCHEMA_VERSION",
     "SESSIONS",
+    "check_schema",
     "ensure_schema",
     "lock_path",
 )
@@ -230,6 +231,22 @@ def _migrate(conn: sqlite3.Connection, where: str, wal: bool, shared_file: bool)
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def check_schema(conn: sqlite3.Connection, where: str) -> None:
+    """For a read-only store: refuse a schema this version cannot read without a change.
+
+    Raises:
+        SchemaError: written by a newer version, or older than this one (migrating it
+            needs a store that may write).
+    """
+    version = _user_version(conn)
+    _check_not_newer(version, where)
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{where} has schema version {version}, not {SCHEMA_VERSION}: open it once "
+            "with write access to migrate it"
+        )
 
 
 def ensure_schema(

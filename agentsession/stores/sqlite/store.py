@@ -30,10 +30,10 @@ from . import fts, history, jsonl, retention
 from .base import session_key as _session_key
 from .lease import SQL_FUNCTION, FileLeases, Leases, MemoryLeases, TableLeases
 from .lease import ofd_locks_available as _ofd_locks_available
-from .schema import MESSAGES, SESSIONS, ensure_schema
+from .schema import MESSAGES, SESSIONS, check_schema, ensure_schema
 from .writer import Writer, writer_for
 
-__all__ = ("SQLiteStore",)
+__all__ = ("SQLiteStore", "read_only_uri")
 
 T = TypeVar("T")
 
@@ -100,6 +100,24 @@ class _Holder:
         self.conn = conn
 
 
+def read_only_uri(path: Path) -> str:
+    """The URI that opens the SQLite file ``path`` for reading only (an absolute path).
+
+    ``mode=ro``; and ``immutable=1`` when the folder cannot be written and no WAL was left
+    behind: SQLite could not create the shared-memory file a WAL reader needs, and the
+    file itself then holds every committed write.
+
+    Raises:
+        StoreError: there is no such file.
+    """
+    if not path.is_file():
+        raise StoreError(f"cannot open database {path} read-only: there is no such file")
+    uri = f"{path.as_uri()}?mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+    return uri
+
+
 class SQLiteStore(StoreBase):
     """Session messages in one SQLite database file, or in memory.
 
@@ -128,6 +146,11 @@ class SQLiteStore(StoreBase):
         ttl: delete sessions idle for longer than this. Enforced by the writers: at
             most once per tenth of the TTL (at least once a minute) an ``add_messages``
             call, after its own commit, removes the idle sessions in short batches.
+        read_only: open an existing file for reading only (SQLite's ``mode=ro``): every
+            write raises ``StoreError``, nothing is created beside the file, and
+            ``search`` finds what the full-text index held (it is not caught up). This
+            works in a folder the user cannot write to, where SQLite cannot create the
+            WAL's files: a file closed cleanly there is read as it is (``immutable``).
         shared_file: let agentsession add its tables to a file that already holds
             another application's tables. Without it such a file is refused (as the
             command line refuses it), so a mistyped path cannot change another
@@ -154,10 +177,12 @@ class SQLiteStore(StoreBase):
         synchronous: str = "FULL",
         ttl: timedelta | None = None,
         shared_file: bool = False,
+        read_only: bool = False,
     ) -> None:
         self._set_ttl(ttl)
-        if not isinstance(shared_file, bool):
-            raise TypeError(f"shared_file must be a bool, got {shared_file!r:.80}")
+        for flag, value in (("shared_file", shared_file), ("read_only", read_only)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be a bool, got {value!r:.80}")
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
@@ -180,6 +205,8 @@ class SQLiteStore(StoreBase):
         self.synchronous = synchronous.upper()
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
+        self.read_only = read_only and self.path is not None
+        self._uri = read_only_uri(self.path) if self.read_only and self.path else None
         self._closed = False
         self._pid = os.getpid()
         self._connections = _Connections()
@@ -190,7 +217,7 @@ class SQLiteStore(StoreBase):
         # write (fork gives the child fresh ones); a private one for ":memory:".
         self._memory_writer = Writer(self._where) if self.path is None else None
         self._leases: Leases
-        if self.path is None:
+        if self.path is None or self.read_only:  # nothing is created beside the file
             self._leases = MemoryLeases()
         elif _ofd_locks_available():
             self._leases = FileLeases(self.path, self._where)
@@ -203,11 +230,14 @@ class SQLiteStore(StoreBase):
         if self.path is None:
             self._shared = self._open()
             self._connections.add(self, self._shared)
-        else:
+        elif not self.read_only:
             self._create_private_file(self.path)
         try:
             with self._connection() as conn, self._mapped():
-                ensure_schema(conn, self.path, self.busy_timeout, shared_file)
+                if self.read_only:
+                    check_schema(conn, self._where)
+                else:
+                    ensure_schema(conn, self.path, self.busy_timeout, shared_file)
         except BaseException:
             self.close()
             raise
@@ -237,10 +267,11 @@ class SQLiteStore(StoreBase):
     def _open(self) -> sqlite3.Connection:
         try:
             conn = sqlite3.connect(
-                ":memory:" if self.path is None else str(self.path),
+                self._uri or (":memory:" if self.path is None else str(self.path)),
                 timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
+                uri=self._uri is not None,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open database {self._where}: {exc}") from exc
@@ -535,7 +566,8 @@ class SQLiteStore(StoreBase):
         raw: bool,
         highlight: tuple[str, str],
     ) -> list[tuple[str, int, str, str, float]]:
-        fts.catch_up(self._read, self._write)
+        if not self.read_only:
+            fts.catch_up(self._read, self._write)
         return self._read(
             lambda conn: history.search(conn, query, session_id, limit, raw, highlight)
         )
