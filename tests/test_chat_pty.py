@@ -262,3 +262,47 @@ def test_ctrl_c_mid_reply_stores_no_half_turn(
     assert user_texts(last) == ["hello", "again"]  # history from memory, no half turn
     assert last["model"] == "gpt-test" and last["stream"] is True
     assert len(stored(db, "s")) == 4
+
+
+_HOLD = """
+import sys
+from agentsession import SQLiteStore
+
+store = SQLiteStore(sys.argv[1])
+assert store.try_lock("trip", "another-run", 60)
+print("holding", flush=True)
+sys.stdin.readline()
+store.unlock("trip", "another-run")
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_turn_on_a_session_another_run_holds_says_it_waits(spawn: Any, tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    with SQLiteStore(db) as store:
+        store.add_messages("trip", [{"role": "user", "content": "earlier"}])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        chat = spawn("--db", str(db), "--session", "trip")
+        chat.expect(PROMPT)
+        chat.send("hello\n")
+        chat.expect(re.escape("(waiting for session 'trip', held by another run"))
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "released\n"
+        reply = chat.expect(PROMPT)
+        assert "Assistant: Offline demo model here" in reply and "1 earlier message" in reply
+        assert "waiting" not in chat.line("and now?")  # nobody holds it: no word of waiting
+        chat.send("/exit\n")
+        assert chat.wait() == 0
+    finally:
+        holder.kill()
+        holder.wait(10)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -62,6 +65,9 @@ INSTRUCTIONS = "You are a helpful assistant. Reply concisely."
 
 #: Seconds between the offline model's streamed words, so that replies visibly stream.
 OFFLINE_STREAM_DELAY = 0.01
+
+#: Seconds the lease taken to see whether another run holds the session would last.
+PROBE_LEASE = 5.0
 
 #: Seconds to wait for an interrupted run's task to wind down before the next prompt.
 WIND_DOWN_TIMEOUT = 10.0
@@ -138,6 +144,13 @@ class Chat:
         result = None
         outcome: Outcome
         try:
+            if await self._held_by_another_run():  # the run waits for it; say so meanwhile
+                click.echo(
+                    dim(
+                        f"(waiting for session {self.session_id!r}, held by another run: "
+                        "a chat replying, or one killed whose lease has not lapsed yet)"
+                    )
+                )
             result = Runner.run_streamed(self.agent, text, run_config=config)
             async for event in result.stream_events():
                 stream.event(event)
@@ -160,6 +173,15 @@ class Chat:
             if task is not None and not task.done():
                 await asyncio.wait([task], timeout=WIND_DOWN_TIMEOUT)
         return outcome
+
+    async def _held_by_another_run(self) -> bool:
+        """Whether another run holds the session's lease now (taken and given back at once
+        if not)."""
+        probe = f"{socket.gethostname()}:{os.getpid()}:chat-probe:{uuid.uuid4().hex}"
+        if await self.memory.try_lock(self.session_id, probe, PROBE_LEASE):
+            await self.memory.unlock(self.session_id, probe)
+            return False
+        return True
 
     # -- commands --------------------------------------------------------------------------
 
