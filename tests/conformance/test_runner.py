@@ -9,7 +9,7 @@ import agents
 import pytest
 from agents import InputGuardrail, InputGuardrailTripwireTriggered, SQLiteSession, handoff
 from agents.guardrail import GuardrailFunctionOutput
-from agents.testing import ScriptedModel, assistant_message, function_call
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
 from agentsession import Agent, RunConfig, Runner, function_tool
 from tests.conftest import RUNNER_METHODS, run_with
@@ -251,3 +251,19 @@ async def test_a_history_window_after_a_tool_turn_is_whole(memory: Any) -> None:
     sent = [item.get("type", "message") for item in model.last_call.input]
     assert sent == ["message", "message"]  # the answer, then the new input: nothing cut
     assert len(await memory.get_messages("w")) == 6  # windowing deleted nothing
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_a_failed_run_leaves_the_session_and_its_last_active_time_alone(
+    memory: Any, method: str
+) -> None:
+    await memory.add_messages("s", [{"role": "user", "content": "before"}])
+    info = getattr(memory, "session_info", None)  # a memory of the three methods has none
+    before = await info("s") if info else None
+    model = ScriptedModel([ModelStep.raise_error(RuntimeError("the model failed"))])
+    with pytest.raises(RuntimeError, match="the model failed"):
+        await run_with(
+            method, Agent(name="A", model=model), "q", RunConfig(memory=memory, session_id="s")
+        )
+    assert (await info("s") if info else None) == before  # "last active" did not move
+    assert await memory.get_messages("s") == [{"role": "user", "content": "before"}]
