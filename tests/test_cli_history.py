@@ -8,6 +8,10 @@ traceback, and exit non-zero on every error.
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -282,3 +286,35 @@ def test_import_counts_skipped_sessions_and_speaks_in_flags(db: Path, tmp_path: 
     past = run("fork", "trip", "copy", "--at", "99", "--db", str(db))
     assert past.exit_code == 1 and "--at 99 is past the end" in past.output
     assert "at=" not in past.output
+
+
+def test_the_import_bar_on_a_terminal_shows_sessions_not_bytes(db: Path, tmp_path: Path) -> None:
+    """On a terminal (a real pty as stderr) the bar shows the share of the file read and
+    the sessions imported so far, not raw byte counts."""
+    out = tmp_path / "dump.jsonl"
+    assert run("export", str(out), "--db", str(db)).exit_code == 0
+    size = out.stat().st_size
+    master, slave = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "agentsession", "import", str(out), "--create"]
+        + ["--db", str(tmp_path / "copy.db")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env={**os.environ, "NO_COLOR": "1", "TERM": "dumb"},
+    )
+    os.close(slave)
+    screen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert process.wait(30) == 0
+    text = screen.decode()
+    assert "Importing" in text and "100%" in text and "2 sessions" in text
+    assert f"/{size}" not in text and str(size) not in text

@@ -109,7 +109,10 @@ class _ImportProgress:
             self._bar.update(size)
 
     def update(self, sessions: int) -> None:
+        """``sessions`` more sessions were imported or skipped (the store's callback)."""
         self.sessions += sessions
+        if self._bar is not None:
+            self._bar.render_progress()  # show the count now, not at the next line read
 
 
 def _echo_json(data: Any) -> None:
