@@ -105,7 +105,7 @@ async def test_two_runs_on_one_session_take_turns(
     from agentsession._run_guard import RunGuard
 
     refused = asyncio.Event()
-    try_lock = RunGuard._try_lock
+    try_lock = RunGuard._take
 
     async def spying_try_lock(self: RunGuard) -> bool:
         taken = await try_lock(self)
@@ -113,7 +113,7 @@ async def test_two_runs_on_one_session_take_turns(
             refused.set()
         return taken
 
-    monkeypatch.setattr(RunGuard, "_try_lock", spying_try_lock)
+    monkeypatch.setattr(RunGuard, "_take", spying_try_lock)
     model = _GatedModel()
     agent = Agent(name="A", model=model)
     config = RunConfig(memory=memory, session_id="shared")
@@ -220,6 +220,15 @@ async def test_a_run_writes_its_items_in_one_add_when_it_ends(
         await add_messages(session_id, messages)
 
     monkeypatch.setattr(memory, "add_messages", counting_add)
+    if hasattr(memory, "write_and_unlock"):  # a RunMemory writes a run's items with this
+        write_and_unlock = memory.write_and_unlock
+
+        async def counting_write(session_id: str, owner: str, messages: Any) -> None:
+            if messages:
+                adds.append(list(messages))
+            await write_and_unlock(session_id, owner, messages)
+
+        monkeypatch.setattr(memory, "write_and_unlock", counting_write)
     model = ScriptedModel(
         [[function_call("lookup", {"key": "k"}, call_id="c1")], [assistant_message("done")]]
     )
