@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ("decode_messages", "encode_messages", "message_text")
+__all__ = ("EncodedMessages", "decode_messages", "encode_messages", "message_text")
 
 logger = logging.getLogger("agentsession")
 
@@ -92,6 +92,40 @@ def _find_bad_value(value: Any, depth: int = 0) -> Any:
     if value is None or isinstance(value, (str, int, float, bool)):
         return None
     return value
+
+
+class EncodedMessages(list):  # type: ignore[type-arg]
+    """Messages together with their JSON texts (``texts``, one per message, in order),
+    as ``encode_messages`` made them: a store writes the texts as they are instead of
+    checking and encoding the messages again. Whoever changes the list keeps ``texts``
+    in step (the bound session, which holds a run's items in one)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def add(self, messages: Sequence[Any]) -> list[dict[str, Any]]:
+        """Encode ``messages`` (as ``encode_messages``) and append private copies of
+        them, decoded from their texts; return the copies.
+
+        Raises:
+            TypeError: as ``encode_messages``; nothing is appended.
+        """
+        texts = encode_messages(messages)
+        copies = [json.loads(text) for text in texts]
+        self.extend(copies)
+        self.texts.extend(texts)
+        return copies
+
+    def pop(self, index: Any = -1) -> Any:
+        self.texts.pop(index)
+        return super().pop(index)
+
+    def clear(self) -> None:
+        self.texts.clear()
+        super().clear()
 
 
 def encode_messages(messages: Sequence[Any]) -> list[str]:

@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
-from ._serialize import encode_messages
+from ._serialize import EncodedMessages, encode_messages
 from ._validate import check_limit, check_session_id
 from .window import HistoryWindow
 
@@ -103,7 +103,7 @@ class MemorySession:
         self._takes_limit = "limit" in parameters
         # agentsession's memories choose between tool-safe windows and exact tails.
         self._takes_tool_safe = "tool_safe" in parameters
-        self._pending: list[dict[str, Any]] | None = None
+        self._pending: EncodedMessages | None = None
         #: A read made for this run ahead of the SDK's first ``get_items`` (``prefetch``):
         #: ``((limit, tool_safe), messages)``, used once.
         self._prefetched: tuple[tuple[int | None, bool], list[dict[str, Any]]] | None = None
@@ -115,7 +115,7 @@ class MemorySession:
 
     def begin_run(self) -> None:
         """Hold what is added from now on until ``end_run`` (the runner's guard calls it)."""
-        self._pending = []
+        self._pending = EncodedMessages()
 
     @property
     def pending(self) -> int:
@@ -123,7 +123,8 @@ class MemorySession:
         return len(self._pending or ())
 
     def take_run(self, *, commit: bool) -> list[dict[str, Any]]:
-        """Stop holding; return the held items to write (none if not ``commit``)."""
+        """Stop holding; return the held items to write (none if not ``commit``), with
+        their JSON texts, so the store does not encode them again."""
         pending, self._pending = self._pending, None
         self._prefetched = None
         return pending if commit and pending else []
@@ -246,10 +247,11 @@ class MemorySession:
             TypeError: an item is not JSON-ready; nothing of this call is stored.
             StoreError: the backend failed.
         """
-        copies = [json.loads(text) for text in encode_messages(items)]
         if self._pending is not None:
-            self._pending.extend(copies)
-        elif copies:
+            self._pending.add(items)
+            return
+        copies = [json.loads(text) for text in encode_messages(items)]
+        if copies:
             await self.memory.add_messages(self.session_id, copies)
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -261,7 +263,7 @@ class MemorySession:
             StoreError: the backend failed.
         """
         if self._pending:
-            return self._pending.pop()  # type: ignore[return-value]
+            return cast("TResponseInputItem", self._pending.pop())
         pop = getattr(self.memory, "pop_message", None)
         if pop is None:
             raise NotImplementedError(

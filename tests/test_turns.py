@@ -284,3 +284,26 @@ async def test_a_run_ending_with_pending_approvals_keeps_what_the_sdk_saved(
     assert ours == await sdk_session.get_items()
     assert ours  # the question, at least, was kept
     sdk_session.close()
+
+
+async def test_a_runs_items_are_checked_and_encoded_once(
+    store_memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentsession.stores.base as store_base
+
+    encoded: list[int] = []
+    encode = store_base.encode_messages
+
+    def counting(messages: Any) -> list[str]:
+        encoded.append(len(messages))
+        return encode(messages)
+
+    monkeypatch.setattr(store_base, "encode_messages", counting)
+    agent = Agent(name="A", model=ScriptedModel([[assistant_message("done")]]))
+    await Runner.run(agent, "go", run_config=RunConfig(memory=store_memory, session_id="s"))
+    # The bound session encoded them when the SDK added them; the store wrote those texts.
+    assert encoded == []
+    assert await history_of(store_memory, "s") == [
+        "go",
+        [{"annotations": [], "text": "done", "type": "output_text", "logprobs": []}],
+    ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from .._serialize import decode_messages, encode_messages
+from .._serialize import EncodedMessages, decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
 from ..exceptions import NotSupportedError
 from ..protocol import SearchHit, SessionInfo, SessionPage
@@ -293,6 +293,8 @@ def check_messages(messages: Any) -> tuple[list[Any], list[str]]:
             "messages must be a list (or another iterable) of JSON objects, not "
             f"{type(messages).__name__}: {messages!r:.80}"
         )
+    if type(messages) is EncodedMessages:  # encoded and checked already (a run's items)
+        return messages, messages.texts
     items = messages if isinstance(messages, list) else list(messages)
     return items, encode_messages(items)
 
