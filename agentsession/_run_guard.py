@@ -90,6 +90,19 @@ class _LocalLeases:
 
 _local_leases = _LocalLeases()
 
+#: ``(LeasingMemory, RunMemory)`` of each memory class seen: an ``isinstance`` check
+#: against a runtime protocol costs tens of microseconds, too much for every run.
+_kinds: dict[type, tuple[bool, bool]] = {}
+
+
+def _kind(memory: object) -> tuple[bool, bool]:
+    """Whether ``memory`` is a ``LeasingMemory``, and a ``RunMemory`` (per class)."""
+    cls = type(memory)
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = _kinds[cls] = (isinstance(memory, LeasingMemory), isinstance(memory, RunMemory))
+    return kind
+
 
 class RunGuard:
     """Holds a session for one run; see the module docstring.
@@ -125,8 +138,7 @@ class RunGuard:
         self.lock_timeout = lock_timeout
         self.session_settings = session_settings
         self.owner = f"{_PROCESS}{next(_runs)}"
-        self._leasing = isinstance(memory, LeasingMemory)
-        self._combined = isinstance(memory, RunMemory)
+        self._leasing, self._combined = _kind(memory)
         self._locked = False
         self._renewal: asyncio.Task[None] | None = None
 
