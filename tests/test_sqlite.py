@@ -306,10 +306,12 @@ def test_a_read_only_store_reads_and_refuses_every_write(tmp_path: Path) -> None
     with SQLiteStore(path, read_only=True) as store:
         assert store.get_messages("s") == [{"role": "user", "content": "hello"}]
         assert [info.session_id for info in store.list_sessions()] == ["s"]
-        with pytest.raises(StoreError, match="readonly"):
+        with pytest.raises(StoreError, match="is open read-only"):
             store.add_messages("s", [{"role": "user", "content": "more"}])
-        with pytest.raises(StoreError, match="readonly"):
+        with pytest.raises(StoreError, match="is open read-only"):
             store.clear_session("s")
+        with pytest.raises(StoreError, match="is open read-only"):
+            store.vacuum()
     # SQLite's own WAL files come and go; no lease or set-up lock file was created
     left = {p.name for p in tmp_path.iterdir()} - {"chat.db-wal", "chat.db-shm"}
     assert left == {"chat.db"}

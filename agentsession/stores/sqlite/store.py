@@ -385,6 +385,8 @@ class SQLiteStore(StoreBase):
     def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:
             raise StoreClosed(f"{self!r} is closed")
+        if self.read_only:
+            raise StoreError(f"database {self._where} is open read-only: it cannot be written")
         with self._mapped():
             return self._writer().write(
                 work,
@@ -642,6 +644,8 @@ class SQLiteStore(StoreBase):
             if self._closed:
                 raise StoreClosed(f"{self!r} is closed")
             return
+        if self.read_only:
+            raise StoreError(f"database {self._where} is open read-only: it cannot be written")
         fts.catch_up(self._read, self._write)
         # This process's writers wait, as for _write, while VACUUM runs without a
         # transaction of ours.
