@@ -68,14 +68,17 @@ class _Migrations:
 
         return register
 
-    def apply(self, db: Database, **options: Any) -> None:
-        """``Migrations.apply(db, **options)`` of sqlite-utils, with these migrations."""
+    def __getattr__(self, name: str) -> Any:
+        """Anything else of sqlite-utils' ``Migrations`` (``apply``, ``pending``...), on
+        one holding these migrations."""
+        if name.startswith("_"):  # never for private names (copy, pickle, __init__)
+            raise AttributeError(name)
         from sqlite_utils.migrations import Migrations
 
         real = Migrations(self.name)
-        for name, func, transactional in self._registered:
-            real(name=name, transactional=transactional)(func)
-        real.apply(db, **options)
+        for migration, func, transactional in self._registered:
+            real(name=migration, transactional=transactional)(func)
+        return getattr(real, name)
 
 
 migrations = _Migrations("agentsession")
