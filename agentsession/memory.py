@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from psycopg_pool import ConnectionPool
     from redis import Redis
+    from redis.cluster import RedisCluster
 
     from ._sdk import SessionSettings
     from .stores.postgres import PostgresStore
@@ -341,14 +342,17 @@ class PostgresSessionMemory(StoreMemory):
 
 
 class RedisSessionMemory(StoreMemory):
-    """Session memory in Redis: ``("redis://localhost:6379/0")``; keys are Cluster-ready.
+    """Session memory in Redis: ``("redis://localhost:6379/0")``, or a Redis Cluster
+    (``"redis://node:7000/?cluster=true"``).
 
     Needs the ``redis`` extra (``pip install 'agentsession[redis]'``). See ``RedisStore``
     for the key layout, the TTL and the features Redis does not offer.
 
     Args:
-        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL, or a ``redis.Redis``
-            client of your own (``close()`` then leaves it open).
+        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL (``?cluster=true``
+            for a Redis Cluster), or a ``redis.Redis`` or
+            ``redis.cluster.RedisCluster`` client of your own (``close()`` then leaves
+            it open).
         prefix: the start of every key agentsession writes (no braces).
         ttl: each session expires this long after its last write (Redis expiry).
         max_threads: how many store calls may run at once (worker threads).
@@ -364,7 +368,7 @@ class RedisSessionMemory(StoreMemory):
 
     def __init__(
         self,
-        url: str | Redis,
+        url: str | Redis | RedisCluster,
         *,
         prefix: str = "agentsession",
         ttl: timedelta | None = None,
