@@ -4,8 +4,8 @@
 ``AGENTSESSION_TEST_REDIS_CLUSTER`` override the defaults (the local servers at
 127.0.0.1, the Redis Cluster's nodes on ports 7000-7002). A server that does not
 answer is started with ``.ci/services`` (which starts what this machine has installed);
-if it still does not answer, the test fails where ``AGENTSESSION_REQUIRE_SERVICES`` is set (as in CI) and is
-skipped, with the reason, elsewhere.
+if it still does not answer, the test fails where ``AGENTSESSION_REQUIRE_SERVICES`` is
+set (as in CI) and is skipped, with the reason, elsewhere.
 
 Each test gets its own PostgreSQL schema and its own Redis key prefix, both removed
 afterwards, so tests (and test runs) never see each other's sessions.
