@@ -73,7 +73,10 @@ def _node_of(client: RedisCluster, prefix: str, session_id: str) -> str:
 
 def test_the_cluster_parameter_of_a_url_picks_the_client() -> None:
     assert cluster_url("redis://h:7000/?cluster=true") == ("redis://h:7000/", True)
-    assert cluster_url("redis://h:7000/0?Cluster=1") == ("redis://h:7000/0?Cluster=1", False)
+    assert cluster_url("redis://h:7000/0?Cluster=1") == (
+        "redis://h:7000/0?Cluster=1",
+        False,
+    )
     assert cluster_url("redis://h:7000/0?cluster=no&client_name=x") == (
         "redis://h:7000/0?client_name=x",
         False,
@@ -224,7 +227,9 @@ def _wait_stable(url: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
+@pytest.mark.skipif(
+    shutil.which("redis-cli") is None, reason="redis-cli is not installed"
+)
 def test_resharding_while_writers_run_loses_no_add(
     url: str, make: Callable[..., RedisStore], prefix: str
 ) -> None:
@@ -240,17 +245,21 @@ def test_resharding_while_writers_run_loses_no_add(
     source = _slot_owner(client, 0)
     target = next(node for node in client.get_primaries() if node.name != source.name)
     moved = 32
-    # Sessions whose slot is among the first ``moved`` slots of the source node.
-    first = min(
+    # Sessions in the first ``moved`` slots of the source node: the slots redis-cli moves.
+    owned = [
         slot for slot in range(16384) if _slot_owner(client, slot).name == source.name
-    )
+    ]
+    moving = set(owned[:moved])
     ids: list[str] = []
     n = 0
     while len(ids) < 4:
         session_id = f"w{n}"
         n += 1
-        if first <= key_slot(session_keys(prefix, session_id)[0].encode()) < first + moved:
+        if key_slot(session_keys(prefix, session_id)[0].encode()) in moving:
             ids.append(session_id)
+    slots = [
+        key_slot(session_keys(prefix, session_id)[0].encode()) for session_id in ids
+    ]
 
     done = threading.Event()
     returned: dict[str, list[str]] = {session_id: [] for session_id in ids}
@@ -273,9 +282,10 @@ def test_resharding_while_writers_run_loses_no_add(
         thread.start()
     try:
         _reshard(source, target, moved)
-        assert _owner_id(source, first) == _node_id(target)
+        assert {_owner_id(source, slot) for slot in slots} == {_node_id(target)}
         assert store.try_lock(ids[0], "me", 5.0)  # the lease, on the node it moved to
         store.unlock(ids[0], "me")
+        _wait_stable(url)  # every node knows the new owners before they move back
         _reshard(target, source, moved)
     finally:
         done.set()
