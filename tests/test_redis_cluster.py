@@ -227,9 +227,7 @@ def _wait_stable(url: str) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.skipif(
-    shutil.which("redis-cli") is None, reason="redis-cli is not installed"
-)
+@pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli is not installed")
 def test_resharding_while_writers_run_loses_no_add(
     url: str, make: Callable[..., RedisStore], prefix: str
 ) -> None:
@@ -246,9 +244,7 @@ def test_resharding_while_writers_run_loses_no_add(
     target = next(node for node in client.get_primaries() if node.name != source.name)
     moved = 32
     # Sessions in the first ``moved`` slots of the source node: the slots redis-cli moves.
-    owned = [
-        slot for slot in range(16384) if _slot_owner(client, slot).name == source.name
-    ]
+    owned = [slot for slot in range(16384) if _slot_owner(client, slot).name == source.name]
     moving = set(owned[:moved])
     ids: list[str] = []
     n = 0
@@ -257,9 +253,7 @@ def test_resharding_while_writers_run_loses_no_add(
         n += 1
         if key_slot(session_keys(prefix, session_id)[0].encode()) in moving:
             ids.append(session_id)
-    slots = [
-        key_slot(session_keys(prefix, session_id)[0].encode()) for session_id in ids
-    ]
+    slots = [key_slot(session_keys(prefix, session_id)[0].encode()) for session_id in ids]
 
     done = threading.Event()
     returned: dict[str, list[str]] = {session_id: [] for session_id in ids}
