@@ -75,6 +75,11 @@ def _check_seen(model: ScriptedModel, turn: str) -> None:
 
 
 def make_memory(engine: str, target: str, namespace: str) -> StoreMemory:
+    """A memory on ``target``: a SQLite file path, a PostgreSQL DSN or a Redis URL."""
+    if engine == "sqlite":
+        from agentsession import SQLiteSessionMemory
+
+        return SQLiteSessionMemory(target)
     if engine == "postgres":
         from agentsession import PostgresSessionMemory
 
@@ -143,3 +148,27 @@ def app_server(
         asyncio.run(main())
     memory.close()
     conn.send(("done", {"errors": errors, "seconds": time.perf_counter() - began}))
+
+
+@_reporting
+def lease_holder(conn: Connection, engine: str, target: str, namespace: str, session: str) -> None:
+    """Starts a run on ``session`` whose tool never returns, so the run holds the
+    session's lease (renewing it) until the process is killed.
+
+    Sends ``("holding",)`` from inside the tool: the lease is held then, and the run has
+    already been sent the user message it will never store.
+    """
+    memory = make_memory(engine, target, namespace)
+
+    @function_tool
+    def hang(key: str) -> str:
+        """Never returns."""
+        conn.send(("holding",))
+        time.sleep(3600)
+        return key
+
+    model = ScriptedModel(
+        [[function_call("hang", {"key": "k"}, call_id="call-hang")], [assistant_message("x")]]
+    )
+    agent = Agent(name="A", model=model, tools=[hang])
+    Runner.run_sync(agent, "killed turn", run_config=RunConfig(memory=memory, session_id=session))
