@@ -3,8 +3,8 @@
 On every engine the next run on that session gets the lease within a short documented
 bound (``docs/RELIABILITY.md``, "Killed lease holders"): at once on SQLite (an OFD lock
 the kernel drops with the process) and PostgreSQL (an advisory lock the server drops
-with the connection), within ``LEASE_SECONDS`` on Redis (a key that expires unless
-renewed, ``_run_guard.LEASE_SECONDS``). The killed run stored nothing: no half turn is left behind.
+with the connection), within ``_run_guard.LEASE_SECONDS`` on Redis (a key that expires
+unless renewed). The killed run stored nothing: no half turn is left behind.
 """
 
 from __future__ import annotations
