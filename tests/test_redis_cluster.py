@@ -300,3 +300,29 @@ def _owner_id(node: Any, slot: int) -> str:
             if start <= slot <= end:
                 return str(owner[2].decode())
     raise AssertionError(f"no node owns slot {slot}")
+
+
+def test_an_add_whose_reply_is_lost_is_not_sent_again(
+    make: Callable[..., RedisStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server ran the add, then the connection broke before its reply: the store
+    raises ``StoreError`` and stores the turn once (a retry would store it twice)."""
+    store = make()
+    store.add_messages("s", [user("warm")])  # the script is loaded, the node known
+    real = redis.connection.Connection.read_response
+    broken: list[object] = []
+
+    def lose_reply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reply = real(self, *args, **kwargs)
+        if not broken:
+            broken.append(self)
+            self.disconnect()
+            raise redis.exceptions.ConnectionError("the connection broke before the reply")
+        return reply
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", lose_reply)
+    with pytest.raises(StoreError, match="the connection broke") as caught:
+        store.add_messages("s", [user("once")])
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    monkeypatch.undo()
+    assert store.get_messages("s") == [user("warm"), user("once")]

@@ -42,11 +42,15 @@ from . import scripts as lua
 
 if TYPE_CHECKING:
     import redis
+    from redis.backoff import NoBackoff
     from redis.cluster import RedisCluster
     from redis.commands.core import Script
+    from redis.retry import Retry
 else:
     redis = require("redis", "redis", "RedisStore")
+    from redis.backoff import NoBackoff
     from redis.cluster import RedisCluster
+    from redis.retry import Retry
 
 #: A client the store works with: one server (or a Sentinel-managed primary), or a Cluster.
 Client: TypeAlias = "redis.Redis | RedisCluster"
@@ -138,6 +142,13 @@ def client_from_url(url: str) -> Client:
     """A client for ``url``, closed with the client: on a ``LeanPool`` of its own, or
     (``?cluster=true``) a ``RedisCluster`` that finds the other nodes from this one.
 
+    Neither sends a command again after a connection error (the single-server pool's
+    default; the Cluster client's own default would, up to ten times): the command may
+    have run before its reply was lost, and an add run twice would store its turn
+    twice. The error is raised as ``StoreError``; the next call uses a fresh connection
+    (and, on a Cluster, the refreshed slot map). MOVED, ASK and TRYAGAIN replies are
+    redirections, not errors: the Cluster client follows them.
+
     Raises:
         ValueError: ``url`` is not a Redis URL (redis-py's message), or its ``cluster``
             parameter is not true or false.
@@ -145,7 +156,7 @@ def client_from_url(url: str) -> Client:
     """
     url, cluster = cluster_url(url)
     if cluster:
-        return RedisCluster.from_url(url)
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0))
     client = redis.Redis(connection_pool=LeanPool.from_url(url))
     client.auto_close_connection_pool = True
     return client
