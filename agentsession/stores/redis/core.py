@@ -66,6 +66,7 @@ __all__ = (
     "Scripts",
     "chunks",
     "client_from_url",
+    "cluster_url",
     "escape_id",
     "session_keys",
     "split_item",
