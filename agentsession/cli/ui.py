@@ -15,7 +15,7 @@ from .inspecting import db_option
 __all__ = ("ui",)
 
 #: What the ``ui`` extra brings, by module name.
-UI_MODULES = ("starlette", "jinja2", "uvicorn", "multipart")
+UI_MODULES = ("starlette", "jinja2", "uvicorn", "python_multipart")
 
 
 @click.command()
