@@ -336,36 +336,33 @@ def test_without_the_extra_the_command_says_what_to_install(
     ]
 
 
+@pytest.mark.parametrize("open_browser", [True, False], ids=["browser", "no-browser"])
 def test_the_command_serves_prints_the_address_and_stops_on_ctrl_c(
-    sqlite_store: Any, tmp_path: Path
+    sqlite_store: Any, tmp_path: Path, open_browser: bool
 ) -> None:
     from tests.ui_support import Ui
 
+    # A "browser" that prints the address it was asked to open on the shared stdout.
+    browser = tmp_path / "browser.py"
+    browser.write_text("import sys\nprint('opened', sys.argv[1], flush=True)\n")
     db = tmp_path / "sessions.db"
+    command = [sys.executable, "-m", "agentsession", "ui", "--db", str(db), "--port", "0"]
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "agentsession",
-            "ui",
-            "--db",
-            str(db),
-            "--port",
-            "0",
-            "--no-browser",
-        ],
+        command + ([] if open_browser else ["--no-browser"]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "BROWSER": "false"},
+        env={**os.environ, "BROWSER": f"{sys.executable} {browser} %s"},
     )
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/\?token=(\S+)", line)
+        found = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=(\S+))", line)
         assert found, line
         assert "read-only" in line
-        port, token = int(found.group(1)), found.group(2)
+        url, port, token = found.group(1), int(found.group(2)), found.group(3)
+        if open_browser:
+            assert process.stdout.readline().split() == ["opened", url]
         ui = Ui(f"http://127.0.0.1:{port}/", port, _settings(port, token))
         status, _, body = ui.request("GET", "/")
         assert status == 200 and ">weather<" in body
