@@ -82,6 +82,15 @@ def test_the_token_sets_a_cookie_and_leaves_the_address(sqlite_store: Any) -> No
         assert status == 200 and "get_weather" in body
 
 
+def test_the_token_redirect_never_leaves_the_server(sqlite_store: Any) -> None:
+    with running_ui(sqlite_store) as ui:
+        status, headers, _ = ui.request(
+            "GET", f"//evil.example/x?q=&token={ui.settings.token}", cookie=False
+        )
+    assert status == 303
+    assert headers["location"] == "/evil.example/x?q="
+
+
 @pytest.mark.parametrize(
     "host", ["evil.example", "evil.example:{port}", "127.0.0.1:1", "", "localhost.evil:{port}"]
 )
@@ -373,6 +382,22 @@ def test_the_command_serves_prints_the_address_and_stops_on_ctrl_c(
         process.kill()
     assert process.returncode == 0, err
     assert out.strip() == "agentsession ui stopped." and "Traceback" not in err
+
+
+def test_a_host_other_than_loopback_is_warned_about(
+    sqlite_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agentsession.ui import server
+
+    served: list[Any] = []
+    monkeypatch.setattr(server, "serve", lambda app, sock, open_url: served.append(open_url))
+    db = str(tmp_path / "sessions.db")
+    result = CliRunner().invoke(cli, ["ui", "--db", db, "--host", "0.0.0.0", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "Warning: --host 0.0.0.0 is reachable from other machines" in result.stderr
+    assert served and served[0].startswith("http://127.0.0.1:")
+    result = CliRunner().invoke(cli, ["ui", "--db", db, "--port", "0", "--no-browser"])
+    assert result.exit_code == 0 and result.stderr == "" and served[1] is None
 
 
 def _settings(port: int, token: str) -> Any:

@@ -43,7 +43,8 @@ TRANSCRIPT_PAGE = 200
 #: Search hits shown.
 SEARCH_LIMIT = 50
 
-#: Put around matched words by the store, then cut out again (never in stored text).
+#: Put around matched words by the store, then cut out again: private-use characters,
+#: which text hardly holds (a stray one changes the highlighting only, never escaping).
 _MARKS = ("\ue000", "\ue001")
 
 

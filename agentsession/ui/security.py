@@ -19,7 +19,7 @@ import ipaddress
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
@@ -144,12 +144,9 @@ class Guard:
         if given is not None:
             if not _same(given, self.token):
                 return PlainTextResponse("Forbidden: wrong token.", 403)
-            rest = [
-                (k, v)
-                for k, v in parse_qsl(scope.get("query_string", b"").decode())
-                if k != "token"
-            ]
-            target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+            rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+            # One leading slash: "//host/..." would send the browser to another site.
+            target = "/" + request.url.path.lstrip("/") + (f"?{urlencode(rest)}" if rest else "")
             redirect = RedirectResponse(target, 303)
             redirect.set_cookie(self.cookie, self.token, httponly=True, samesite="strict")
             return redirect
