@@ -3,11 +3,13 @@
 Needs the ``postgres`` extra; importing this package without it raises
 ``MissingDependencyError`` with the ``pip install`` command. Modules: ``store``
 (the pool, transactions, the per-session writes), ``base`` (value conversions shared by
-the modules), ``history``, ``retention``, ``jsonl`` and ``schema``.
+the modules), ``keys`` (the key table of encryption at rest), ``history``,
+``retention``, ``jsonl`` and ``schema``.
 """
 
 from __future__ import annotations
 
+from .keys import PostgresKeyTable
 from .store import PostgresStore
 
-__all__ = ("PostgresStore",)
+__all__ = ("PostgresKeyTable", "PostgresStore")
