@@ -258,6 +258,11 @@ class Store(Protocol):
         return how many."""
         ...
 
+    @property
+    def key_store(self) -> KeyStore | None:
+        """Where an encrypted store keeps its wrapped data keys (``None``: not encrypted)."""
+        ...
+
     def rotate_keys(
         self, *, batch: int = 500, progress: Callable[[int], None] | None = None
     ) -> int:

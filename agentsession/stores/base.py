@@ -503,6 +503,11 @@ class StoreBase(JsonlMixin):
         self.encryption = encryption
         self._encrypted = hooks
 
+    @property
+    def key_store(self) -> KeyStore | None:
+        """Where the wrapped data keys are (``None``: the store is not encrypted)."""
+        return None if self._encrypted is None else self._encrypted.codec.key_store
+
     def _check_encrypted(self, encrypted: bool) -> None:
         """Record that the database is encrypted (if it holds no session yet), or check it.
 
