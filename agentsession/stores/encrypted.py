@@ -151,17 +151,26 @@ class Codec:
             DecryptionError: it has none (shredded, or another key store), or it does
                 not unwrap with these master keys.
         """
-        found = self._cache.get(session_id)
-        if found is not None:
-            return found
-        self.load([session_id])
+        found = self.key_if_any(session_id)
+        if found is None:
+            raise self.missing(session_id)
+        return found
+
+    def key_if_any(self, session_id: str) -> DataKey | None:
+        """The session's data key, or ``None`` if it has none (``DecryptionError`` if it
+        does not unwrap)."""
         found = self._cache.get(session_id)
         if found is None:
-            raise DecryptionError(
-                f"session {session_id!r} has no data key in {self.key_store!r}: it was "
-                "shredded, or its messages were written with another key store"
-            )
+            self.load([session_id])
+            found = self._cache.get(session_id)
         return found
+
+    def missing(self, session_id: str) -> DecryptionError:
+        """The error for a session that has rows but no data key."""
+        return DecryptionError(
+            f"session {session_id!r} has no data key in {self.key_store!r}: it was "
+            "shredded, or its messages were written with another key store"
+        )
 
     def load(self, session_ids: list[str]) -> None:
         """Unwrap into the cache the data keys of those of ``session_ids`` not in it."""
@@ -262,6 +271,7 @@ class EncryptedHooks:
         self.owns_key_store = owns_key_store
         self.inner = {name: getattr(store, name) for name in (*self.HOOKS, "close")}
         self.inner_missing: Callable[[list[str]], list[str]] = store._jsonl_missing
+        self.inner_count: Callable[[str], int] = store._count
         self.clock: Callable[[], float] = store._clock
 
     def install(self) -> None:
@@ -290,7 +300,14 @@ class EncryptedHooks:
         blank: list[Any] = [{}] * len(encoded)
         self.inner["_append"](session_id, self.codec.seal(session_id, encoded), blank)
 
+    def _check_readable(self, session_id: str) -> None:
+        """Before a removal: raise ``DecryptionError`` if the keys cannot read the session,
+        so that a wrong or missing key never deletes what it cannot return."""
+        if self.codec.key_if_any(session_id) is None and self.inner_count(session_id):
+            raise self.codec.missing(session_id)
+
     def _pop(self, session_id: str) -> Row | None:
+        self._check_readable(session_id)
         row = self.inner["_pop"](session_id)
         return None if row is None else self.codec.open(session_id, [row])[0]
 
@@ -301,6 +318,7 @@ class EncryptedHooks:
         return self.codec.open(session_id, self.inner["_cut_turns"](session_id, start))
 
     def _cut(self, session_id: str, keep: int) -> list[Row]:
+        self._check_readable(session_id)
         return self.codec.open(session_id, self.inner["_cut"](session_id, keep))
 
     # -- sessions and metadata -------------------------------------------------------------
