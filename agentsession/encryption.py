@@ -101,49 +101,53 @@ class DataKey:
     Thread safety: immutable; safe to share.
     """
 
-    __slots__ = ("_aead", "key_id", "session_id")
+    __slots__ = ("_aead", "_id", "key_id", "session_id")
 
     def __init__(self, session_id: str, key_id: str, aead: Any) -> None:
         self.session_id = session_id
         #: A random id of this data key, written in every ciphertext it makes, so a
         #: ciphertext of a shredded key is told apart from a damaged one.
         self.key_id = key_id
+        self._id = bytes.fromhex(key_id)
         self._aead = aead
 
     def seal(self, plaintext: bytes, aad: bytes) -> str:
         """Encrypt ``plaintext``, bound to ``aad``; return ``"as1:" + base64`` text."""
         nonce = os.urandom(_NONCE)
         sealed = self._aead.encrypt(nonce, plaintext, aad)
-        return "as1:" + base64.b64encode(bytes.fromhex(self.key_id) + nonce + sealed).decode()
+        return "as1:" + base64.b64encode(self._id + nonce + sealed).decode()
 
-    def open(self, text: str, aad: bytes, what: str) -> bytes:
+    def open(self, text: str, aad: bytes, what: str = "message", name: Any = None) -> bytes:
         """Decrypt text made by ``seal`` with the same ``aad``.
 
         Raises:
             DecryptionError: not a ciphertext, made by another data key, or altered;
-                the message names ``what`` and the session.
+                the message names the item (``what`` and ``name``) and the session.
         """
-        where = f"{what} of session {self.session_id!r}"
-        if not text.startswith("as1:"):
-            raise DecryptionError(f"{where} is not encrypted (a plaintext row is never read)")
         try:
             raw = base64.b64decode(text[4:], validate=True)
-        except (binascii.Error, ValueError):
-            raise DecryptionError(f"{where} is damaged (not base64)") from None
-        if len(raw) < _ID + _NONCE + 16:
-            raise DecryptionError(f"{where} is damaged (too short)")
-        if raw[:_ID].hex() != self.key_id:
+        except (binascii.Error, ValueError, TypeError):
+            raw = b""
+        if not (text.startswith("as1:") and len(raw) >= _ID + _NONCE + 16):
+            problem = "damaged" if text.startswith("as1:") else "not encrypted (never read)"
+            raise DecryptionError(f"{self._where(what, name)} is {problem}")
+        if raw[:_ID] != self._id:
             raise DecryptionError(
-                f"{where} was encrypted with data key {raw[:_ID].hex()}, not the session's "
-                f"data key {self.key_id} (a row from another session, or of a shredded key)"
+                f"{self._where(what, name)} was encrypted with data key {raw[:_ID].hex()}, "
+                f"not the session's data key {self.key_id} (a row from another session, or "
+                "of a shredded key)"
             )
         try:
             plaintext: bytes = self._aead.decrypt(raw[_ID : _ID + _NONCE], raw[_ID + _NONCE :], aad)
         except Exception as exc:  # cryptography's InvalidTag: altered, or bound elsewhere
             raise DecryptionError(
-                f"{where} does not decrypt: it was altered, or belongs to another session"
+                f"{self._where(what, name)} does not decrypt: it was altered, or belongs to "
+                "another session"
             ) from exc
         return plaintext
+
+    def _where(self, what: str, name: Any) -> str:
+        return f"{what} {name!r} of session {self.session_id!r}"
 
 
 class Encryption:

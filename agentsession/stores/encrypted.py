@@ -194,7 +194,7 @@ class Codec:
             return rows
         key = self.key_for_read(session_id)
         aad = _message_aad(session_id)
-        return [(k, key.open(text, aad, f"message {k!r}").decode()) for k, text in rows]
+        return [(k, key.open(text, aad, "message", k).decode()) for k, text in rows]
 
     def _open_lazily(self, session_id: str, rows: Iterable[Row]) -> Iterator[Row]:
         key: DataKey | None = None
@@ -202,7 +202,7 @@ class Codec:
         for k, text in rows:
             if key is None:
                 key = self.key_for_read(session_id)
-            yield k, key.open(text, aad, f"message {k!r}").decode()
+            yield k, key.open(text, aad, "message", k).decode()
 
     def seal_values(self, session_id: str, values: dict[str, Any]) -> dict[str, str]:
         """Metadata ``values`` with each value encrypted (keys stay readable)."""
@@ -225,7 +225,7 @@ class Codec:
                 raise DecryptionError(
                     f"metadata {name!r} of session {session_id!r} is not encrypted"
                 )
-            plain = key.open(text, _metadata_aad(session_id, name), f"metadata {name!r}")
+            plain = key.open(text, _metadata_aad(session_id, name), "metadata", name)
             opened[name] = json.loads(plain)
         return opened
 
@@ -462,11 +462,11 @@ class EncryptedHooks:
         if isinstance(carried, dict):
             source = self.codec.encryption.unwrap(sid, str(carried.get("data_key")))
             metadata = {
-                name: json.loads(source.open(text, _metadata_aad(sid, name), f"metadata {name!r}"))
+                name: json.loads(source.open(text, _metadata_aad(sid, name), "metadata", name))
                 for name, text in json.loads(session.metadata).items()
             }
             texts = [
-                source.open(text, _message_aad(sid), f"message {seq!r}").decode()
+                source.open(text, _message_aad(sid), "message", seq).decode()
                 for seq, _, text, _ in session.rows
             ]
         else:
