@@ -365,28 +365,24 @@ class EncryptedHooks:
 
     # -- fork, export, import --------------------------------------------------------------
 
-    def _read_session(self, session_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        """The session's JSONL header and message records, as stored (ciphertext)."""
+    def _read_session(self, session_id: str) -> list[dict[str, Any]]:
+        """The session's JSONL records as the engine exports them (ciphertext); ``[]``
+        if it is gone. The header comes first; records of other types are kept as they
+        are, in their place."""
         buffer = io.StringIO()
         if not self.inner["_jsonl_export_one"](session_id, buffer):
-            return {}, []
-        header: dict[str, Any] = {}
-        records: list[dict[str, Any]] = []
-        for line in buffer.getvalue().splitlines():
-            record = json.loads(line)
-            if record.get("type") == "session":
-                header = record
-            elif record.get("type") == "message":
-                records.append(record)
-        return header, records
+            return []
+        return [json.loads(line) for line in buffer.getvalue().splitlines()]
 
     def _fork(self, session_id: str, new_session_id: str, at: int | None) -> int:
         # Re-encrypted under the new session's data key, so not one statement: the target
         # is checked, then written in one transaction (a message added to it between the
         # two is replaced by the copy).
-        header, records = self._read_session(session_id)
-        if not header:
+        found = self._read_session(session_id)
+        if not found:
             raise ValueError(f"no session {session_id!r} to fork")
+        header = found[0]
+        records = [record for record in found if record.get("type") == "message"]
         count = len(records)
         if at is not None and at > count:
             raise ValueError(
@@ -422,29 +418,27 @@ class EncryptedHooks:
 
     def _jsonl_export_one(self, session_id: str, fp: IO[str]) -> bool:
         """Export as stored (ciphertext), the header carrying the wrapped data key."""
-        header, records = self._read_session(session_id)
-        if not header:
+        records = self._read_session(session_id)
+        if not records:
             return False
-        record = self.codec.key_store.get([session_id]).get(session_id)
-        if record is not None:
-            header["encryption"] = {"data_key": record}
-        fp.write(_encoder.encode(header) + "\n")
-        fp.write("".join(_encoder.encode(r) + "\n" for r in records))
+        wrapped = self.codec.key_store.get([session_id]).get(session_id)
+        if wrapped is not None:
+            records[0]["encryption"] = {"data_key": wrapped}
+        fp.write("".join(_encoder.encode(record) + "\n" for record in records))
         return True
 
     def _jsonl_export_plain(self, session_id: str, fp: IO[str]) -> bool:
         """Export in plaintext, as a store without encryption would."""
-        header, records = self._read_session(session_id)
-        if not header:
+        records = self._read_session(session_id)
+        if not records:
             return False
-        header["metadata"] = self.codec.open_values(session_id, header["metadata"])
-        fp.write(_encoder.encode(header) + "\n")
-        texts = self.codec.open(session_id, [(r["seq"], _stored(r)) for r in records])
-        for record, (_, text) in zip(records, texts, strict=True):
+        records[0]["metadata"] = self.codec.open_values(session_id, records[0]["metadata"])
+        messages = [record for record in records if record.get("type") == "message"]
+        texts = self.codec.open(session_id, [(r["seq"], _stored(r)) for r in messages])
+        for record, (_, text) in zip(messages, texts, strict=True):
             record.pop("raw", None)
-            record.pop("message", None)
             record["message"] = json.loads(text)
-        fp.write("".join(_encoder.encode(r) + "\n" for r in records))
+        fp.write("".join(_encoder.encode(record) + "\n" for record in records))
         return True
 
     def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:

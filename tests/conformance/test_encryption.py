@@ -12,6 +12,7 @@ import base64
 import io
 import json
 import os
+import re
 import sqlite3
 import stat
 import uuid
@@ -41,6 +42,9 @@ MARKER = "zebra-7731-marker"
 
 KINDS = ["sqlite", "postgres", "redis"]
 
+#: A wrapped data key, as ``Encryption`` writes it to a key store.
+WRAPPED = re.compile(r"1\.[0-9a-f]{16}\.[0-9a-f]{16}\.")
+
 OLD = generate_key()
 NEW = generate_key()
 OTHER = generate_key()
@@ -68,6 +72,8 @@ class Engine:
         self.stores: list[Any] = []
         self.name = f"enc_{uuid.uuid4().hex[:12]}"
         self.path = tmp_path / "sessions.db"
+        #: More clean-up, run first.
+        self.extra: list[Any] = []
 
     def open(self, encryption: Encryption | None = None) -> Any:
         if self.kind == "sqlite":
@@ -86,6 +92,8 @@ class Engine:
         return store
 
     def cleanup(self) -> None:
+        for step in self.extra:
+            step()
         for store in self.stores:
             store.close()
         if self.kind == "postgres":
@@ -401,6 +409,36 @@ def test_shred_and_rotate_need_an_encrypted_store(engine: Engine) -> None:
         store.shred("s1")
     with pytest.raises(NotSupportedError, match="not encrypted"):
         store.rotate_keys()
+
+
+def test_the_data_keys_can_live_elsewhere(engine: Engine, tmp_path: Path) -> None:
+    if engine.kind == "sqlite":
+        keys: Any = SQLiteKeyFile(tmp_path / "vault.keys")
+        default_place = lambda: engine.path.with_name("sessions.db.keys").exists()  # noqa: E731
+    elif engine.kind == "postgres":
+        from agentsession import PostgresKeyTable
+        from tests import services
+
+        keys = PostgresKeyTable(services.postgres_dsn(), schema=f"{engine.name}_vault")
+        engine.extra.append(lambda: services.drop_postgres_schema(f"{engine.name}_vault"))
+        default_place = lambda: WRAPPED.search(engine.raw_text()) is not None  # noqa: E731
+    else:
+        from agentsession import RedisKeyHash
+        from tests import services
+
+        keys = RedisKeyHash(services.redis_url(), key=f"vault-{engine.name}")
+        engine.extra.append(lambda: services.drop_redis_prefix(f"vault-{engine.name}"))
+        default_place = lambda: WRAPPED.search(engine.raw_text()) is not None  # noqa: E731
+    engine.extra.append(keys.close)
+    store = engine.open(Encryption(OLD, key_store=keys))
+    _fill(store)
+    assert store.key_store is keys and keys.count() == 2
+    assert not default_place()
+    store.close()
+    assert keys.get(["s1"])  # closing the store leaves a key store it was given open
+    assert engine.open(Encryption(OLD, key_store=keys)).get_messages("s2") == [user("other")]
+    with pytest.raises(DecryptionError, match="no data key"):
+        engine.open(Encryption(OLD)).get_messages("s2")
 
 
 # -- export and import ------------------------------------------------------------------------
