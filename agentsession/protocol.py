@@ -20,6 +20,8 @@ from typing import IO, Any, Literal, Protocol, runtime_checkable
 __all__ = (
     "LeaseStore",
     "LeasingMemory",
+    "RunMemory",
+    "RunStore",
     "SearchHit",
     "SessionInfo",
     "SessionMemory",
@@ -163,6 +165,25 @@ class Store(Protocol):
 
     def unlock(self, session_id: str, owner: str) -> None:
         """Give the session's run lease back if ``owner`` holds it."""
+        ...
+
+    def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """``try_lock``, then (if taken) ``get_messages``; ``None`` if another owner holds
+        the lease (see ``RunStore``)."""
+        ...
+
+    def write_and_unlock(
+        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+    ) -> None:
+        """``add_messages``, then ``unlock`` whatever happened (see ``RunStore``)."""
         ...
 
     def list_sessions(self, *, metadata: Mapping[str, Any] | None = None) -> list[SessionInfo]:
@@ -382,4 +403,68 @@ class LeasingMemory(Protocol):
 
     async def unlock(self, session_id: str, owner: str) -> None:
         """As ``LeaseStore.unlock``."""
+        ...
+
+
+@runtime_checkable
+class RunStore(LeaseStore, Protocol):
+    """A ``LeaseStore`` that does a run's store work in two calls: one at its start, one
+    at its end (each one round trip where the engine allows). Every store of
+    agentsession is one (``StoreBase``).
+    """
+
+    def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """``try_lock``, then (if taken) ``get_messages(session_id, limit,
+        tool_safe=tool_safe)``; ``None`` when another owner holds the lease.
+
+        Raises:
+            TypeError, ValueError: a bad argument; nothing is taken.
+            StoreError: the backend failed; the lease is not held afterwards.
+        """
+        ...
+
+    def write_and_unlock(
+        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+    ) -> None:
+        """``add_messages`` (none is fine), then ``unlock``: the lease is given back
+        whether the add committed or failed.
+
+        Raises:
+            TypeError: a message is not JSON-ready; nothing is stored.
+            ValueError: a bad ``session_id`` or ``owner``.
+            StoreError: the backend failed; nothing of the add is stored.
+        """
+        ...
+
+
+@runtime_checkable
+class RunMemory(LeasingMemory, Protocol):
+    """The async twin of ``RunStore``: what the runner uses, when a memory offers it, to
+    start and end a run with one call each. ``StoreMemory`` is one.
+    """
+
+    async def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """As ``RunStore.lock_and_read``."""
+        ...
+
+    async def write_and_unlock(
+        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+    ) -> None:
+        """As ``RunStore.write_and_unlock``."""
         ...

@@ -265,18 +265,31 @@ class EncryptedHooks:
         "_jsonl_store",
     )
 
-    def __init__(self, store: Any, codec: Codec, *, owns_key_store: bool) -> None:
+    #: Hooks whose default (``StoreBase``'s) calls the hooks above; replaced only where
+    #: the engine does the work itself (Redis: one script), else they would seal twice.
+    COMBINED = ("_lock_and_rows", "_append_and_unlock")
+
+    def __init__(self, store: Any, codec: Codec, *, owns_key_store: bool, base: type) -> None:
         self.store = store
         self.codec = codec
         self.owns_key_store = owns_key_store
-        self.inner = {name: getattr(store, name) for name in (*self.HOOKS, "close")}
+        self.hooks = (
+            *self.HOOKS,
+            *(
+                name
+                for name in self.COMBINED
+                if getattr(type(store), name) is not getattr(base, name)
+            ),
+            "close",
+        )
+        self.inner = {name: getattr(store, name) for name in self.hooks}
         self.inner_missing: Callable[[list[str]], list[str]] = store._jsonl_missing
         self.inner_count: Callable[[str], int] = store._count
         self.clock: Callable[[], float] = store._clock
 
     def install(self) -> None:
         """Put these hooks (and ``close``) in place of the store's."""
-        for name in (*self.HOOKS, "close"):
+        for name in self.hooks:
             setattr(self.store, name, getattr(self, name))
 
     def close(self) -> None:
@@ -299,6 +312,28 @@ class EncryptedHooks:
         # No plaintext for an engine's search column: every message's words are ''.
         blank: list[Any] = [{}] * len(encoded)
         self.inner["_append"](session_id, self.codec.seal(session_id, encoded), blank)
+
+    def _lock_and_rows(
+        self, session_id: str, owner: str, lease: float, count: int | None
+    ) -> list[Row] | None:
+        rows = self.inner["_lock_and_rows"](session_id, owner, lease, count)
+        if rows is None:
+            return None
+        try:
+            return self.codec.open(session_id, rows)
+        except BaseException:  # a read that fails gives the lease back
+            self.store._unlock(session_id, owner)
+            raise
+
+    def _append_and_unlock(
+        self, session_id: str, owner: str, encoded: list[str], messages: list[Any]
+    ) -> None:
+        try:
+            sealed = self.codec.seal(session_id, encoded) if encoded else []
+        except BaseException:  # the lease is given back whatever happens
+            self.store._unlock(session_id, owner)
+            raise
+        self.inner["_append_and_unlock"](session_id, owner, sealed, [{}] * len(sealed))
 
     def _check_readable(self, session_id: str) -> None:
         """Before a removal: raise ``DecryptionError`` if the keys cannot read the session,

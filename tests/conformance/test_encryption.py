@@ -34,6 +34,7 @@ from agentsession import (
     SQLiteKeyFile,
     SQLiteSessionMemory,
     SQLiteStore,
+    StoreMemory,
     generate_key,
 )
 from agentsession.stores.sqlite.schema import MESSAGES, SESSIONS
@@ -273,6 +274,24 @@ def test_a_plain_store_runs_its_own_hooks(engine: Engine) -> None:
     assert not {"_append", "_newest_rows", "_all_rows"} & set(vars(store))
     assert store.key_store is None
     assert MARKER in engine.raw_text()
+
+
+def test_a_runs_two_calls_are_encrypted_too(engine: Engine) -> None:
+    store = engine.open(Encryption(OLD))
+    _fill(store)
+    assert store.lock_and_read("s1", "run-1", 5.0, 1) == [reply(f"four {MARKER}")]
+    store.write_and_unlock("s1", "run-1", [user(f"five {MARKER}")])
+    assert store.try_lock("s1", "run-2", 5.0)  # the lease was given back
+    store.unlock("s1", "run-2")
+    assert store.get_messages("s1", 1) == [user(f"five {MARKER}")]
+    assert MARKER not in engine.raw_text()
+    stranger = engine.open(Encryption(OTHER))
+    with pytest.raises(DecryptionError):
+        stranger.lock_and_read("s1", "run-3", 5.0)
+    with pytest.raises(DecryptionError):
+        stranger.write_and_unlock("s1", "run-3", [user("more")])
+    assert store.try_lock("s1", "run-4", 5.0)  # neither failure kept the lease
+    assert store.message_count("s1") == 5
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -521,8 +540,8 @@ def test_encryption_checks_its_keys() -> None:
 
 
 @pytest.mark.anyio
-async def test_the_runner_works_on_an_encrypted_memory(tmp_path: Path) -> None:
-    memory = SQLiteSessionMemory(tmp_path / "chat.db", encryption=Encryption(OLD))
+async def test_the_runner_works_on_an_encrypted_memory(engine: Engine) -> None:
+    memory = StoreMemory(engine.open(Encryption(OLD)))
     model = ScriptedModel([[assistant_message("Paris")], [assistant_message("France")]])
     agent = Agent(name="Assistant", model=model)
     config = RunConfig(memory=memory, session_id="chat")
@@ -535,5 +554,12 @@ async def test_the_runner_works_on_an_encrypted_memory(tmp_path: Path) -> None:
     assert await memory.rotate_keys() == 0
     await memory.shred("chat")
     assert await memory.get_messages("chat") == []
+    await memory.add_messages("other", [user(MARKER)])
+    assert MARKER not in engine.raw_text()
     memory.close()
-    assert MARKER not in (tmp_path / "chat.db").read_bytes().decode("latin-1")
+
+
+def test_the_sqlite_memory_takes_encryption(tmp_path: Path) -> None:
+    memory = SQLiteSessionMemory(tmp_path / "chat.db", encryption=Encryption(OLD))
+    assert memory.store.encryption is not None and memory.store.key_store is not None
+    memory.close()

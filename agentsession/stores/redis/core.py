@@ -188,6 +188,8 @@ class Scripts:
         self.truncate: Script = client.register_script(lua.TRUNCATE)
         self.clear: Script = client.register_script(lua.CLEAR)
         self.lock: Script = client.register_script(lua.LOCK)
+        self.lock_read: Script = client.register_script(lua.LOCK_READ)
+        self.add_unlock: Script = client.register_script(lua.ADD_UNLOCK)
         self.unlock: Script = client.register_script(lua.UNLOCK)
         self.info: Script = client.register_script(lua.INFO)
         self.snapshot: Script = client.register_script(lua.SNAPSHOT)
@@ -266,6 +268,18 @@ class Keyspace:
             keys.append(self.index_key)
         with self.mapped():
             updated = self.scripts.add(keys=keys, args=(self.ttl_ms, session_id, *encoded))
+        if not self.one_server:
+            self.indexed(session_id, updated)
+
+    def append_and_unlock(self, session_id: str, owner: str, encoded: Sequence[str]) -> None:
+        """``append``, then give ``owner``'s run lease back: one atomic step."""
+        keys = self.keys(session_id)
+        if self.one_server:
+            keys.append(self.index_key)
+        with self.mapped():
+            updated = self.scripts.add_unlock(
+                keys=keys, args=(self.ttl_ms, session_id, owner, *encoded)
+            )
         if not self.one_server:
             self.indexed(session_id, updated)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 __all__ = (
     "ADD",
+    "ADD_UNLOCK",
     "CLEAR",
     "CUT_TAIL",
     "DROP_IDLE",
@@ -26,6 +27,7 @@ __all__ = (
     "IMPORT",
     "INFO",
     "LOCK",
+    "LOCK_READ",
     "POP",
     "PUT_METADATA",
     "SNAPSHOT",
@@ -91,6 +93,21 @@ push(3, now .. ' ')
 touch(now, ARGV[1])
 if KEYS[4] then
   redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
+end
+return now
+""")
+
+#: A run's last step: ADD, then UNLOCK. ARGV: ttl, session id, owner, message JSON
+#: texts... (one or more) -> the new updated_at. KEYS[4] as for ADD.
+ADD_UNLOCK = _script("""
+local now = clock()
+push(4, now .. ' ')
+touch(now, ARGV[1])
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
+end
+if redis.call('GET', lock) == ARGV[3] then
+  redis.call('DEL', lock)
 end
 return now
 """)
@@ -164,6 +181,18 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
 return 1
+""")
+
+#: A run's first step: LOCK, then (if taken) the session's items from index ARGV[3]
+#: ("0": all; "-N": the newest N) to the end. ARGV: owner, lease ms, first -> {1, items}
+#: if owner holds the lease now, {0} if another owner does.
+LOCK_READ = _script("""
+local holder = redis.call('GET', lock)
+if holder and holder ~= ARGV[1] then
+  return {0}
+end
+redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
+return {1, redis.call('LRANGE', messages, ARGV[3], -1)}
 """)
 
 #: ARGV: owner -> 1 if the lease was owner's and is given back, else 0.
