@@ -185,8 +185,10 @@ class Encryption:
         primary: str | None = None,
         key_store: KeyStore | None = None,
     ) -> None:
-        aead = require("cryptography.hazmat.primitives.ciphers.aead", "encryption", "Encryption")
-        self._aesgcm = aead.AESGCM
+        require("cryptography", "encryption", "Encryption")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aesgcm = AESGCM
         if isinstance(keys, Mapping):
             if not keys:
                 raise ValueError("keys must hold at least one key")

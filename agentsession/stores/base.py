@@ -36,6 +36,7 @@ from .values import (
     dump_metadata,
     find_lone_surrogate,
     load_metadata,
+    metadata_matches,
 )
 
 __all__ = (
@@ -155,27 +156,6 @@ def check_metadata_filter(metadata: Any) -> dict[str, Any]:
     if bad is not None:
         raise ValueError(f"metadata filter holds a lone surrogate: {bad!r:.80}")
     return dict(metadata)
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
-
-
-def metadata_matches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether ``stored`` holds every key/value of a checked filter, compared by JSON type."""
-    for key, value in wanted.items():
-        if key not in stored:
-            return False
-        found = stored[key]
-        if _json_kind(found) != _json_kind(value) or found != value:
-            return False
-    return True
 
 
 def encode_cursor(updated_at: float, key: int | str) -> str:

@@ -32,7 +32,7 @@ from ..encryption import DataKey, Encryption
 from ..exceptions import DecryptionError, NotSupportedError
 from ..protocol import KeyStore, SessionInfo
 from .jsonl import ImportedSession
-from .values import Progress
+from .values import Progress, metadata_matches
 
 __all__ = ("CACHE", "Codec", "EncryptedHooks", "MemoryKeyStore")
 
@@ -361,8 +361,6 @@ class EncryptedHooks:
     def _sessions(
         self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None
     ) -> list[tuple[SessionInfo, float, Any]]:
-        from .base import metadata_matches
-
         found = self.inner["_sessions"]({}, after, None if wanted else limit)
         self.codec.load([info.session_id for info, _, _ in found if info.metadata])
         opened = [(self.codec.open_info(info), updated, key) for info, updated, key in found]

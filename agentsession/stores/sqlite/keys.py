@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ...exceptions import StoreClosed, StoreError
+from ...exceptions import SchemaError, StoreClosed, StoreError
 
 __all__ = ("SQLiteKeyFile",)
 
@@ -33,19 +33,28 @@ class SQLiteKeyFile:
         path: the key file; keep it out of the database's backups, or back it up
             apart (see ``docs/encryption.md``).
         busy_timeout: seconds a write waits for another process's write.
+        create: create the file if it is missing (else that is a ``SchemaError``).
 
     Raises:
         TypeError: ``path`` is not a str or path.
+        SchemaError: the file is missing and ``create`` is false.
         StoreError: the file cannot be created or opened as a key file.
 
     Thread safety: every method may be called from any thread (one connection, taken in
     turns); processes share the file through SQLite's locks.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0, create: bool = True
+    ) -> None:
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or os.PathLike, not {type(path).__name__}")
         self.path = Path(path).absolute()
+        if not create and not self.path.exists():
+            raise SchemaError(
+                f"the key file {self.path} is missing: without it no session can be "
+                "decrypted (restore it from its backup, or name it with SQLiteKeyFile)"
+            )
         self.busy_timeout = float(busy_timeout)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None

@@ -133,8 +133,9 @@ class SQLiteStore(StoreBase):
             call, after its own commit, removes the idle sessions in short batches.
         encryption: encrypt messages and metadata values (an ``Encryption``; see
             ``docs/encryption.md``). The wrapped data keys go to the key file
-            ``<path>.keys`` (an ``SQLiteKeyFile``) unless the ``Encryption`` names a
-            key store; a ``":memory:"`` database keeps them in memory.
+            ``<path>.keys`` (an ``SQLiteKeyFile``, created while the database holds no
+            session) unless the ``Encryption`` names a key store; a ``":memory:"``
+            database keeps them in memory.
 
     Raises:
         TypeError: ``path`` is not a string or path, ``ttl`` not a ``timedelta``, or
@@ -142,7 +143,8 @@ class SQLiteStore(StoreBase):
         ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
             ``ttl`` is not positive.
         SchemaError: the file was written by a newer agentsession; or it is encrypted
-            and ``encryption`` is not given, or holds plaintext sessions and it is.
+            and ``encryption`` is not given, or holds plaintext sessions and it is, or
+            it holds sessions and its key file is missing.
         StoreError: the file cannot be opened as a SQLite database (the message names
             the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
             older than 3.35.
@@ -181,6 +183,7 @@ class SQLiteStore(StoreBase):
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
         self._closed = False
+        self._has_sessions = False
         self._pid = os.getpid()
         self._connections = _Connections()
         self._local = threading.local()
@@ -216,13 +219,16 @@ class SQLiteStore(StoreBase):
     def _default_key_store(self) -> KeyStore:
         if self.path is None:
             return MemoryKeyStore()
-        return SQLiteKeyFile(self.path.with_name(self.path.name + ".keys"))
+        # A database that holds sessions needs its key file: never start an empty one.
+        path = self.path.with_name(self.path.name + ".keys")
+        return SQLiteKeyFile(path, create=not self._has_sessions)
 
     def _check_encrypted(self, encrypted: bool) -> None:
         def check(conn: sqlite3.Connection) -> None:
             marked, used = conn.execute(
                 f"SELECT EXISTS (SELECT 1 FROM {ENCRYPTION}), EXISTS (SELECT 1 FROM {SESSIONS})"
             ).fetchone()
+            self._has_sessions = bool(used)
             if marked and not encrypted:
                 raise SchemaError(
                     f"{self._where} is encrypted: open it with encryption=Encryption(key)"
