@@ -9,7 +9,10 @@ the modules), ``keys`` (the key table of encryption at rest), ``history``,
 
 from __future__ import annotations
 
+# isort: off
+from .store import PostgresStore  # first: without psycopg it names the extra to install
 from .keys import PostgresKeyTable
-from .store import PostgresStore
+
+# isort: on
 
 __all__ = ("PostgresKeyTable", "PostgresStore")

@@ -14,7 +14,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import psycopg
+from ..._extras import require
+
+try:
+    import psycopg
+except ImportError:
+    require("psycopg", "postgres", "PostgresKeyTable")
+    raise
 
 from ...exceptions import StoreClosed, StoreError
 from .base import Conn, db_id, from_db_id

@@ -8,7 +8,10 @@ scripts), ``history``, ``retention``, ``jsonl`` and ``keys`` (the key hash of en
 
 from __future__ import annotations
 
+# isort: off
+from .store import RedisStore  # first: without redis-py it names the extra to install
 from .keys import RedisKeyHash
-from .store import RedisStore
+
+# isort: on
 
 __all__ = ("RedisKeyHash", "RedisStore")
