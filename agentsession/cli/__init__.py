@@ -2,7 +2,8 @@
 
 ``agentsession demo`` shows a conversation being remembered, with or without an OpenAI
 key; ``agentsession chat`` is an interactive chat that remembers across restarts;
-``sessions``, ``show`` and ``clear`` look at and tidy a database. See ``docs/cli.md``.
+``sessions``, ``show`` and ``clear`` look at and tidy a database; ``ui`` shows it in
+the browser. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .keys import COMMANDS as KEY_COMMANDS
 from .models import API_CHOICES, MODEL_ENV, choose_model
+from .ui import ui
 
 __all__ = ("cli", "main")
 
@@ -157,6 +159,7 @@ cli.add_command(show)
 cli.add_command(clear)
 for _command in (*HISTORY_COMMANDS, *KEY_COMMANDS):
     cli.add_command(_command)
+cli.add_command(ui)
 
 
 def main() -> None:
