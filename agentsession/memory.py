@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._history_memory import HistoryMemoryMixin
 from ._threads import WorkerThreads
+from .encryption import Encryption
 from .protocol import SessionInfo, SessionMemory, Store
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
@@ -307,10 +308,13 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
         ttl: delete sessions idle for longer than this (see ``SQLiteStore``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``SQLiteStore`` and ``docs/encryption.md``).
 
     Raises:
         TypeError, ValueError: bad arguments.
-        SchemaError: the file was written by a newer agentsession.
+        SchemaError: the file was written by a newer agentsession, or is encrypted and
+            ``encryption`` is not given (or holds plaintext sessions and it is).
         StoreError: the file cannot be opened as a database.
     """
 
@@ -325,9 +329,16 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         super().__init__(
-            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous, ttl=ttl),
+            SQLiteStore(
+                path,
+                busy_timeout=busy_timeout,
+                synchronous=synchronous,
+                ttl=ttl,
+                encryption=encryption,
+            ),
             max_threads=max_threads,
             window=window,
         )
@@ -358,10 +369,14 @@ class PostgresSessionMemory(StoreMemory):
         max_threads: how many store calls may run at once (worker threads); keep it at or
             below ``max_size`` so threads do not queue for connections.
         window: the history a run sees by default (``HistoryWindow``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``PostgresStore`` and ``docs/encryption.md``).
 
     Raises:
         MissingDependencyError: the ``postgres`` extra is not installed.
         TypeError, ValueError: bad arguments.
+        SchemaError: as ``PostgresStore`` raises it (encrypted, or not, against
+            ``encryption``).
         StoreError: the server cannot be reached or the schema cannot be set up.
     """
 
@@ -378,6 +393,7 @@ class PostgresSessionMemory(StoreMemory):
         ttl: timedelta | None = None,
         max_threads: int = 10,
         window: HistoryWindow | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         from .stores.postgres import PostgresStore
 
@@ -389,6 +405,7 @@ class PostgresSessionMemory(StoreMemory):
                 max_size=max_size,
                 pool_timeout=pool_timeout,
                 ttl=ttl,
+                encryption=encryption,
             ),
             max_threads=max_threads,
             window=window,
@@ -411,10 +428,14 @@ class RedisSessionMemory(StoreMemory):
         ttl: each session expires this long after its last write (Redis expiry).
         max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``RedisStore`` and ``docs/encryption.md``).
 
     Raises:
         MissingDependencyError: the ``redis`` extra is not installed.
         TypeError, ValueError: bad arguments.
+        SchemaError: as ``RedisStore`` raises it (encrypted, or not, against
+            ``encryption``).
         StoreError: the server cannot be reached.
     """
 
@@ -428,11 +449,12 @@ class RedisSessionMemory(StoreMemory):
         ttl: timedelta | None = None,
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         from .stores.redis import RedisStore
 
         super().__init__(
-            RedisStore(url, prefix=prefix, ttl=ttl),
+            RedisStore(url, prefix=prefix, ttl=ttl, encryption=encryption),
             max_threads=max_threads,
             window=window,
         )

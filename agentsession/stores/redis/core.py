@@ -6,6 +6,8 @@ Key layout (``prefix`` defaults to ``"agentsession"``)::
     <prefix>:{<id>}:session    HASH    created_at, updated_at, metadata (JSON text)
     <prefix>:{<id>}:lock       STRING  the run lease's owner, expiring (PX)
     <prefix>:sessions          ZSET    session id -> updated_at: the sessions index
+    <prefix>:encryption        STRING  present when the sessions are encrypted
+    <prefix>:keys              HASH    session id -> wrapped data key (encrypted stores)
 
 ``<id>`` is the session id with ``%``, ``{`` and ``}`` percent-encoded (``%25``,
 ``%7B``, ``%7D``), so the text between the braces is the Redis Cluster hash tag: the

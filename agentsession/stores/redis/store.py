@@ -28,12 +28,14 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..._extras import require
-from ...exceptions import NotSupportedError, StoreBusy, StoreError
-from ...protocol import SessionInfo
+from ...encryption import Encryption
+from ...exceptions import NotSupportedError, SchemaError, StoreBusy, StoreError
+from ...protocol import KeyStore, SessionInfo
 from ..base import Progress, Row, StoreBase
 from ..jsonl import ImportedSession
 from . import history, jsonl, retention
 from .core import RETRIES, Client, Keyspace, client_from_url, split_item
+from .keys import RedisKeyHash
 
 if TYPE_CHECKING:
     import redis
@@ -100,6 +102,11 @@ class RedisStore(StoreBase):
         ttl: each session expires this long after its last write: every write sets
             the expiry of all the session's keys again (``PEXPIRE``), and Redis
             deletes an idle session itself. Reads do not extend it.
+        encryption: encrypt messages and metadata values (an ``Encryption``; see
+            ``docs/encryption.md``). The wrapped data keys go to the hash
+            ``<prefix>:keys`` unless the ``Encryption`` names a key store (a
+            ``RedisKeyHash`` on another server, say); ``<prefix>:encryption`` marks
+            the keyspace as encrypted.
 
     Raises:
         MissingDependencyError: the ``redis`` extra is not installed (when this module
@@ -109,9 +116,10 @@ class RedisStore(StoreBase):
         ValueError: ``url`` is not a Redis URL, or its ``cluster`` parameter is not
             true or false; ``prefix`` is empty or holds ``{`` or ``}``; ``ttl`` is not
             positive.
-        StoreError: the server (every node of a Cluster) does not answer a ``PING``
-            (the message names the host, never a password; ``__cause__`` is the
-            driver's error).
+        StoreError: the server (every node of a Cluster) does not answer (the message
+            names the host, never a password; ``__cause__`` is the driver's error).
+        SchemaError: the keyspace is encrypted and ``encryption`` is not given, or it
+            holds plaintext sessions and it is.
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class RedisStore(StoreBase):
         *,
         prefix: str = "agentsession",
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
@@ -151,11 +160,31 @@ class RedisStore(StoreBase):
         self._keyspace = Keyspace(self._client, prefix, ttl_ms, _describe(self._client))
         self._keyspace.name = repr(self)
         try:
-            with self._keyspace.mapped():
-                self._client.ping()
-        except StoreError:
+            self._set_encryption(encryption, self._default_key_store, repr(self))
+        except BaseException:
             self.close()
             raise
+
+    def _default_key_store(self) -> KeyStore:
+        return RedisKeyHash(self._client, key=f"{self.prefix}:keys")
+
+    def _check_encrypted(self, encrypted: bool) -> None:
+        # One round trip on a plain store (it is the one that checks the server answers).
+        marker = f"{self.prefix}:encryption"
+        with self._keyspace.mapped():
+            if isinstance(self._client, RedisCluster):
+                self._client.ping()  # every node answers (the GET reaches one)
+            marked = self._client.get(marker) is not None
+            if marked and not encrypted:
+                raise SchemaError(f"{self!r} is encrypted: open it with encryption=Encryption(key)")
+            if encrypted and not marked:
+                if self._client.zcard(self._keyspace.index_key):
+                    raise SchemaError(
+                        f"{self!r} holds sessions stored in plaintext: it cannot be opened "
+                        "with encryption= (export it, then import the file into a new "
+                        "prefix opened with encryption=)"
+                    )
+                self._client.set(marker, "1", nx=True)
 
     def __repr__(self) -> str:
         return f"RedisStore({_describe(self._client)!r}, prefix={self.prefix!r})"
