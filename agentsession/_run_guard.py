@@ -47,8 +47,11 @@ logger = logging.getLogger("agentsession")
 FailedRuns = Literal["rollback", "keep"]
 SessionLock = Literal["wait", "fail", "off"]
 
-#: How long a lease that expires lasts unless renewed; renewed every third of it.
-LEASE_SECONDS = 30.0
+#: How long a lease that expires (Redis's lease keys; SQLite's locks table where OFD locks
+#: are missing) lasts unless renewed; renewed every third of it. So a process killed while
+#: it holds one (SIGKILL, a crash) blocks the session for at most this long, and a run
+#: costs one renewal round trip per LEASE_SECONDS / 3 of its length, off the add/read path.
+LEASE_SECONDS = 5.0
 #: Pauses between tries while another run holds the session: short at first, so a run
 #: that ends soon hands over at once, then longer, so waiting costs little.
 _FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.1
@@ -241,7 +244,7 @@ class RunGuard:
                 logger.warning("could not renew the run lease of %r", self.session_id)
 
     async def _release(self) -> None:
-        self.stop_renewal()
+        await self.stop_renewal()
         if self._locked:
             self._locked = False
             await self._unlock()
@@ -259,7 +262,7 @@ class RunGuard:
         commit = exc_type is None or self.failed_runs == "keep"
         with anyio.CancelScope(shield=True):
             if self._locked and self._combined:
-                self.stop_renewal()
+                await self.stop_renewal()
                 self._locked = False
                 items = self.session.take_run(commit=commit)
                 await self.memory.write_and_unlock(self.session_id, self.owner, items)
@@ -287,11 +290,13 @@ class RunGuard:
         if self._locked and self._leasing and self.memory.lease_expires:
             self._renewal = asyncio.get_running_loop().create_task(self._renew())
 
-    def stop_renewal(self) -> None:
-        """Stop renewing the lease (from the loop the renewal runs on)."""
-        if self._renewal is not None:
-            self._renewal.cancel()
-            self._renewal = None
+    async def stop_renewal(self) -> None:
+        """Stop renewing the lease, and wait until a renewal under way has ended, so it
+        cannot take the lease again after the run gave it back (on the renewal's loop)."""
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            renewal.cancel()
+            await asyncio.wait([renewal])
 
     def exit_sync(self, *, failed: bool) -> None:
         """Write the run's items (or drop them, if it ``failed`` and failed runs roll

@@ -10,6 +10,7 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
      │    ├── StoreClosed        the store was used after close()
      │    └── SchemaError        the database is not usable by this version
      ├── SessionBusy             another run holds the session (lock timeout, or lock="fail")
+     ├── DecryptionError         encrypted data that cannot be read (wrong/missing key, altered)
      ├── NotSupportedError       the store's engine cannot do this (also NotImplementedError)
      └── MissingDependencyError  an optional extra is not installed (also an ImportError)
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 __all__ = (
     "AgentSessionError",
+    "DecryptionError",
     "MissingDependencyError",
     "NotSupportedError",
     "SchemaError",
@@ -51,6 +53,12 @@ class SchemaError(StoreError):
 class SessionBusy(AgentSessionError):
     """Another run holds the session: it stayed held past the lock timeout, or the run
     was configured not to wait (``RunConfig(session_lock="fail")``)."""
+
+
+class DecryptionError(AgentSessionError):
+    """Encrypted data cannot be read: its key is wrong or missing (shredded, a master key
+    not in the ring), or the data was altered. The message names the session; nothing of
+    it is returned, and plaintext is never read in its place."""
 
 
 class MissingDependencyError(AgentSessionError, ImportError):

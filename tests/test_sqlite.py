@@ -200,6 +200,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
         ("0001_sessions_and_messages",),
         ("0002_metadata_search_locks",),
         ("0003_fts_off_the_write_path",),
+        ("0005_encryption",),
     ]
 
 

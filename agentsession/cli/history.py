@@ -164,7 +164,13 @@ def search(
 @click.option(
     "--session", "session_ids", multiple=True, metavar="ID", help="Only this session (repeatable)."
 )
-def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
+@click.option(
+    "--decrypt",
+    is_flag=True,
+    help="An encrypted database: write plaintext (default: ciphertext, which imports "
+    "into a database with the same keys).",
+)
+def export(output: str, db: str | None, session_ids: tuple[str, ...], decrypt: bool) -> None:
     """Write sessions as JSON Lines to OUTPUT (default: standard output).
 
     One header line per session (its record and metadata) then one line per message;
@@ -173,15 +179,12 @@ def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
     with open_store(resolve_db(db), reading=True) as store, _caller_errors():
         total = len(session_ids) if session_ids else len(store.list_sessions())
         with _progress(total, "Exporting sessions") as bar:
+            options: dict[str, Any] = {"session_ids": session_ids or None, "decrypt": decrypt}
             if output == "-":
                 with click.open_file(output, "w", encoding="utf-8") as fp:
-                    count = store.export_jsonl(
-                        fp, session_ids=session_ids or None, progress=bar.update
-                    )
+                    count = store.export_jsonl(fp, progress=bar.update, **options)
             else:  # written whole or not at all, readable by its owner only
-                count = store.export_jsonl(
-                    Path(output), session_ids=session_ids or None, progress=bar.update
-                )
+                count = store.export_jsonl(Path(output), progress=bar.update, **options)
     if output != "-":
         click.echo(f"Exported {count} sessions to {output}.", err=True)
 

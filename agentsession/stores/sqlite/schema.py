@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 __all__ = (
+    "ENCRYPTION",
     "FTS_STATE",
     "LOCKS",
     "MESSAGES",
@@ -43,8 +44,12 @@ MESSAGES_FTS = f"{MESSAGES}_fts"
 #: One row: ``last_indexed``, the largest message id the full-text index is caught up to.
 FTS_STATE = "agentsession_fts_state"
 
-#: Bumped with every migration added below.
-SCHEMA_VERSION = 3
+#: One row when the database is encrypted (see ``stores.encrypted``): it is then never
+#: opened without its keys, and a database with plaintext sessions never with them.
+ENCRYPTION = "agentsession_encryption"
+
+#: Bumped with every migration added below (to the number of the newest).
+SCHEMA_VERSION = 5
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -161,6 +166,14 @@ def _fts_off_the_write_path(db: Database) -> None:
         f"UPDATE {FTS_STATE} SET last_indexed = (SELECT coalesce(max(id), 0) FROM {MESSAGES}) "
         f"WHERE last_indexed > (SELECT coalesce(max(id), 0) FROM {MESSAGES}); "
         "END"
+    )
+
+
+@migrations(name="0005_encryption")
+def _encryption(db: Database) -> None:
+    # The wrapped data keys live in a key file of their own, not here (see sqlite.keys).
+    db.execute(
+        f"CREATE TABLE {ENCRYPTION} (id INTEGER PRIMARY KEY CHECK (id = 1), since REAL NOT NULL)"
     )
 
 
