@@ -10,6 +10,11 @@ always finish.
 
 So a run costs one write, and nothing needs rolling back: a failed run, or a process
 killed mid-run, never wrote anything.
+
+With a ``ledger`` (the memory is a ``LedgerMemory``), the run's ``RunRecord`` rides in
+that one write; a run rolled back writes its record alone. With a ``budget``, the
+session's recorded tokens are read once the lease is held, and a spent budget raises
+``SessionBudgetExceeded`` before the run reads or sends anything.
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .exceptions import SessionBusy
+from ._ledger import outcome_of
+from .exceptions import SessionBudgetExceeded, SessionBusy
 from .protocol import LeasingMemory
 
 if TYPE_CHECKING:
+    from ._ledger import RunLedger
     from .session import MemorySession
 
 __all__ = ("FailedRuns", "RunGuard", "SessionLock")
@@ -95,6 +102,9 @@ class RunGuard:
         session_lock: ``"wait"`` for another run on the session to end (up to
             ``lock_timeout`` seconds), ``"fail"`` at once, or ``"off"``.
         lock_timeout: seconds to wait for the session.
+        ledger: records what the run spends (``None``: the memory keeps no ledger).
+        budget: refuse the run if the session's ledger records this many total tokens
+            or more (``None``: no budget; needs a ``ledger``).
     """
 
     def __init__(
@@ -105,8 +115,12 @@ class RunGuard:
         failed_runs: FailedRuns,
         session_lock: SessionLock,
         lock_timeout: float,
+        ledger: RunLedger | None = None,
+        budget: int | None = None,
     ) -> None:
         self.memory = memory
+        self.ledger = ledger
+        self.budget = budget
         self.session = session
         self.session_id = session.session_id
         self.failed_runs = failed_runs
@@ -115,6 +129,7 @@ class RunGuard:
         self.owner = f"{_PROCESS}{next(_runs)}"
         self._leasing = isinstance(memory, LeasingMemory)
         self._locked = False
+        self._started = False
         self._renewal: asyncio.Task[None] | None = None
 
     # -- the lease -----------------------------------------------------------------------
@@ -167,9 +182,25 @@ class RunGuard:
 
     # -- the context manager -------------------------------------------------------------
 
+    async def _check_budget(self) -> None:
+        assert self.budget is not None
+        spent = (await self.memory.usage(self.session_id)).total_tokens
+        if spent >= self.budget:
+            raise SessionBudgetExceeded(self.session_id, spent, self.budget)
+
     async def __aenter__(self) -> RunGuard:
         if self.session_lock != "off":
             await self._acquire()
+        if self.budget is not None:
+            try:
+                await self._check_budget()
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._release()
+                raise
+        if self.ledger is not None:
+            self.ledger.start()
+        self._started = True
         self.session.begin_run()
         if self._locked and self._leasing and self.memory.lease_expires:
             self._renewal = asyncio.get_running_loop().create_task(self._renew())
@@ -178,6 +209,25 @@ class RunGuard:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         with anyio.CancelScope(shield=True):
             try:
-                await self.session.end_run(commit=exc_type is None or self.failed_runs == "keep")
+                await self._end_run(exc_type)
             finally:
                 await self._release()
+
+    async def _end_run(self, exc_type: Any) -> None:
+        commit = exc_type is None or self.failed_runs == "keep"
+        if self.ledger is None or not self._started:
+            await self.session.end_run(commit=commit)
+            return
+        self._started = False
+        items = self.session.pending if commit else 0
+        run = self.ledger.record(self.session_id, self.owner, items, outcome_of(exc_type))
+        if commit and items:
+            await self.session.end_run(commit=True, run=run)
+            return
+        try:
+            await self.session.end_run(commit=commit, run=run)
+        except Exception as exc:
+            if exc_type is None:
+                raise
+            # The run's own error is what the caller needs; a record lost with it is not.
+            logger.warning("could not record the failed run of %r: %s", self.session_id, exc)

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._history_memory import HistoryMemoryMixin
+from ._ledger_memory import LedgerMemoryMixin
 from ._threads import WorkerThreads
-from .protocol import SessionInfo, SessionMemory, Store
+from .protocol import RunRecord, SessionInfo, SessionMemory, Store
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
@@ -44,7 +45,7 @@ T = TypeVar("T")
 DEFAULT_THREADS = 16
 
 
-class StoreMemory(HistoryMemoryMixin):
+class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
     """The async face of a blocking ``Store``; what the runner and the SDK talk to.
 
     Every public method of the store has an async twin here with the same name,
@@ -119,15 +120,26 @@ class StoreMemory(HistoryMemoryMixin):
             return messages
         return await self._call(self.store.get_messages, session_id, limit, tool_safe=tool_safe)
 
-    async def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
-        """Append ``messages`` to the session atomically, in order.
+    async def add_messages(
+        self,
+        session_id: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """Append ``messages`` to the session atomically, in order; with ``run`` (the
+        runner's record of the run), add it to the usage ledger in the same step.
 
         Raises:
-            TypeError: a message is not JSON-ready; nothing is stored.
-            ValueError: a bad ``session_id``.
+            TypeError: a message is not JSON-ready, or ``run`` is not a ``RunRecord``;
+                nothing is stored.
+            ValueError: a bad ``session_id``, or a ``run`` of another session.
             StoreError: the backend failed; nothing of this add is stored.
         """
-        await self._call(self.store.add_messages, session_id, messages)
+        if run is None:
+            await self._call(self.store.add_messages, session_id, messages)
+        else:
+            await self._call(self.store.add_messages, session_id, messages, run=run)
 
     async def pop_message(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return the newest message, or ``None`` if the session is empty.

@@ -25,7 +25,7 @@ from .window import HistoryWindow
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-    from .protocol import SessionMemory
+    from .protocol import RunRecord, SessionMemory
 
 __all__ = ("MemorySession",)
 
@@ -119,15 +119,21 @@ class MemorySession:
         """How many items the current run has added and not yet written."""
         return len(self._pending or ())
 
-    async def end_run(self, *, commit: bool) -> None:
+    async def end_run(self, *, commit: bool, run: RunRecord | None = None) -> None:
         """Stop holding: write the held items in one ``add_messages`` call, or drop them.
+
+        With ``run`` (the memory is a ``LedgerMemory``), the run's record goes with that
+        call (``add_messages(..., run=run)``), alone when nothing is written.
 
         Raises:
             TypeError: a held item cannot be stored; nothing is.
             StoreError: the backend failed; nothing of the run is stored.
         """
         pending, self._pending = self._pending, None
-        if commit and pending:
+        if run is not None:
+            items = pending if commit and pending else []
+            await self.memory.add_messages(self.session_id, items, run=run)  # type: ignore[call-arg]
+        elif commit and pending:
             await self.memory.add_messages(self.session_id, pending)
 
     # -- the SDK's Session protocol --------------------------------------------------------

@@ -24,9 +24,10 @@ from typing import Any, TypeVar
 from .._serialize import decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
 from ..exceptions import NotSupportedError
-from ..protocol import SearchHit, SessionInfo, SessionPage
+from ..protocol import RunRecord, SearchHit, SessionInfo, SessionPage, SessionUsage
 from ..window import tool_safe_tail
 from .jsonl import JsonlMixin
+from .runs import check_run
 from .values import (
     Progress,
     check_text,
@@ -501,7 +502,13 @@ class StoreBase(JsonlMixin):
         # window's first item lost its reasoning item (see window.tool_safe_tail).
         return newest_window(self._newest_rows(session_id, limit + 1), limit, where)
 
-    def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
+    def add_messages(
+        self,
+        session_id: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
         """Append ``messages`` to the session atomically, keeping their order.
 
         ``messages`` is any iterable of JSON objects (a list, a tuple, a generator). Every
@@ -511,11 +518,17 @@ class StoreBase(JsonlMixin):
         committed; a failure of that is logged as a warning on the ``agentsession``
         logger, never raised: the add is stored.
 
+        With ``run`` (what the runner passes with a run's items), the run's record joins
+        the session's usage ledger in the same atomic step: both are stored or neither.
+        ``messages`` may then be empty (a rolled-back run records only what it spent). A
+        run record alone does not create the session's record (``session_info``).
+
         Raises:
             TypeError: ``messages`` is not an iterable of messages, or a message is not
                 a JSON object or holds a value JSON cannot represent; the message names
-                the item. Nothing is stored.
-            ValueError: a bad ``session_id``.
+                the item; or ``run`` is not a valid ``RunRecord``. Nothing is stored.
+            ValueError: a bad ``session_id``, or a ``run`` of another session or with a
+                bad field (named).
             StoreBusy: the backend stayed busy (a write lock, the connection pool, a
                 loading Redis) past its timeout.
             StoreClosed: the store is closed.
@@ -523,9 +536,12 @@ class StoreBase(JsonlMixin):
         """
         check_session_id(session_id)
         items, encoded = check_messages(messages)
-        if not encoded:
+        if run is not None:
+            self._append_run(session_id, encoded, items, check_run(run, session_id))
+        elif not encoded:
             return
-        self._append(session_id, encoded, items)
+        else:
+            self._append(session_id, encoded, items)
         if self.ttl is not None:
             self._expire_now_and_then(self.ttl)
 
@@ -617,7 +633,8 @@ class StoreBase(JsonlMixin):
         return self._count(session_id)
 
     def clear_session(self, session_id: str) -> None:
-        """Delete the session and all its messages (a no-op for an unknown session).
+        """Delete the session, all its messages and its run records (the usage ledger);
+        a no-op for an unknown session.
 
         Atomic: an add racing the clear is deleted whole or lands whole in a new
         session. A run lease held on the session is left alone.
@@ -628,6 +645,44 @@ class StoreBase(JsonlMixin):
         """
         check_session_id(session_id)
         self._clear(session_id)
+
+    # -- the usage ledger ------------------------------------------------------------------
+
+    def usage(self, session_id: str) -> SessionUsage:
+        """The sums of the session's run records, read in one step.
+
+        Returns:
+            All zeros (``runs=0``, no times) for a session with no recorded run.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._usage(session_id)
+
+    def runs(self, session_id: str, limit: int = 20) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest (last ended) first.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``limit`` not an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        check_count(limit, "limit", minimum=1)
+        return self._runs(session_id, limit)
+
+    def usage_by_session(self, *, limit: int | None = None) -> list[tuple[str, SessionUsage]]:
+        """``(session_id, usage)`` of the sessions with recorded runs, most total tokens
+        first (ties by session id); the top ``limit`` of them, or all for ``None``.
+
+        Raises:
+            TypeError, ValueError: ``limit`` not ``None`` or an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        if limit is not None:
+            check_count(limit, "limit", minimum=1)
+        return self._usage_by_session(limit)
 
     # -- the run lease ---------------------------------------------------------------------
 
@@ -832,7 +887,8 @@ class StoreBase(JsonlMixin):
 
         The copy keeps each message's ``created_at`` and the source's metadata
         (replacing any the target's record had); the new session is created, and last
-        active, now. The source is not changed. The target is written atomically.
+        active, now. Run records (the usage ledger) are not copied: the new session has
+        spent nothing yet. The source is not changed. The target is written atomically.
 
         Args:
             session_id: the session to copy from.
@@ -871,7 +927,8 @@ class StoreBase(JsonlMixin):
         Trimming renumbers a session's kept messages 1..``keep_last`` (positions stay
         dense). Neither mode counts as activity: ``updated_at`` is not changed. A
         session deleted whole loses its newest messages first, so between steps it is a
-        shorter but intact history. Sessions whose run lease is held are skipped.
+        shorter but intact history, and its run records go with its last message
+        (trimming keeps them). Sessions whose run lease is held are skipped.
 
         Args:
             older_than: delete sessions last active before this time (an aware
@@ -939,6 +996,26 @@ class StoreBase(JsonlMixin):
 
         ``messages`` are the checked messages themselves, for an engine that indexes
         their words (``_serialize.message_text``)."""
+        raise NotImplementedError
+
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        """As ``_append`` (``encoded`` may be empty: then no message and no session
+        record is written), and store ``run`` in the session's ledger in the same
+        atomic step."""
+        raise NotImplementedError
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        """The session's ledger summed, in one consistent read."""
+        raise NotImplementedError
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest first."""
+        raise NotImplementedError
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        """Every ledger summed per session, most total tokens first, at most ``limit``."""
         raise NotImplementedError
 
     def _expire(self, ttl: timedelta) -> None:

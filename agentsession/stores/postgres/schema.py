@@ -25,6 +25,7 @@ __all__ = (
     "LOCKS",
     "MESSAGES",
     "MIGRATIONS",
+    "RUNS",
     "SCHEMA_VERSION",
     "SESSIONS",
     "VERSIONS",
@@ -38,6 +39,8 @@ SESSIONS = "agentsession_sessions"
 MESSAGES = "agentsession_messages"
 #: Run leases: which run holds a session (see the runner's no-interleaving lock).
 LOCKS = "agentsession_locks"
+#: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
+RUNS = "agentsession_runs"
 #: One row per applied migration.
 VERSIONS = "agentsession_migrations"
 
@@ -70,7 +73,7 @@ def check_schema_name(schema: Any) -> str:
 class Tables:
     """The quoted, schema-qualified names of agentsession's tables, for SQL text."""
 
-    __slots__ = ("locks", "messages", "name", "quoted", "sessions", "versions")
+    __slots__ = ("locks", "messages", "name", "quoted", "runs", "sessions", "versions")
 
     def __init__(self, schema: str) -> None:
         self.name = check_schema_name(schema)
@@ -79,6 +82,7 @@ class Tables:
         self.sessions = f"{self.quoted}.{SESSIONS}"
         self.messages = f"{self.quoted}.{MESSAGES}"
         self.locks = f"{self.quoted}.{LOCKS}"
+        self.runs = f"{self.quoted}.{RUNS}"
         self.versions = f"{self.quoted}.{VERSIONS}"
 
 
@@ -135,6 +139,34 @@ MIGRATIONS: tuple[Migration, ...] = (
                 owner text NOT NULL,
                 expires_at double precision NOT NULL
             )""",
+        ),
+    ),
+    Migration(
+        4,
+        "0004_usage_ledger",
+        (
+            # Keyed by the session id's text, not the sessions row: a run rolled back on a
+            # new session records what it spent without creating the session. Times are
+            # the runner's (Unix seconds). (session_id, ended_at) serves "newest runs
+            # first" and the per-session sums.
+            """CREATE TABLE {runs} (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                run_id text NOT NULL,
+                session_id text COLLATE "C" NOT NULL,
+                started_at double precision NOT NULL,
+                ended_at double precision NOT NULL,
+                agent text NOT NULL,
+                model text NOT NULL,
+                requests bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                total_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                items_added bigint NOT NULL,
+                outcome text NOT NULL
+            )""",
+            "CREATE INDEX agentsession_runs_session ON {runs} (session_id, ended_at)",
         ),
     ),
 )
@@ -230,6 +262,7 @@ def _migrate(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> N
         "sessions": tables.sessions,
         "messages": tables.messages,
         "locks": tables.locks,
+        "runs": tables.runs,
     }
     for migration in MIGRATIONS:
         if migration.version in applied:

@@ -8,6 +8,11 @@ that owns the session)::
     KEYS[2]  <prefix>:{<id>}:session    HASH created_at, updated_at, metadata
     KEYS[3]  <prefix>:{<id>}:lock       STRING run lease owner, with a PX expiry
 
+The scripts that touch the usage ledger (``ADD_RUN``, ``CLEAR``, ``DROP_IDLE``,
+``IMPORT_RUNS``) take a fourth key of the same slot::
+
+    KEYS[4]  <prefix>:{<id>}:runs       LIST of run record JSON texts, newest first
+
 Timestamps are the server's clock (``TIME``), written as decimal text
 (``"1717171717.250000"``), and every timestamp that comes from a client travels as
 text too: no timestamp passes through a Lua number on its way into a key, so floats
@@ -19,11 +24,13 @@ from __future__ import annotations
 
 __all__ = (
     "ADD",
+    "ADD_RUN",
     "CLEAR",
     "CUT_TAIL",
     "DROP_IDLE",
     "FORK_INTO",
     "IMPORT",
+    "IMPORT_RUNS",
     "INFO",
     "LOCK",
     "POP",
@@ -95,6 +102,28 @@ end
 return now
 """)
 
+#: KEYS[4]: the session's runs; KEYS[5]: the sessions index, as for ``ADD``.
+#: ARGV: ttl, session id, run record JSON, message JSON texts (none or more)...
+#: Pushes the run record and, if there are messages, adds them as ``ADD`` does: one step.
+#: -> the new updated_at, or nil when no message was added.
+ADD_RUN = _script("""
+local runs = KEYS[4]
+redis.call('LPUSH', runs, ARGV[3])
+if ARGV[1] ~= '0' then
+  redis.call('PEXPIRE', runs, ARGV[1])
+end
+if #ARGV < 4 then
+  return false
+end
+local now = clock()
+push(4, now .. ' ')
+touch(now, ARGV[1])
+if KEYS[5] then
+  redis.call('ZADD', KEYS[5], 'GT', now, ARGV[2])
+end
+return now
+""")
+
 #: ARGV: ttl -> {updated_at, the removed item}, or nil for an empty session.
 POP = _script("""
 local item = redis.call('RPOP', messages)
@@ -151,9 +180,9 @@ table.insert(removed, 1, now)
 return removed
 """)
 
-#: -> how many of the session's two keys existed.
+#: KEYS[4]: the session's runs -> how many of the session's three keys existed.
 CLEAR = _script("""
-return redis.call('DEL', messages, session)
+return redis.call('DEL', messages, session, KEYS[4])
 """)
 
 #: ARGV: owner, lease ms -> 1 if owner holds the lease now, 0 if another owner does.
@@ -242,6 +271,20 @@ expire(ARGV[1])
 return 'ok'
 """)
 
+#: KEYS[4]: the session's runs. ARGV: ttl, run record JSON texts, oldest first...
+#: Replaces the session's run records with these (none: deletes them).
+IMPORT_RUNS = _script("""
+local runs = KEYS[4]
+redis.call('DEL', runs)
+for i = 2, #ARGV do
+  redis.call('LPUSH', runs, ARGV[i])
+end
+if ARGV[1] ~= '0' and #ARGV > 1 then
+  redis.call('PEXPIRE', runs, ARGV[1])
+end
+return #ARGV - 1
+""")
+
 #: ARGV: ttl, new metadata, mode, expected. Mode '*' writes unconditionally, '-' only
 #: if the session has no metadata, '=' only if its metadata is exactly ``expected``.
 #: Creates the record if need be; updated_at is not changed (metadata is not activity).
@@ -259,8 +302,9 @@ expire(ARGV[1])
 return redis.call('HGET', session, 'updated_at')
 """)
 
-#: ARGV: cutoff, budget. Deletes an idle session (updated_at before cutoff, no lease)
-#: whole if it has at most budget messages, else its newest budget messages.
+#: KEYS[4]: the session's runs. ARGV: cutoff, budget. Deletes an idle session
+#: (updated_at before cutoff, no lease) whole, its runs too, if it has at most budget
+#: messages, else its newest budget messages.
 #: -> {messages deleted, 1 if the session is gone}, or {-1, 0} leased, {-2, 0} active
 #: again since it was listed, {-3, 0} no such session (a stale index entry).
 DROP_IDLE = _script("""
@@ -277,7 +321,7 @@ if updated and tonumber(updated) >= tonumber(ARGV[1]) then
 end
 local budget = tonumber(ARGV[2])
 if count <= budget then
-  redis.call('DEL', messages, session)
+  redis.call('DEL', messages, session, KEYS[4])
   return {count, 1}
 end
 redis.call('LTRIM', messages, 0, -(budget + 1))

@@ -27,11 +27,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..._extras import require
 from ...exceptions import NotSupportedError, StoreBusy, StoreError
-from ...protocol import SessionInfo
+from ...protocol import RunRecord, SessionInfo, SessionUsage
+from .. import runs
 from ..base import Progress, Row, StoreBase
 from ..jsonl import ImportedSession
-from . import history, jsonl, retention
-from .core import RETRIES, Keyspace, client_from_url, split_item
+from . import history, jsonl, ledger, retention
+from .core import RETRIES, Keyspace, client_from_url, split_item, storable_json
 
 if TYPE_CHECKING:
     import redis
@@ -189,6 +190,22 @@ class RedisStore(StoreBase):
         # and the session's index entry: one round trip (see ``Keyspace.append``).
         self._keyspace.append(session_id, encoded)
 
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        # The same script pushes the run's record onto the session's ledger: still one
+        # round trip per run.
+        self._keyspace.append_run(session_id, encoded, storable_json(runs.to_json(run)))
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        return ledger.usage(self._keyspace, session_id)
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        return ledger.runs(self._keyspace, session_id, limit)
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        return ledger.usage_by_session(self._keyspace, limit)
+
     def _pop(self, session_id: str) -> Row | None:
         ks = self._keyspace
         reply = ks.run(ks.scripts.pop, session_id, ks.ttl_ms)
@@ -243,7 +260,7 @@ class RedisStore(StoreBase):
         # The session's keys go in one step (a run lease is left alone); its index
         # entry right after.
         ks = self._keyspace
-        ks.run(ks.scripts.clear, session_id)
+        ks.run_ledger(ks.scripts.clear, session_id)
         ks.unindex([session_id])
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:

@@ -24,6 +24,7 @@ __all__ = (
     "LOCKS",
     "MESSAGES",
     "MESSAGES_FTS",
+    "RUNS",
     "SCHEMA_VERSION",
     "SESSIONS",
     "ensure_schema",
@@ -38,9 +39,11 @@ LOCKS = "agentsession_locks"
 MESSAGES_FTS = f"{MESSAGES}_fts"
 #: One row: ``last_indexed``, the largest message id the full-text index is caught up to.
 FTS_STATE = "agentsession_fts_state"
+#: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
+RUNS = "agentsession_runs"
 
 #: Bumped with every migration added below.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 migrations = Migrations("agentsession")
 
@@ -60,7 +63,13 @@ def _create_tables(db: Database) -> None:
             "last_seq": int,
         },
         pk="id",
-        not_null={"session_id", "created_at", "updated_at", "message_count", "last_seq"},
+        not_null={
+            "session_id",
+            "created_at",
+            "updated_at",
+            "message_count",
+            "last_seq",
+        },
     )
     db[SESSIONS].create_index(["session_id"], unique=True)  # type: ignore[union-attr]
     db[SESSIONS].create_index(["updated_at"])  # type: ignore[union-attr]
@@ -123,6 +132,23 @@ def _fts_off_the_write_path(db: Database) -> None:
         f"WHERE last_indexed > (SELECT coalesce(max(id), 0) FROM {MESSAGES}); "
         "END"
     )
+
+
+@migrations(name="0004_usage_ledger")
+def _usage_ledger(db: Database) -> None:
+    # Keyed by the session id's text, not the sessions row: a run rolled back on a new
+    # session records what it spent without creating the session. (session_id, ended_at)
+    # serves both "newest runs first" and the per-session sums.
+    db.execute(
+        f"CREATE TABLE {RUNS} (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+        "session_id TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL NOT NULL, "
+        "agent TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL, "
+        "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, "
+        "total_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL, "
+        "reasoning_tokens INTEGER NOT NULL, items_added INTEGER NOT NULL, "
+        "outcome TEXT NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX {RUNS}_session ON {RUNS} (session_id, ended_at)")
 
 
 def text_of_stored(message: str) -> str:
