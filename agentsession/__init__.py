@@ -21,13 +21,22 @@ from .exceptions import (
     MissingDependencyError,
     NotSupportedError,
     SchemaError,
+    SessionBudgetExceeded,
     SessionBusy,
     StoreBusy,
     StoreClosed,
     StoreError,
 )
 from .memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
-from .protocol import SearchHit, SessionInfo, SessionMemory, SessionPage, Store
+from .protocol import (
+    RunRecord,
+    SearchHit,
+    SessionInfo,
+    SessionMemory,
+    SessionPage,
+    SessionUsage,
+    Store,
+)
 from .runner import RunConfig, Runner
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
@@ -51,15 +60,18 @@ __all__ = (
     "RedisSessionMemory",
     "RedisStore",
     "RunConfig",
+    "RunRecord",
     "Runner",
     "SQLiteSessionMemory",
     "SQLiteStore",
     "SchemaError",
     "SearchHit",
+    "SessionBudgetExceeded",
     "SessionBusy",
     "SessionInfo",
     "SessionMemory",
     "SessionPage",
+    "SessionUsage",
     "Store",
     "StoreBusy",
     "StoreClosed",
