@@ -7,7 +7,12 @@ Each session is a header line followed by one line per message, oldest first::
     {"type":"message","seq":1,"created_at":1717171717.25,"message":{"role":"user",...}}
     {"type":"message","seq":2,"created_at":1717171720.5,"message":{...}}
 
-(each object on one line). Times are Unix seconds (UTC) as JSON numbers, written with
+(each object on one line), then one line per run record of its usage ledger, oldest
+first (see ``protocol.RunRecord``; its fields, times as Unix seconds)::
+
+    {"type":"run","run_id":"...","session_id":"s1","started_at":1717171716.5,...}
+
+Times are Unix seconds (UTC) as JSON numbers, written with
 enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
 is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
 even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
@@ -25,9 +30,21 @@ from typing import IO, Any, Literal
 from .._files import replaced_text_file
 from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
+from ..protocol import RunRecord
+from .runs import COLUMNS, from_json, to_row
 from .values import Progress, check_timestamp, dump_metadata
 
-__all__ = ("FORMAT_VERSION", "ImportedSession", "JsonlMixin", "header_line", "message_lines")
+__all__ = (
+    "FORMAT_VERSION",
+    "ImportedSession",
+    "JsonlMixin",
+    "header_line",
+    "message_lines",
+    "run_lines",
+)
+
+#: More run records than any session holds: "all of them" for ``runs``.
+_ALL_RUNS = 2**62
 
 #: The ``version`` written in every session header.
 FORMAT_VERSION = 1
@@ -54,6 +71,8 @@ class ImportedSession:
         self.metadata = dump_metadata(header["metadata"])
         #: ``(seq, created_at, message JSON text, searchable text)``, in order.
         self.rows: list[tuple[int, float, str, str]] = []
+        #: The session's run records, oldest first.
+        self.runs: list[RunRecord] = []
 
     def conflict(self) -> ValueError:
         """The error for a session the store already has, with ``on_conflict="error"``."""
@@ -145,6 +164,23 @@ def message_lines(rows: Iterable[tuple[int, float, str]]) -> str:
     return "".join(out)
 
 
+def _run(record: dict[str, Any], line: int, session: ImportedSession) -> None:
+    fields = {key: value for key, value in record.items() if key != "type"}
+    try:
+        session.runs.append(from_json(fields, session.session_id))
+    except ValueError as exc:
+        raise ValueError(f"line {line}: {exc}") from None
+
+
+def run_lines(records: Iterable[RunRecord]) -> str:
+    """The run lines of ``records`` (oldest first)."""
+    out = []
+    for record in records:
+        values = dict(zip(COLUMNS, to_row(record), strict=True))
+        out.append(_encoder.encode({"type": "run", **values}) + "\n")
+    return "".join(out)
+
+
 class JsonlMixin:
     """``export_jsonl`` and ``import_jsonl`` over four engine hooks.
 
@@ -165,8 +201,13 @@ class JsonlMixin:
         """Write one session (header and messages) from one snapshot; ``False`` if gone."""
         raise NotImplementedError
 
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest first (``StoreBase``)."""
+        raise NotImplementedError
+
     def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
-        """Store one checked session in one transaction; ``False`` if skipped.
+        """Store one checked session, its run records replacing any the store had, in
+        one transaction; ``False`` if skipped.
 
         Raises ``session.conflict()`` when the session exists and ``on_conflict`` is
         ``"error"``.
@@ -185,6 +226,9 @@ class JsonlMixin:
         Sessions are read a page at a time and each session's messages streamed, so
         memory use stays small whatever the size of the database. Each session is read
         in one read transaction (a consistent snapshot of it); writers are not blocked.
+        Its run records (the usage ledger) are read right after it. Records of a
+        session the store has no record of (a run rolled back on a new session) are not
+        exported.
 
         Args:
             fp: a text file open for writing (UTF-8), or a path: the file is then
@@ -210,6 +254,7 @@ class JsonlMixin:
         with target as out:
             for session_id in ids:
                 if self._jsonl_export_one(session_id, out):
+                    out.write(run_lines(self._runs(session_id, _ALL_RUNS)[::-1]))
                     written += 1
                     if progress is not None:
                         progress(1)
@@ -238,7 +283,8 @@ class JsonlMixin:
         """Read sessions written by ``export_jsonl`` and store them exactly as they were.
 
         Each session is checked whole, then stored in one transaction with its
-        timestamps, metadata and message order: all of it or none of it. Sessions
+        timestamps, metadata, message order and run records (which replace any the
+        store had for it): all of it or none of it. Sessions
         before a failing one stay imported. Memory use is one session at a time.
 
         Args:
@@ -300,9 +346,13 @@ class JsonlMixin:
                 if current is None:
                     raise ValueError(f"line {number}: a message line before any session header")
                 _message(record, number, current)
+            elif kind == "run":
+                if current is None:
+                    raise ValueError(f"line {number}: a run line before any session header")
+                _run(record, number, current)
             else:
                 raise ValueError(
-                    f"line {number}: expected a JSON object with type 'session' or 'message'"
+                    f"line {number}: expected a JSON object with type 'session', 'message' or 'run'"
                 )
         if current is not None:
             flush(current)

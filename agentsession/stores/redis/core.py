@@ -203,7 +203,6 @@ class Scripts:
     def __init__(self, client: redis.Redis) -> None:
         self.add: Script = client.register_script(lua.ADD)
         self.add_run: Script = client.register_script(lua.ADD_RUN)
-        self.import_runs: Script = client.register_script(lua.IMPORT_RUNS)
         self.pop: Script = client.register_script(lua.POP)
         self.cut_tail: Script = client.register_script(lua.CUT_TAIL)
         self.truncate: Script = client.register_script(lua.TRUNCATE)

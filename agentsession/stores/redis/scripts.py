@@ -9,7 +9,7 @@ that owns the session)::
     KEYS[3]  <prefix>:{<id>}:lock       STRING run lease owner, with a PX expiry
 
 The scripts that touch the usage ledger (``ADD_RUN``, ``CLEAR``, ``DROP_IDLE``,
-``IMPORT_RUNS``) take a fourth key of the same slot::
+``IMPORT``) take a fourth key of the same slot::
 
     KEYS[4]  <prefix>:{<id>}:runs       LIST of run record JSON texts, newest first
 
@@ -30,7 +30,6 @@ __all__ = (
     "DROP_IDLE",
     "FORK_INTO",
     "IMPORT",
-    "IMPORT_RUNS",
     "INFO",
     "LOCK",
     "POP",
@@ -253,8 +252,10 @@ touch(now, ARGV[1])
 return {1, now}
 """)
 
-#: ARGV: ttl, on_conflict, created_at, updated_at, metadata, stored items...
-#: -> 'ok', 'skip' or 'conflict' (nothing changed for the last two).
+#: KEYS[4]: the session's runs. ARGV: ttl, on_conflict, created_at, updated_at,
+#: metadata, n, n run record JSON texts (oldest first), stored items...
+#: -> 'ok', 'skip' or 'conflict' (nothing changed for the last two). The records
+#: replace the session's ledger.
 IMPORT = _script("""
 if redis.call('EXISTS', messages, session) > 0 then
   if ARGV[2] == 'skip' then
@@ -265,24 +266,18 @@ if redis.call('EXISTS', messages, session) > 0 then
   end
   redis.call('DEL', messages, session)
 end
-push(6, '')
+local n = tonumber(ARGV[6])
+push(7 + n, '')
 redis.call('HSET', session, 'created_at', ARGV[3], 'updated_at', ARGV[4], 'metadata', ARGV[5])
 expire(ARGV[1])
+redis.call('DEL', KEYS[4])
+for i = 7, 6 + n do
+  redis.call('LPUSH', KEYS[4], ARGV[i])
+end
+if n > 0 and ARGV[1] ~= '0' then
+  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+end
 return 'ok'
-""")
-
-#: KEYS[4]: the session's runs. ARGV: ttl, run record JSON texts, oldest first...
-#: Replaces the session's run records with these (none: deletes them).
-IMPORT_RUNS = _script("""
-local runs = KEYS[4]
-redis.call('DEL', runs)
-for i = 2, #ARGV do
-  redis.call('LPUSH', runs, ARGV[i])
-end
-if ARGV[1] ~= '0' and #ARGV > 1 then
-  redis.call('PEXPIRE', runs, ARGV[1])
-end
-return #ARGV - 1
 """)
 
 #: ARGV: ttl, new metadata, mode, expected. Mode '*' writes unconditionally, '-' only
