@@ -17,6 +17,7 @@ from ._db import data_dir, is_default, open_memory, redact, resolve_db
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .models import API_CHOICES, MODEL_ENV, choose_model
+from .usage import usage
 
 __all__ = ("cli", "main")
 
@@ -154,6 +155,7 @@ def chat(
 cli.add_command(sessions)
 cli.add_command(show)
 cli.add_command(clear)
+cli.add_command(usage)
 for _command in HISTORY_COMMANDS:
     cli.add_command(_command)
 
