@@ -238,6 +238,40 @@ def test_offline_model_streams_the_same_reply_it_returns() -> None:
     assert "".join(deltas) == whole == final
 
 
+def test_offline_model_reports_the_same_estimated_usage_streamed_or_not() -> None:
+    from agents.model_settings import ModelSettings
+    from agents.models.interface import ModelTracing
+
+    from agentsession.window import approximate_tokens
+
+    model = OfflineModel()
+    question = {"role": "user", "content": "how much did this cost?"}
+    args: Any = ("Be brief.", [question], ModelSettings(), [], None, [])
+    kwargs: Any = {"previous_response_id": None, "conversation_id": None, "prompt": None}
+
+    async def run() -> tuple[Any, Any]:
+        whole = await model.get_response(*args, ModelTracing.DISABLED, **kwargs)
+        final = None
+        async for event in model.stream_response(*args, ModelTracing.DISABLED, **kwargs):
+            if event.type == "response.completed":
+                final = event.response.usage
+        return whole.usage, final
+
+    whole, streamed = asyncio.run(run())
+    sent = approximate_tokens({"role": "system", "content": "Be brief."}) + approximate_tokens(
+        question
+    )
+    assert (whole.requests, whole.input_tokens) == (1, sent)
+    assert whole.output_tokens > 0
+    assert whole.total_tokens == whole.input_tokens + whole.output_tokens
+    assert streamed is not None
+    assert (streamed.input_tokens, streamed.output_tokens, streamed.total_tokens) == (
+        whole.input_tokens,
+        whole.output_tokens,
+        whole.total_tokens,
+    )
+
+
 # -- sessions ---------------------------------------------------------------------------
 
 
