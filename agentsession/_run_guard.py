@@ -11,10 +11,18 @@ always finish.
 So a run costs one write, and nothing needs rolling back: a failed run, or a process
 killed mid-run, never wrote anything.
 
+With a ``RunMemory`` (every agentsession memory) the run's store work is two calls: the
+lease is taken together with the read the SDK makes first (``lock_and_read``; the bound
+session hands the SDK that result), and the items are written together with giving the
+lease back (``write_and_unlock``): one thread hop and one round trip each. ``run_sync``
+makes those two calls in its own, blocked, thread (``enter_sync`` / ``exit_sync``), so
+they cost no thread hop at all.
+
 With a ``ledger`` (the memory is a ``LedgerMemory``), the run's ``RunRecord`` rides in
-that one write; a run rolled back writes its record alone. With a ``budget``, the
-session's recorded tokens are read once the lease is held, and a spent budget raises
-``SessionBudgetExceeded`` before the run reads or sends anything.
+that one write (``write_and_unlock(..., run=)`` or ``add_messages(..., run=)``); a run
+rolled back writes its record alone. With a ``budget``, the session's recorded tokens
+are read once the lease is held, and a spent budget raises ``SessionBudgetExceeded``
+before the run reads or sends anything else.
 """
 
 from __future__ import annotations
@@ -33,10 +41,12 @@ import anyio
 
 from ._ledger import outcome_of
 from .exceptions import SessionBudgetExceeded, SessionBusy
-from .protocol import LeasingMemory
+from .memory import StoreMemory
+from .protocol import LeasingMemory, RunMemory
 
 if TYPE_CHECKING:
     from ._ledger import RunLedger
+    from .protocol import RunRecord
     from .session import MemorySession
 
 __all__ = ("FailedRuns", "RunGuard", "SessionLock")
@@ -89,6 +99,19 @@ class _LocalLeases:
 
 _local_leases = _LocalLeases()
 
+#: ``(LeasingMemory, RunMemory)`` of each memory class seen: an ``isinstance`` check
+#: against a runtime protocol costs tens of microseconds, too much for every run.
+_kinds: dict[type, tuple[bool, bool]] = {}
+
+
+def _kind(memory: object) -> tuple[bool, bool]:
+    """Whether ``memory`` is a ``LeasingMemory``, and a ``RunMemory`` (per class)."""
+    cls = type(memory)
+    kind = _kinds.get(cls)
+    if kind is None:
+        kind = _kinds[cls] = (isinstance(memory, LeasingMemory), isinstance(memory, RunMemory))
+    return kind
+
 
 class RunGuard:
     """Holds a session for one run; see the module docstring.
@@ -102,9 +125,13 @@ class RunGuard:
         session_lock: ``"wait"`` for another run on the session to end (up to
             ``lock_timeout`` seconds), ``"fail"`` at once, or ``"off"``.
         lock_timeout: seconds to wait for the session.
-        ledger: records what the run spends (``None``: the memory keeps no ledger).
+        session_settings: the run's ``RunConfig.session_settings`` (the SDK's first read
+            of the session depends on them).
         budget: refuse the run if the session's ledger records this many total tokens
-            or more (``None``: no budget; needs a ``ledger``).
+            or more (``None``: no budget; the memory must keep a ledger).
+
+    ``ledger`` (a ``RunLedger``, set by the runner before the run when the memory keeps a
+    usage ledger) records what the run spends.
     """
 
     def __init__(
@@ -115,22 +142,36 @@ class RunGuard:
         failed_runs: FailedRuns,
         session_lock: SessionLock,
         lock_timeout: float,
-        ledger: RunLedger | None = None,
+        session_settings: Any = None,
         budget: int | None = None,
     ) -> None:
         self.memory = memory
-        self.ledger = ledger
+        self.ledger: RunLedger | None = None
         self.budget = budget
+        self._started = False
         self.session = session
         self.session_id = session.session_id
         self.failed_runs = failed_runs
         self.session_lock = session_lock
         self.lock_timeout = lock_timeout
+        self.session_settings = session_settings
         self.owner = f"{_PROCESS}{next(_runs)}"
-        self._leasing = isinstance(memory, LeasingMemory)
+        self._leasing, self._combined = _kind(memory)
         self._locked = False
-        self._started = False
         self._renewal: asyncio.Task[None] | None = None
+
+    @property
+    def runs_in_caller(self) -> bool:
+        """Whether ``run_sync`` may do this run's store work in its own thread
+        (``enter_sync`` / ``exit_sync``): an agentsession memory whose run calls are its
+        own, with the lease on."""
+        memory = type(self.memory)
+        return (
+            self.session_lock != "off"
+            and issubclass(memory, StoreMemory)
+            and memory.lock_and_read is StoreMemory.lock_and_read
+            and memory.write_and_unlock is StoreMemory.write_and_unlock
+        )
 
     # -- the lease -----------------------------------------------------------------------
 
@@ -140,27 +181,72 @@ class RunGuard:
             return locked
         return _local_leases.try_lock(self.memory, self.session_id, self.owner)
 
+    async def _take(self) -> bool:
+        """Take the lease; with a ``RunMemory``, make the SDK's first read with it."""
+        read = self.session.first_read(self.session_settings) if self._combined else None
+        if read is None:
+            return await self._try_lock()
+        messages = await self.memory.lock_and_read(
+            self.session_id, self.owner, LEASE_SECONDS, read[0], tool_safe=read[1]
+        )
+        if messages is None:
+            return False
+        self.session.prefetch(read, messages)
+        return True
+
+    def _take_sync(self) -> bool:
+        """``_take`` with the store's blocking calls, in the calling thread."""
+        store = self.memory.store
+        read = self.session.first_read(self.session_settings)
+        if read is None:
+            return bool(store.try_lock(self.session_id, self.owner, LEASE_SECONDS))
+        messages = store.lock_and_read(
+            self.session_id, self.owner, LEASE_SECONDS, read[0], tool_safe=read[1]
+        )
+        if messages is None:
+            return False
+        self.session.prefetch(read, messages)
+        return True
+
     async def _unlock(self) -> None:
         if self._leasing:
             await self.memory.unlock(self.session_id, self.owner)
         else:
             _local_leases.unlock(self.memory, self.session_id, self.owner)
 
+    def _busy(self) -> SessionBusy | None:
+        """The error to give up with now, or ``None`` to wait and try again."""
+        if self.session_lock == "fail":
+            return SessionBusy(
+                f"session {self.session_id!r} is in use by another run "
+                '(RunConfig(session_lock="fail") does not wait)'
+            )
+        if time.monotonic() >= self._deadline:
+            return SessionBusy(
+                f"session {self.session_id!r} stayed in use by another run for more "
+                f"than lock_timeout={self.lock_timeout} s"
+            )
+        return None
+
     async def _acquire(self) -> None:
-        deadline = time.monotonic() + self.lock_timeout
+        self._deadline = time.monotonic() + self.lock_timeout
         pause = _FIRST_PAUSE
-        while not await self._try_lock():
-            if self.session_lock == "fail":
-                raise SessionBusy(
-                    f"session {self.session_id!r} is in use by another run "
-                    '(RunConfig(session_lock="fail") does not wait)'
-                )
-            if time.monotonic() >= deadline:
-                raise SessionBusy(
-                    f"session {self.session_id!r} stayed in use by another run for more "
-                    f"than lock_timeout={self.lock_timeout} s"
-                )
+        while not await self._take():
+            error = self._busy()
+            if error is not None:
+                raise error
             await anyio.sleep(pause)
+            pause = min(pause * 2, _MAX_PAUSE)
+        self._locked = True
+
+    def _acquire_sync(self) -> None:
+        self._deadline = time.monotonic() + self.lock_timeout
+        pause = _FIRST_PAUSE
+        while not self._take_sync():
+            error = self._busy()
+            if error is not None:
+                raise error
+            time.sleep(pause)
             pause = min(pause * 2, _MAX_PAUSE)
         self._locked = True
 
@@ -173,61 +259,146 @@ class RunGuard:
                 logger.warning("could not renew the run lease of %r", self.session_id)
 
     async def _release(self) -> None:
-        if self._renewal is not None:
-            self._renewal.cancel()
-            self._renewal = None
+        self.stop_renewal()
         if self._locked:
             self._locked = False
             await self._unlock()
 
-    # -- the context manager -------------------------------------------------------------
+    # -- the ledger and the budget -------------------------------------------------------
 
-    async def _check_budget(self) -> None:
+    def _over_budget(self, spent: int) -> SessionBudgetExceeded | None:
         assert self.budget is not None
-        spent = (await self.memory.usage(self.session_id)).total_tokens
         if spent >= self.budget:
-            raise SessionBudgetExceeded(self.session_id, spent, self.budget)
+            return SessionBudgetExceeded(self.session_id, spent, self.budget)
+        return None
+
+    def _begin(self) -> None:
+        if self.ledger is not None:
+            self.ledger.start()
+        self._started = True
+        self.session.begin_run()
+
+    def _record(self, error: Any) -> RunRecord | None:
+        """The run's record as it ends (``error``: the type it failed with, or ``None``),
+        once; ``None`` without a ledger or for a run that never started."""
+        if self.ledger is None or not self._started:
+            return None
+        self._started = False
+        commit = error is None or self.failed_runs == "keep"
+        items = self.session.pending if commit else 0
+        return self.ledger.record(self.session_id, self.owner, items, outcome_of(error))
+
+    def _lost_record(self, alone: bool, exc: Exception) -> None:
+        """The run's last write failed. When it held only the record of a failed run,
+        the run's own error is what the caller needs: this one is logged. Otherwise it
+        is raised, as a failed write always was."""
+        if not alone:
+            raise exc
+        logger.warning("could not record the failed run of %r: %s", self.session_id, exc)
+
+    # -- the context manager -------------------------------------------------------------
 
     async def __aenter__(self) -> RunGuard:
         if self.session_lock != "off":
             await self._acquire()
         if self.budget is not None:
             try:
-                await self._check_budget()
+                spent = (await self.memory.usage(self.session_id)).total_tokens
+                error = self._over_budget(spent)
             except BaseException:
                 with anyio.CancelScope(shield=True):
                     await self._release()
                 raise
-        if self.ledger is not None:
-            self.ledger.start()
-        self._started = True
-        self.session.begin_run()
-        if self._locked and self._leasing and self.memory.lease_expires:
-            self._renewal = asyncio.get_running_loop().create_task(self._renew())
+            if error is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._release()
+                raise error
+        self._begin()
+        self.start_renewal()
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        commit = exc_type is None or self.failed_runs == "keep"
+        run = self._record(exc_type)
         with anyio.CancelScope(shield=True):
+            if self._locked and self._combined:
+                self.stop_renewal()
+                self._locked = False
+                items = self.session.take_run(commit=commit)
+                try:
+                    if run is None:
+                        await self.memory.write_and_unlock(self.session_id, self.owner, items)
+                    else:
+                        await self.memory.write_and_unlock(
+                            self.session_id, self.owner, items, run=run
+                        )
+                except Exception as error:
+                    self._lost_record(run is not None and exc_type is not None and not items, error)
+                return
+            alone = run is not None and exc_type is not None and not run.items_added
             try:
-                await self._end_run(exc_type)
+                await self.session.end_run(commit=commit, run=run)
+            except Exception as error:
+                self._lost_record(alone, error)
             finally:
                 await self._release()
 
-    async def _end_run(self, exc_type: Any) -> None:
-        commit = exc_type is None or self.failed_runs == "keep"
-        if self.ledger is None or not self._started:
-            await self.session.end_run(commit=commit)
-            return
-        self._started = False
-        items = self.session.pending if commit else 0
-        run = self.ledger.record(self.session_id, self.owner, items, outcome_of(exc_type))
-        if commit and items:
-            await self.session.end_run(commit=True, run=run)
-            return
-        try:
-            await self.session.end_run(commit=commit, run=run)
-        except Exception as exc:
-            if exc_type is None:
+    # -- run_sync: the store work in the calling thread (see runs_in_caller) ---------------
+
+    def enter_sync(self) -> None:
+        """Take the session (waiting as ``session_lock`` says) and make the SDK's first
+        read, with blocking store calls in this thread; then hold the run's items.
+
+        Raises:
+            SessionBusy: as for ``__aenter__``.
+            StoreError: the backend failed; nothing is held.
+        """
+        self._acquire_sync()
+        if self.budget is not None:
+            try:
+                error = self._over_budget(self.memory.store.usage(self.session_id).total_tokens)
+            except BaseException:
+                self._locked = False
+                self.memory.store.unlock(self.session_id, self.owner)
                 raise
-            # The run's own error is what the caller needs; a record lost with it is not.
-            logger.warning("could not record the failed run of %r: %s", self.session_id, exc)
+            if error is not None:
+                self._locked = False
+                self.memory.store.unlock(self.session_id, self.owner)
+                raise error
+        self._begin()
+
+    def start_renewal(self) -> None:
+        """Renew an expiring lease while the run lasts (on the running event loop)."""
+        if self._locked and self._leasing and self.memory.lease_expires:
+            self._renewal = asyncio.get_running_loop().create_task(self._renew())
+
+    def stop_renewal(self) -> None:
+        """Stop renewing the lease (from the loop the renewal runs on)."""
+        if self._renewal is not None:
+            self._renewal.cancel()
+            self._renewal = None
+
+    def exit_sync(self, *, failed: bool, error: BaseException | None = None) -> None:
+        """Write the run's items (or drop them, if it ``failed`` and failed runs roll
+        back) and give the lease back, in one blocking store call in this thread.
+
+        Args:
+            failed: whether the run failed.
+            error: what it failed with, for its record's outcome.
+
+        Raises:
+            TypeError: a held item cannot be stored; nothing is.
+            StoreError: the backend failed; nothing of the run is stored.
+        """
+        kind = (type(error) if error is not None else RuntimeError) if failed else None
+        run = self._record(kind)
+        items = self.session.take_run(commit=not failed or self.failed_runs == "keep")
+        if self._locked:
+            self._locked = False
+            try:
+                if run is None:
+                    self.memory.store.write_and_unlock(self.session_id, self.owner, items)
+                else:
+                    self.memory.store.write_and_unlock(self.session_id, self.owner, items, run=run)
+            except Exception as exc:
+                self._lost_record(run is not None and failed and not items, exc)

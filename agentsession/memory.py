@@ -202,6 +202,69 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
         else:
             self.store.unlock(session_id, owner)
 
+    async def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """Take the run lease and read the session in one store call
+        (``store.lock_and_read``): a run's first call, one thread hop at most.
+
+        Runs right here, on the event loop, when neither the store's lease nor its reads
+        wait (SQLite files); otherwise in a worker thread.
+
+        Returns:
+            The messages, or ``None`` when another owner holds the lease.
+
+        Raises:
+            TypeError, ValueError: a bad argument; nothing is taken.
+            StoreError: the backend failed; the lease is not held afterwards.
+        """
+        store = self.store
+        if store.lease_blocks or store.reads_block:
+            return await self._call(
+                store.lock_and_read,
+                session_id,
+                owner,
+                lease,
+                limit,
+                tool_safe=tool_safe,
+            )
+        messages = store.lock_and_read(session_id, owner, lease, limit, tool_safe=tool_safe)
+        await asyncio.sleep(0)  # as get_messages: a read on the loop still yields once
+        return messages
+
+    async def write_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """Append ``messages`` (with ``run``, the run's record too) and give the run lease
+        back in one store call (``store.write_and_unlock``): a run's last call, in a
+        worker thread (right here when there is nothing to write and the lease needs no
+        I/O).
+
+        Raises:
+            TypeError: a message is not JSON-ready; nothing is stored, the lease is
+                given back.
+            ValueError: a bad ``session_id`` or ``owner``.
+            StoreError: the backend failed; nothing of the add is stored.
+        """
+        if run is not None:
+            await self._call(self.store.write_and_unlock, session_id, owner, messages, run=run)
+            return
+        if not messages and not self.store.lease_blocks:
+            self.store.write_and_unlock(session_id, owner, messages)
+            return
+        await self._call(self.store.write_and_unlock, session_id, owner, messages)
+
     def session(
         self,
         session_id: str,
@@ -386,5 +449,7 @@ class RedisSessionMemory(StoreMemory):
         from .stores.redis import RedisStore
 
         super().__init__(
-            RedisStore(url, prefix=prefix, ttl=ttl), max_threads=max_threads, window=window
+            RedisStore(url, prefix=prefix, ttl=ttl),
+            max_threads=max_threads,
+            window=window,
         )

@@ -22,8 +22,10 @@ __all__ = (
     "LeaseStore",
     "LeasingMemory",
     "LedgerMemory",
+    "RunMemory",
     "RunOutcome",
     "RunRecord",
+    "RunStore",
     "SearchHit",
     "SessionInfo",
     "SessionMemory",
@@ -256,6 +258,31 @@ class Store(Protocol):
         """Give the session's run lease back if ``owner`` holds it."""
         ...
 
+    def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """``try_lock``, then (if taken) ``get_messages``; ``None`` if another owner holds
+        the lease (see ``RunStore``)."""
+        ...
+
+    def write_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """``add_messages`` (with ``run``, if given), then ``unlock`` whatever happened
+        (see ``RunStore``)."""
+        ...
+
     def list_sessions(self, *, metadata: Mapping[str, Any] | None = None) -> list[SessionInfo]:
         """Return every session (or those whose metadata holds ``metadata``), most recently
         active first."""
@@ -437,4 +464,79 @@ class LedgerMemory(Protocol):
 
     async def runs(self, session_id: str, limit: int = 20) -> list[RunRecord]:
         """As ``Store.runs``."""
+        ...
+
+
+@runtime_checkable
+class RunStore(LeaseStore, Protocol):
+    """A ``LeaseStore`` that does a run's store work in two calls: one at its start, one
+    at its end (each one round trip where the engine allows). Every store of
+    agentsession is one (``StoreBase``).
+    """
+
+    def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """``try_lock``, then (if taken) ``get_messages(session_id, limit,
+        tool_safe=tool_safe)``; ``None`` when another owner holds the lease.
+
+        Raises:
+            TypeError, ValueError: a bad argument; nothing is taken.
+            StoreError: the backend failed; the lease is not held afterwards.
+        """
+        ...
+
+    def write_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """``add_messages`` (none is fine; with ``run``, the run's record goes with them,
+        as ``add_messages(..., run=run)``), then ``unlock``: the lease is given back
+        whether the add committed or failed.
+
+        Raises:
+            TypeError: a message is not JSON-ready; nothing is stored.
+            ValueError: a bad ``session_id`` or ``owner``.
+            StoreError: the backend failed; nothing of the add is stored.
+        """
+        ...
+
+
+@runtime_checkable
+class RunMemory(LeasingMemory, Protocol):
+    """The async twin of ``RunStore``: what the runner uses, when a memory offers it, to
+    start and end a run with one call each. ``StoreMemory`` is one.
+    """
+
+    async def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """As ``RunStore.lock_and_read``."""
+        ...
+
+    async def write_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """As ``RunStore.write_and_unlock``."""
         ...

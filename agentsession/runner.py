@@ -199,6 +199,7 @@ def _prepare(
         session_lock=run_config.session_lock,
         lock_timeout=run_config.lock_timeout,
         budget=run_config.max_session_tokens,
+        session_settings=run_config.session_settings,
     )
     return run_config, bound, guard
 
@@ -221,6 +222,46 @@ async def _run(
         return await agents.Runner.run(
             starting_agent, input, run_config=run_config, session=session, **kwargs
         )
+
+
+async def _run_held(
+    starting_agent: Agent[Any],
+    input: Any,
+    run_config: agents.RunConfig,
+    session: Session | None,
+    guard: RunGuard,
+    kwargs: dict[str, Any],
+) -> RunResult:
+    """The SDK's run on a session its guard already holds (``RunGuard.enter_sync``)."""
+    guard.start_renewal()
+    try:
+        return await agents.Runner.run(
+            starting_agent, input, run_config=run_config, session=session, **kwargs
+        )
+    finally:
+        guard.stop_renewal()
+
+
+def _run_sync_held(
+    starting_agent: Agent[Any],
+    input: Any,
+    run_config: agents.RunConfig,
+    session: Session | None,
+    guard: RunGuard,
+    kwargs: dict[str, Any],
+) -> RunResult:
+    """A synchronous run whose store work is done in the calling thread: it blocks
+    anyway, so taking the session, the first read and the final write cost no hop to a
+    worker thread (``RunGuard.runs_in_caller``)."""
+    kwargs = _watch(guard, starting_agent, input, run_config, kwargs)
+    guard.enter_sync()
+    try:
+        result = run_blocking(_run_held(starting_agent, input, run_config, session, guard, kwargs))
+    except BaseException as exc:
+        guard.exit_sync(failed=True, error=exc)
+        raise
+    guard.exit_sync(failed=False)
+    return result
 
 
 class Runner:
@@ -279,6 +320,9 @@ class Runner:
         """
         # Caller mistakes raise here, in the calling thread, before any work.
         prepared = _prepare(run_config, session)
+        guard = prepared[2]
+        if guard is not None and guard.runs_in_caller:
+            return _run_sync_held(starting_agent, input, *prepared[:2], guard, kwargs)
         return run_blocking(_run(starting_agent, input, *prepared, kwargs))
 
     @classmethod

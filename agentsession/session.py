@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any, cast
 
 from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
-from ._serialize import encode_messages
+from ._serialize import EncodedMessages, encode_messages
 from ._validate import check_limit, check_session_id
 from .window import HistoryWindow
 
@@ -103,7 +103,10 @@ class MemorySession:
         self._takes_limit = "limit" in parameters
         # agentsession's memories choose between tool-safe windows and exact tails.
         self._takes_tool_safe = "tool_safe" in parameters
-        self._pending: list[dict[str, Any]] | None = None
+        self._pending: EncodedMessages | None = None
+        #: A read made for this run ahead of the SDK's first ``get_items`` (``prefetch``):
+        #: ``((limit, tool_safe), messages)``, used once.
+        self._prefetched: tuple[tuple[int | None, bool], list[dict[str, Any]]] | None = None
 
     def __repr__(self) -> str:
         return f"MemorySession({self.memory!r}, {self.session_id!r})"
@@ -112,12 +115,19 @@ class MemorySession:
 
     def begin_run(self) -> None:
         """Hold what is added from now on until ``end_run`` (the runner's guard calls it)."""
-        self._pending = []
+        self._pending = EncodedMessages()
 
     @property
     def pending(self) -> int:
         """How many items the current run has added and not yet written."""
         return len(self._pending or ())
+
+    def take_run(self, *, commit: bool) -> list[dict[str, Any]]:
+        """Stop holding; return the held items to write (none if not ``commit``), with
+        their JSON texts, so the store does not encode them again."""
+        pending, self._pending = self._pending, None
+        self._prefetched = None
+        return pending if commit and pending else []
 
     async def end_run(self, *, commit: bool, run: RunRecord | None = None) -> None:
         """Stop holding: write the held items in one ``add_messages`` call, or drop them.
@@ -129,12 +139,36 @@ class MemorySession:
             TypeError: a held item cannot be stored; nothing is.
             StoreError: the backend failed; nothing of the run is stored.
         """
-        pending, self._pending = self._pending, None
+        pending = self.take_run(commit=commit)
         if run is not None:
-            items = pending if commit and pending else []
-            await self.memory.add_messages(self.session_id, items, run=run)  # type: ignore[call-arg]
-        elif commit and pending:
+            await self.memory.add_messages(self.session_id, pending, run=run)  # type: ignore[call-arg]
+        elif pending:
             await self.memory.add_messages(self.session_id, pending)
+
+    def first_read(self, run_settings: Any = None) -> tuple[int | None, bool] | None:
+        """The read the SDK's runner makes first in a run, as ``(limit, tool_safe)`` of
+        ``get_messages``, so the runner can make it together with taking the lease
+        (``prefetch``); ``None`` when that read reads nothing.
+
+        Args:
+            run_settings: the run's ``RunConfig.session_settings``, which the SDK lays
+                over this session's own to choose the ``limit`` of its read.
+        """
+        settings = self.session_settings or SessionSettings()
+        limit = settings.resolve(run_settings).limit
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit <= 0:
+            return None
+        if limit is not None:
+            return check_limit(limit), False
+        window = self.window
+        if window is not None and not window.needs_full_history and self._takes_tool_safe:
+            return window.max_items, True
+        return None, True
+
+    def prefetch(self, read: tuple[int | None, bool], messages: list[dict[str, Any]]) -> None:
+        """Hand over the result of ``read`` (from ``first_read``), made while taking the
+        run's lease: the run's first matching read returns it instead of reading again."""
+        self._prefetched = (read, messages)
 
     # -- the SDK's Session protocol --------------------------------------------------------
 
@@ -162,7 +196,8 @@ class MemorySession:
             if len(pending) >= limit:
                 return cast("list[TResponseInputItem]", pending[len(pending) - limit :])
             return cast(
-                "list[TResponseInputItem]", await self._newest(limit - len(pending)) + pending
+                "list[TResponseInputItem]",
+                await self._newest(limit - len(pending)) + pending,
             )
         window = self.window
         items: list[dict[str, Any]]
@@ -185,6 +220,12 @@ class MemorySession:
         return messages[max(0, len(messages) - count) :]
 
     async def _fetch(self, limit: int | None, **options: Any) -> list[dict[str, Any]]:
+        if self._prefetched is not None:
+            read, prefetched = self._prefetched
+            self._prefetched = None
+            tool_safe = options.get("tool_safe", True) if limit is not None else True
+            if read == (limit, tool_safe):
+                return prefetched
         if limit is not None:
             messages: Any = await self.memory.get_messages(  # type: ignore[call-arg]
                 self.session_id, limit=limit, **options
@@ -211,10 +252,11 @@ class MemorySession:
             TypeError: an item is not JSON-ready; nothing of this call is stored.
             StoreError: the backend failed.
         """
-        copies = [json.loads(text) for text in encode_messages(items)]
         if self._pending is not None:
-            self._pending.extend(copies)
-        elif copies:
+            self._pending.add(items)
+            return
+        copies = [json.loads(text) for text in encode_messages(items)]
+        if copies:
             await self.memory.add_messages(self.session_id, copies)
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -226,7 +268,7 @@ class MemorySession:
             StoreError: the backend failed.
         """
         if self._pending:
-            return self._pending.pop()  # type: ignore[return-value]
+            return cast("TResponseInputItem", self._pending.pop())
         pop = getattr(self.memory, "pop_message", None)
         if pop is None:
             raise NotImplementedError(

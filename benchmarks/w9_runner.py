@@ -779,18 +779,19 @@ GOALS = (
 
 
 #: The store calls one run with memory makes (``agentsession._run_guard``, ``session``).
-_READ_ADD = (
-    "one read of the history and, when the run ends, one add of its items, each in a "
-    "thread of the memory's pool (a thread hop per call)"
+_TWO_CALLS = (
+    "two store calls: lock_and_read (take the run lease and read the history) and, when "
+    "the run ends, write_and_unlock (add the run's items and give the lease back); "
+    "Runner.run makes each in a thread of the memory's pool (a thread hop per call), "
+    "run_sync in its own thread (no hop)"
 )
 RUN_CALLS = {
-    "memory": "the run lease, a kernel lock on a byte of a side file taken and given back "
-    "on the event loop (no database write, no thread hop); " + _READ_ADD + ", the add one "
+    "memory": _TWO_CALLS + ". The lease is a kernel lock on a byte of a side file (no "
+    "database write), so Runner.run takes it and reads on the event loop; the add is one "
     "group-commit transaction",
-    "pg-memory": "the run lease, a PostgreSQL advisory lock taken and released (a round "
-    "trip each, in the thread pool); " + _READ_ADD,
-    "redis-memory": "the run lease, a Redis key with an expiry, set and deleted by a script "
-    "(a round trip each, in the thread pool); " + _READ_ADD,
+    "pg-memory": _TWO_CALLS + ". The lease is a PostgreSQL advisory lock (a round trip "
+    "each way, besides the read's and the add's)",
+    "redis-memory": _TWO_CALLS + ". Each is one Lua script: one round trip",
 }
 
 

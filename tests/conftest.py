@@ -148,6 +148,16 @@ def memory(request: pytest.FixtureRequest, store_factory: Callable[[str], Any]) 
     memory.close()
 
 
+@pytest.fixture(params=STORES)
+def store_memory(
+    request: pytest.FixtureRequest, store_factory: Callable[[str], Any]
+) -> Iterator[StoreMemory]:
+    """An agentsession memory (``StoreMemory``) over each kind of store."""
+    memory = StoreMemory(store_factory(request.param))
+    yield memory
+    memory.close()
+
+
 @pytest.fixture
 def sqlite_memory(tmp_path: Path) -> Iterator[SQLiteSessionMemory]:
     memory = SQLiteSessionMemory(tmp_path / "sessions.db")

@@ -33,7 +33,7 @@ PAIRS = [
 ]
 
 #: Written with the run lease, not as plain twins: checked to exist, not forwarded.
-LEASE_METHODS = {"try_lock", "unlock"}
+LEASE_METHODS = {"try_lock", "unlock", "lock_and_read", "write_and_unlock"}
 
 #: Memory methods that are not a store method's twin.
 MEMORY_ONLY = {"aclose", "session"}

@@ -105,7 +105,7 @@ async def test_two_runs_on_one_session_take_turns(
     from agentsession._run_guard import RunGuard
 
     refused = asyncio.Event()
-    try_lock = RunGuard._try_lock
+    try_lock = RunGuard._take
 
     async def spying_try_lock(self: RunGuard) -> bool:
         taken = await try_lock(self)
@@ -113,7 +113,7 @@ async def test_two_runs_on_one_session_take_turns(
             refused.set()
         return taken
 
-    monkeypatch.setattr(RunGuard, "_try_lock", spying_try_lock)
+    monkeypatch.setattr(RunGuard, "_take", spying_try_lock)
     model = _GatedModel()
     agent = Agent(name="A", model=model)
     config = RunConfig(memory=memory, session_id="shared")
@@ -215,11 +215,23 @@ async def test_a_run_writes_its_items_in_one_add_when_it_ends(
     adds: list[list[Any]] = []
     add_messages = memory.add_messages
 
-    async def counting_add(session_id: str, messages: Any) -> None:
-        adds.append(list(messages))
-        await add_messages(session_id, messages)
+    async def counting_add(session_id: str, messages: Any, **options: Any) -> None:
+        if messages:
+            adds.append(list(messages))
+        await add_messages(session_id, messages, **options)  # options: the run's record
 
     monkeypatch.setattr(memory, "add_messages", counting_add)
+    if hasattr(memory, "write_and_unlock"):  # a RunMemory writes a run's items with this
+        write_and_unlock = memory.write_and_unlock
+
+        async def counting_write(
+            session_id: str, owner: str, messages: Any, **options: Any
+        ) -> None:
+            if messages:
+                adds.append(list(messages))
+            await write_and_unlock(session_id, owner, messages, **options)
+
+        monkeypatch.setattr(memory, "write_and_unlock", counting_write)
     model = ScriptedModel(
         [[function_call("lookup", {"key": "k"}, call_id="c1")], [assistant_message("done")]]
     )
@@ -275,3 +287,26 @@ async def test_a_run_ending_with_pending_approvals_keeps_what_the_sdk_saved(
     assert ours == await sdk_session.get_items()
     assert ours  # the question, at least, was kept
     sdk_session.close()
+
+
+async def test_a_runs_items_are_checked_and_encoded_once(
+    store_memory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentsession.stores.base as store_base
+
+    encoded: list[int] = []
+    encode = store_base.encode_messages
+
+    def counting(messages: Any) -> list[str]:
+        encoded.append(len(messages))
+        return encode(messages)
+
+    monkeypatch.setattr(store_base, "encode_messages", counting)
+    agent = Agent(name="A", model=ScriptedModel([[assistant_message("done")]]))
+    await Runner.run(agent, "go", run_config=RunConfig(memory=store_memory, session_id="s"))
+    # The bound session encoded them when the SDK added them; the store wrote those texts.
+    assert encoded == []
+    assert await history_of(store_memory, "s") == [
+        "go",
+        [{"annotations": [], "text": "done", "type": "output_text", "logprobs": []}],
+    ]

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, TypeVar
 
-from .._serialize import decode_messages, encode_messages
+from .._serialize import EncodedMessages, decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
 from ..exceptions import NotSupportedError
 from ..protocol import RunRecord, SearchHit, SessionInfo, SessionPage, SessionUsage
@@ -294,6 +294,8 @@ def check_messages(messages: Any) -> tuple[list[Any], list[str]]:
             "messages must be a list (or another iterable) of JSON objects, not "
             f"{type(messages).__name__}: {messages!r:.80}"
         )
+    if type(messages) is EncodedMessages:  # encoded and checked already (a run's items)
+        return messages, messages.texts
     items = messages if isinstance(messages, list) else list(messages)
     return items, encode_messages(items)
 
@@ -425,6 +427,35 @@ def plan_trim_batch(
 # -- the store base ------------------------------------------------------------------------
 
 
+def _check_read(limit: Any, tool_safe: Any) -> int | None:
+    """``get_messages``' ``limit`` and ``tool_safe``, checked; returns the limit."""
+    checked = check_limit(limit)
+    if not isinstance(tool_safe, bool):
+        raise TypeError(f"tool_safe must be a bool, got {tool_safe!r:.80}")
+    return checked
+
+
+def _rows_wanted(limit: int, tool_safe: bool) -> int:
+    """How many of the newest rows a read of ``limit`` messages fetches."""
+    # A tool-safe window reads one row more than asked for: the item before the window
+    # tells whether the window's first item lost its reasoning item (window.tool_safe_tail).
+    return limit + 1 if tool_safe else limit
+
+
+def _decode_read(
+    session_id: str, rows: list[Row], limit: int | None, tool_safe: bool
+) -> list[dict[str, Any]]:
+    """The messages of a read: ``rows`` oldest first (``limit`` None) or newest first."""
+    where = _rows_where(session_id)
+    if limit is None:
+        return decode_messages(rows, where)
+    if limit == 0:
+        return []
+    if not tool_safe:
+        return decode_messages(rows[::-1], where)
+    return newest_window(rows, limit, where)
+
+
 def _rows_where(session_id: str) -> str:
     return f"session {session_id!r}"
 
@@ -488,19 +519,13 @@ class StoreBase(JsonlMixin):
             StoreError: the backend failed.
         """
         check_session_id(session_id)
-        limit = check_limit(limit)
-        if not isinstance(tool_safe, bool):
-            raise TypeError(f"tool_safe must be a bool, got {tool_safe!r:.80}")
+        limit = _check_read(limit, tool_safe)
         if limit == 0:
             return []
-        where = _rows_where(session_id)
         if limit is None:
-            return decode_messages(self._all_rows(session_id), where)
-        if not tool_safe:
-            return decode_messages(self._newest_rows(session_id, limit)[::-1], where)
-        # One row more than asked for: the item before the window tells whether the
-        # window's first item lost its reasoning item (see window.tool_safe_tail).
-        return newest_window(self._newest_rows(session_id, limit + 1), limit, where)
+            return _decode_read(session_id, self._all_rows(session_id), limit, tool_safe)
+        rows = self._newest_rows(session_id, _rows_wanted(limit, tool_safe))
+        return _decode_read(session_id, rows, limit, tool_safe)
 
     def add_messages(
         self,
@@ -715,6 +740,80 @@ class StoreBase(JsonlMixin):
         """
         check_lease(session_id, owner)
         self._unlock(session_id, owner)
+
+    # -- a run's two calls (protocol.RunStore) ---------------------------------------------
+
+    def lock_and_read(
+        self,
+        session_id: str,
+        owner: str,
+        lease: float,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+    ) -> list[dict[str, Any]] | None:
+        """Take the run lease (as ``try_lock``) and, if taken, read the session (as
+        ``get_messages(session_id, limit, tool_safe=tool_safe)``): a run's first call.
+
+        One call, and one round trip where the engine allows (Redis: one script), so a
+        run pays for one trip to the store at its start instead of two.
+
+        Returns:
+            The messages, or ``None`` when another owner holds the lease (nothing read).
+
+        Raises:
+            TypeError, ValueError: a bad argument (as for ``try_lock`` and
+                ``get_messages``); nothing is taken.
+            StoreBusy, StoreClosed, StoreError: the backend failed; the lease is not held
+                afterwards.
+        """
+        seconds = check_lease(session_id, owner, lease)
+        limit = _check_read(limit, tool_safe)
+        if limit == 0:
+            return [] if self._lock(session_id, owner, seconds) else None
+        wanted = None if limit is None else _rows_wanted(limit, tool_safe)
+        rows = self._lock_and_rows(session_id, owner, seconds, wanted)
+        if rows is None:
+            return None
+        return _decode_read(session_id, rows, limit, tool_safe)
+
+    def write_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """Append ``messages`` (as ``add_messages``; none is fine; with ``run``, its record
+        too, as ``add_messages(..., run=run)``) and then give the run lease back (as
+        ``unlock``): a run's last call, one round trip where the engine allows (Redis:
+        one script).
+
+        The lease is given back whatever happens: after the add has committed, or after
+        it failed (then nothing of it is stored).
+
+        Raises:
+            TypeError: a message is not JSON-ready, or ``run`` not a ``RunRecord``;
+                nothing is stored, the lease is given back.
+            ValueError: a bad ``session_id`` or ``owner`` (nothing is done), or a bad
+                ``run`` (nothing is stored, the lease is given back).
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_lease(session_id, owner)
+        try:
+            items, encoded = check_messages(messages)
+            if run is not None:
+                check_run(run, session_id)
+        except BaseException:
+            self._unlock(session_id, owner)
+            raise
+        if run is None:
+            self._append_and_unlock(session_id, owner, encoded, items)
+        else:
+            self._append_run_and_unlock(session_id, owner, encoded, items, run)
+        if encoded and self.ttl is not None:
+            self._expire_now_and_then(self.ttl)
 
     # -- sessions and metadata -------------------------------------------------------------
 
@@ -1054,6 +1153,48 @@ class StoreBase(JsonlMixin):
     def _unlock(self, session_id: str, owner: str) -> None:
         """Delete the run lease if ``owner`` holds it."""
         raise NotImplementedError
+
+    def _lock_and_rows(
+        self, session_id: str, owner: str, lease: float, count: int | None
+    ) -> list[Row] | None:
+        """``_lock``, then (if taken) ``_all_rows`` (``count`` None) or ``_newest_rows``;
+        ``None`` if another owner holds the lease. A read that fails gives the lease back.
+        An engine that can do both in one round trip overrides this."""
+        if not self._lock(session_id, owner, lease):
+            return None
+        try:
+            if count is None:
+                return self._all_rows(session_id)
+            return self._newest_rows(session_id, count)
+        except BaseException:
+            self._unlock(session_id, owner)
+            raise
+
+    def _append_and_unlock(
+        self, session_id: str, owner: str, encoded: list[str], messages: list[Any]
+    ) -> None:
+        """``_append`` (when there is anything), then ``_unlock`` whatever happened. An
+        engine that can do both in one round trip overrides this."""
+        try:
+            if encoded:
+                self._append(session_id, encoded, messages)
+        finally:
+            self._unlock(session_id, owner)
+
+    def _append_run_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        encoded: list[str],
+        messages: list[Any],
+        run: RunRecord,
+    ) -> None:
+        """``_append_run``, then ``_unlock`` whatever happened. An engine that can do both
+        in one round trip overrides this."""
+        try:
+            self._append_run(session_id, encoded, messages, run)
+        finally:
+            self._unlock(session_id, owner)
 
     def _sessions(
         self, wanted: dict[str, Any], after: tuple[float, Any] | None, limit: int | None

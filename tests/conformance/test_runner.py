@@ -251,3 +251,78 @@ async def test_a_history_window_after_a_tool_turn_is_whole(memory: Any) -> None:
     sent = [item.get("type", "message") for item in model.last_call.input]
     assert sent == ["message", "message"]  # the answer, then the new input: nothing cut
     assert len(await memory.get_messages("w")) == 6  # windowing deleted nothing
+
+
+#: The store methods a run could use for its lease and its history.
+_RUN_PATH = (
+    "get_messages", "add_messages", "try_lock", "unlock", "lock_and_read", "write_and_unlock",
+)  # fmt: skip
+
+
+def _record_store_calls(memory: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Record ``(method, thread ident)`` of each run-path call on ``memory.store``."""
+    import threading
+
+    calls: list[tuple[str, int]] = []
+    for name in _RUN_PATH:
+        method = getattr(memory.store, name)
+
+        def recording(*args: Any, _name: str = name, _method: Any = method, **kw: Any) -> Any:
+            calls.append((_name, threading.get_ident()))
+            return _method(*args, **kw)
+
+        monkeypatch.setattr(memory.store, name, recording)
+    return calls
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_a_run_takes_its_session_and_history_in_one_store_call_and_ends_in_one(
+    store_memory: Any, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    model = ScriptedModel([[assistant_message("one")], [assistant_message("two")]])
+    agent = Agent(name="Assistant", model=model)
+    config = RunConfig(memory=store_memory, session_id="s")
+    await run_with(method, agent, "first", config)
+    calls = _record_store_calls(store_memory, monkeypatch)
+    assert await run_with(method, agent, "second", config) == "two"
+    run_calls = list(calls)
+
+    # The model saw the history that the lease call read, and the turn was written whole.
+    assert texts(model.last_call.input) == ["first", "one", "second"]
+    assert [name for name, _ in run_calls] == ["lock_and_read", "write_and_unlock"]
+    assert texts(await store_memory.get_messages("s")) == ["first", "one", "second", "two"]
+    if method == "run_sync":  # it blocks anyway: the store work is done in its own thread
+        assert {thread for _, thread in run_calls} == {threading.get_ident()}
+
+
+@pytest.mark.parametrize(
+    ("settings", "window", "seen"),
+    [
+        (None, None, ["a", "ra", "b", "rb", "c"]),
+        ({"limit": 2}, None, ["b", "rb", "c"]),
+        (None, {"max_items": 3}, ["ra", "b", "rb", "c"]),
+    ],
+)
+async def test_the_first_read_made_with_the_lease_is_the_one_the_sdk_asks_for(
+    store_memory: Any, settings: Any, window: Any, seen: list[str]
+) -> None:
+    from agents.memory import SessionSettings
+
+    from agentsession import HistoryWindow
+
+    for text in ("a", "b"):
+        await store_memory.add_messages(
+            "s",
+            [{"role": "user", "content": text}, {"role": "assistant", "content": f"r{text}"}],
+        )
+    model = ScriptedModel([[assistant_message("rc")]])
+    config = RunConfig(
+        memory=store_memory,
+        session_id="s",
+        session_settings=None if settings is None else SessionSettings(**settings),
+        history_window=None if window is None else HistoryWindow(**window),
+    )
+    await Runner.run(Agent(name="A", model=model), "c", run_config=config)
+    assert texts(model.last_call.input) == seen

@@ -819,3 +819,83 @@ def test_a_plain_window_is_exactly_the_newest_items(store: Any) -> None:
     assert store.get_messages("s", 9, tool_safe=False) == history
     with pytest.raises(TypeError, match="tool_safe"):
         store.get_messages("s", 2, tool_safe="no")
+
+
+def _exchange_session(store: Any, session_id: str) -> None:
+    """A session whose tail is a tool exchange, so windows differ from plain tails."""
+    store.add_messages(
+        session_id,
+        [
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "two"},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": "x"},
+            {"role": "user", "content": "three"},
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("limit", "tool_safe"), [(None, True), (0, True), (1, True), (2, True), (2, False), (9, True)]
+)
+def test_lock_and_read_takes_the_lease_and_reads_as_get_messages(
+    store: Any, limit: int | None, tool_safe: bool
+) -> None:
+    _exchange_session(store, "s")
+    read = store.lock_and_read("s", "run-1", 60, limit, tool_safe=tool_safe)
+    assert read == store.get_messages("s", limit, tool_safe=tool_safe)
+    assert not store.try_lock("s", "run-2", 60)  # run-1 holds it now
+    # Another owner gets None and reads nothing; the holder renews and reads again.
+    assert store.lock_and_read("s", "run-2", 60, limit, tool_safe=tool_safe) is None
+    assert store.lock_and_read("s", "run-1", 60, limit, tool_safe=tool_safe) == read
+    store.unlock("s", "run-1")
+    assert store.lock_and_read("unknown", "run-2", 60, limit) == []
+    assert store.try_lock("s", "run-2", 60)
+
+
+def test_write_and_unlock_appends_then_gives_the_lease_back(store: Any) -> None:
+    _exchange_session(store, "s")
+    assert store.lock_and_read("s", "run-1", 60) is not None
+    store.write_and_unlock(
+        "s", "run-1", ({"role": "assistant", "content": f"r{i}"} for i in (1, 2))
+    )
+    assert [m.get("content") for m in store.get_messages("s")][-3:] == ["three", "r1", "r2"]
+    assert store.try_lock("s", "run-2", 60)  # given back
+    # Nothing to write: the lease is still given back, and nothing is added.
+    store.write_and_unlock("s", "run-2", [])
+    assert store.message_count("s") == 7
+    assert store.try_lock("s", "run-3", 60)
+    # Another owner's lease is left alone.
+    store.write_and_unlock("s", "run-2", [{"role": "user", "content": "late"}])
+    assert not store.try_lock("s", "run-4", 60)
+
+
+def test_write_and_unlock_with_bad_messages_stores_nothing_and_gives_the_lease_back(
+    store: Any,
+) -> None:
+    assert store.try_lock("s", "run-1", 60)
+    with pytest.raises(TypeError, match="message 1 is not JSON-serializable"):
+        store.write_and_unlock("s", "run-1", [{"role": "user", "content": "ok"}, {"x": {1, 2}}])
+    assert store.message_count("s") == 0
+    assert store.try_lock("s", "run-2", 60)
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s: s.lock_and_read("", "run", 60), ValueError),
+        (lambda s: s.lock_and_read("s", 7, 60), TypeError),
+        (lambda s: s.lock_and_read("s", "run", 0), ValueError),
+        (lambda s: s.lock_and_read("s", "run", 60, -1), ValueError),
+        (lambda s: s.lock_and_read("s", "run", 60, 2, tool_safe="yes"), TypeError),
+        (lambda s: s.write_and_unlock("", "run", []), ValueError),
+        (lambda s: s.write_and_unlock("s", None, []), TypeError),
+    ],
+)
+def test_the_run_calls_check_their_arguments_and_take_nothing(
+    store: Any, call: Any, error: type
+) -> None:
+    with pytest.raises(error):
+        call(store)
+    assert store.try_lock("s", "other", 60)
+    assert store.message_count("s") == 0

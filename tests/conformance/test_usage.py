@@ -343,3 +343,22 @@ def test_export_and_import_carry_the_ledger(
     with pytest.raises(ValueError, match=r"line 4: bad run record for session 's'"):
         target.import_jsonl(io.StringIO(bad), on_conflict="replace")
     assert target.runs("s") == runs[::-1]  # the failing session was not touched
+
+
+def test_write_and_unlock_records_the_run_and_gives_the_lease_back(store: Any) -> None:
+    assert store.try_lock("s", "run-1", 30.0)
+    store.write_and_unlock("s", "run-1", [{"role": "user", "content": "hi"}], run=record("s", 1))
+    assert store.runs("s") == [record("s", 1)]
+    assert store.message_count("s") == 1
+    assert store.try_lock("s", "run-2", 30.0)  # given back
+    store.write_and_unlock("s", "run-2", [], run=record("s", 2, items_added=0))  # alone
+    assert [run.run_id for run in store.runs("s")] == ["run-2", "run-1"]
+    assert store.message_count("s") == 1
+    assert store.try_lock("s", "run-3", 30.0)
+    with pytest.raises(ValueError, match="belongs to session 'other'"):
+        store.write_and_unlock(
+            "s", "run-3", [{"role": "user", "content": "x"}], run=record("other", 3)
+        )
+    assert store.try_lock("s", "run-4", 30.0)  # a refused record gives the lease back too
+    assert store.message_count("s") == 1
+    assert store.usage("s").runs == 2

@@ -208,6 +208,8 @@ class Scripts:
         self.truncate: Script = client.register_script(lua.TRUNCATE)
         self.clear: Script = client.register_script(lua.CLEAR)
         self.lock: Script = client.register_script(lua.LOCK)
+        self.lock_read: Script = client.register_script(lua.LOCK_READ)
+        self.add_unlock: Script = client.register_script(lua.ADD_UNLOCK)
         self.unlock: Script = client.register_script(lua.UNLOCK)
         self.info: Script = client.register_script(lua.INFO)
         self.snapshot: Script = client.register_script(lua.SNAPSHOT)
@@ -281,14 +283,19 @@ class Keyspace:
         with self.mapped():
             return script(keys=self.ledger_keys(session_id), args=args)
 
-    def append_run(self, session_id: str, encoded: Sequence[str], run: str) -> None:
+    def append_run(
+        self, session_id: str, encoded: Sequence[str], run: str, owner: str = ""
+    ) -> None:
         """``append``, with a run record JSON text pushed onto the session's ledger in the
-        same script (``encoded`` may be empty: then only the record is written)."""
+        same script (``encoded`` may be empty: then only the record is written), and
+        ``owner``'s run lease given back (``""``: none)."""
         keys = self.ledger_keys(session_id)
         if self.one_server and encoded:
             keys.append(self.index_key)
         with self.mapped():
-            updated = self.scripts.add_run(keys=keys, args=(self.ttl_ms, session_id, run, *encoded))
+            updated = self.scripts.add_run(
+                keys=keys, args=(self.ttl_ms, session_id, run, owner, *encoded)
+            )
         if updated is not None and not self.one_server:
             self.indexed(session_id, updated)
 
@@ -306,6 +313,18 @@ class Keyspace:
             keys.append(self.index_key)
         with self.mapped():
             updated = self.scripts.add(keys=keys, args=(self.ttl_ms, session_id, *encoded))
+        if not self.one_server:
+            self.indexed(session_id, updated)
+
+    def append_and_unlock(self, session_id: str, owner: str, encoded: Sequence[str]) -> None:
+        """``append``, then give ``owner``'s run lease back: one atomic step."""
+        keys = self.keys(session_id)
+        if self.one_server:
+            keys.append(self.index_key)
+        with self.mapped():
+            updated = self.scripts.add_unlock(
+                keys=keys, args=(self.ttl_ms, session_id, owner, *encoded)
+            )
         if not self.one_server:
             self.indexed(session_id, updated)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 __all__ = (
     "ADD",
     "ADD_RUN",
+    "ADD_UNLOCK",
     "CLEAR",
     "CUT_TAIL",
     "DROP_IDLE",
@@ -32,6 +33,7 @@ __all__ = (
     "IMPORT",
     "INFO",
     "LOCK",
+    "LOCK_READ",
     "POP",
     "PUT_METADATA",
     "SNAPSHOT",
@@ -102,23 +104,42 @@ return now
 """)
 
 #: KEYS[4]: the session's runs; KEYS[5]: the sessions index, as for ``ADD``.
-#: ARGV: ttl, session id, run record JSON, message JSON texts (none or more)...
-#: Pushes the run record and, if there are messages, adds them as ``ADD`` does: one step.
-#: -> the new updated_at, or nil when no message was added.
+#: ARGV: ttl, session id, run record JSON, owner ('' for none), message JSON texts (none
+#: or more)... Pushes the run record, adds the messages as ``ADD`` does, and gives the
+#: owner's lease back (``ADD_UNLOCK``): one step. -> the new updated_at, or nil when no
+#: message was added.
 ADD_RUN = _script("""
 local runs = KEYS[4]
 redis.call('LPUSH', runs, ARGV[3])
 if ARGV[1] ~= '0' then
   redis.call('PEXPIRE', runs, ARGV[1])
 end
-if #ARGV < 4 then
+if ARGV[4] ~= '' and redis.call('GET', lock) == ARGV[4] then
+  redis.call('DEL', lock)
+end
+if #ARGV < 5 then
   return false
 end
 local now = clock()
-push(4, now .. ' ')
+push(5, now .. ' ')
 touch(now, ARGV[1])
 if KEYS[5] then
   redis.call('ZADD', KEYS[5], 'GT', now, ARGV[2])
+end
+return now
+""")
+
+#: A run's last step: ADD, then UNLOCK. ARGV: ttl, session id, owner, message JSON
+#: texts... (one or more) -> the new updated_at. KEYS[4] as for ADD.
+ADD_UNLOCK = _script("""
+local now = clock()
+push(4, now .. ' ')
+touch(now, ARGV[1])
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
+end
+if redis.call('GET', lock) == ARGV[3] then
+  redis.call('DEL', lock)
 end
 return now
 """)
@@ -192,6 +213,18 @@ if holder and holder ~= ARGV[1] then
 end
 redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
 return 1
+""")
+
+#: A run's first step: LOCK, then (if taken) the session's items from index ARGV[3]
+#: ("0": all; "-N": the newest N) to the end. ARGV: owner, lease ms, first -> {1, items}
+#: if owner holds the lease now, {0} if another owner does.
+LOCK_READ = _script("""
+local holder = redis.call('GET', lock)
+if holder and holder ~= ARGV[1] then
+  return {0}
+end
+redis.call('SET', lock, ARGV[1], 'PX', ARGV[2])
+return {1, redis.call('LRANGE', messages, ARGV[3], -1)}
 """)
 
 #: ARGV: owner -> 1 if the lease was owner's and is given back, else 0.

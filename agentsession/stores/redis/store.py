@@ -272,6 +272,51 @@ class RedisStore(StoreBase):
         ks = self._keyspace
         ks.run(ks.scripts.unlock, session_id, owner)
 
+    def _lock_and_rows(
+        self, session_id: str, owner: str, lease: float, count: int | None
+    ) -> list[Row] | None:
+        # One script takes the lease and reads: one round trip at a run's start.
+        ks = self._keyspace
+        milliseconds = max(1, math.ceil(lease * 1000))
+        first = 0 if count is None else -count
+        reply = ks.run(ks.scripts.lock_read, session_id, owner, milliseconds, first)
+        if not reply[0]:
+            return None
+        rows = [(n, split_item(item)[1]) for n, item in enumerate(reply[1], 1)]
+        return rows if count is None else rows[::-1]
+
+    def _append_and_unlock(
+        self, session_id: str, owner: str, encoded: list[str], messages: list[Any]
+    ) -> None:
+        # One script appends and gives the lease back: one round trip at a run's end.
+        if not encoded:
+            self._unlock(session_id, owner)
+            return
+        try:
+            self._keyspace.append_and_unlock(session_id, owner, encoded)
+        except BaseException:
+            # The script did nothing (or its reply was lost): make sure the lease goes.
+            self._unlock(session_id, owner)
+            raise
+
+    def _append_run_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        encoded: list[str],
+        messages: list[Any],
+        run: RunRecord,
+    ) -> None:
+        # One script records the run, appends and gives the lease back: still one round
+        # trip at a run's end.
+        record = storable_json(runs.to_json(run))
+        try:
+            self._keyspace.append_run(session_id, encoded, record, owner)
+        except BaseException:
+            # The script did nothing (or its reply was lost): make sure the lease goes.
+            self._unlock(session_id, owner)
+            raise
+
     # -- the hooks of StoreBase: history (the work is in ``history``) ------------------------
 
     def _sessions(
