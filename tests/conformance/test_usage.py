@@ -154,6 +154,33 @@ async def test_a_failed_run_kept_records_its_items(metered: Any, memory: StoreMe
     assert record.items_added == memory.store.message_count("kept") > 0
 
 
+async def test_a_cancelled_run_records_what_it_spent(metered: Any, memory: StoreMemory) -> None:
+    import asyncio
+
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    @function_tool
+    async def slow_lookup(city: str) -> str:
+        """Looks a city up, slowly."""
+        entered.set()
+        await never.wait()
+        return city
+
+    metered.responder = tool_responder("weather", "slow_lookup", {"city": "Lima"})
+    agent = Agent(name="Forecaster", model="gpt-test", tools=[slow_lookup])
+    config = RunConfig(memory=memory, session_id="cancelled")
+    task = asyncio.ensure_future(Runner.run(agent, "What is the weather?", run_config=config))
+    await entered.wait()  # the model has answered with the tool call; the tool is running
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    (record,) = await memory.runs("cancelled")
+    assert (record.outcome, record.items_added) == ("cancelled", 0)
+    assert counts(record) == summed(metered.new_usages())
+    assert record.requests == 1
+
+
 @pytest.mark.parametrize("method", RUNNER_METHODS)
 async def test_a_spent_budget_refuses_the_run_before_any_model_call(
     metered: Any, memory: StoreMemory, method: str
