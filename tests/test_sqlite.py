@@ -10,12 +10,14 @@ import os
 import sqlite3
 import stat
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agentsession import (
+    RunRecord,
     SchemaError,
     SQLiteSessionMemory,
     SQLiteStore,
@@ -198,6 +200,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
         ("0001_sessions_and_messages",),
         ("0002_metadata_search_locks",),
         ("0003_fts_off_the_write_path",),
+        ("0004_usage_ledger",),
     ]
 
 
@@ -224,6 +227,12 @@ def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> No
         store.add_messages("old", [user("after the migration")])
         # A search first brings the full-text index up to date (see stores.sqlite.fts).
         assert [h.message for h in store.search("migration")] == [user("after the migration")]
+        # The usage ledger (migration 0004) starts empty and takes records.
+        assert store.usage("old").runs == 0
+        now = datetime.now(timezone.utc)
+        run = RunRecord("r", "old", now, now, "A", "m", 1, 2, 3, 5, 0, 0, 0, "failed")
+        store.add_messages("old", [], run=run)
+        assert store.runs("old") == [run]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     found = conn.execute(
