@@ -259,7 +259,7 @@ class RunGuard:
                 logger.warning("could not renew the run lease of %r", self.session_id)
 
     async def _release(self) -> None:
-        self.stop_renewal()
+        await self.stop_renewal()
         if self._locked:
             self._locked = False
             await self._unlock()
@@ -322,7 +322,7 @@ class RunGuard:
         run = self._record(exc_type)
         with anyio.CancelScope(shield=True):
             if self._locked and self._combined:
-                self.stop_renewal()
+                await self.stop_renewal()
                 self._locked = False
                 items = self.session.take_run(commit=commit)
                 try:
@@ -372,11 +372,13 @@ class RunGuard:
         if self._locked and self._leasing and self.memory.lease_expires:
             self._renewal = asyncio.get_running_loop().create_task(self._renew())
 
-    def stop_renewal(self) -> None:
-        """Stop renewing the lease (from the loop the renewal runs on)."""
-        if self._renewal is not None:
-            self._renewal.cancel()
-            self._renewal = None
+    async def stop_renewal(self) -> None:
+        """Stop renewing the lease, and wait until a renewal under way has ended, so it
+        cannot take the lease again after the run gave it back (on the renewal's loop)."""
+        renewal, self._renewal = self._renewal, None
+        if renewal is not None:
+            renewal.cancel()
+            await asyncio.wait([renewal])
 
     def exit_sync(self, *, failed: bool, error: BaseException | None = None) -> None:
         """Write the run's items (or drop them, if it ``failed`` and failed runs roll

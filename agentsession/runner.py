@@ -239,7 +239,7 @@ async def _run_held(
             starting_agent, input, run_config=run_config, session=session, **kwargs
         )
     finally:
-        guard.stop_renewal()
+        await guard.stop_renewal()
 
 
 def _run_sync_held(

@@ -420,8 +420,9 @@ class _NextRunStore(SQLiteStore):
         self.other = SQLiteStore(path)
         self.waiting = True
 
-    def unlock(self, session_id: str, owner: str) -> None:
-        super().unlock(session_id, owner)
+    def _unlock(self, session_id: str, owner: str) -> None:
+        # The hook both unlock() and write_and_unlock() give the lease back through.
+        super()._unlock(session_id, owner)
         if self.waiting:
             self.waiting = False
             assert self.other.try_lock(session_id, "other-process", 30.0)

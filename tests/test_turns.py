@@ -310,3 +310,62 @@ async def test_a_runs_items_are_checked_and_encoded_once(
         "go",
         [{"annotations": [], "text": "done", "type": "output_text", "logprobs": []}],
     ]
+
+
+class _SlowRenewalStore:
+    """A store whose leases expire, and whose lease renewal (a second ``try_lock`` of an
+    owner) is slow: it waits until the run's write has begun, or 1 s at most."""
+
+    def __init__(self, store: Any) -> None:
+        import threading
+
+        self._store = store
+        self.lease_expires = True
+        self.lease_blocks = True  # renewals run in the memory's worker threads
+        self.events: list[str] = []
+        self.renewing = threading.Event()
+        self.writing = threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def lock_and_read(self, *args: Any, **kwargs: Any) -> Any:
+        self.events.append("taken")
+        return self._store.lock_and_read(*args, **kwargs)
+
+    def try_lock(self, session_id: str, owner: str, lease: float) -> bool:
+        # Only a renewal calls this: the run took the lease with lock_and_read.
+        self.renewing.set()
+        self.writing.wait(1.0)
+        self.events.append("renewed")
+        return bool(self._store.try_lock(session_id, owner, lease))
+
+    def write_and_unlock(self, session_id: str, owner: str, messages: Any) -> None:
+        self.events.append("written")
+        self.writing.set()
+        self._store.write_and_unlock(session_id, owner, messages)
+
+
+async def test_a_lease_renewal_under_way_when_the_run_ends_cannot_keep_the_lease(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import agentsession._run_guard as run_guard
+    from agentsession import SQLiteStore, StoreMemory
+
+    monkeypatch.setattr(run_guard, "LEASE_SECONDS", 0.03)  # renewed every 10 ms
+    store = _SlowRenewalStore(SQLiteStore(tmp_path / "s.db"))
+    memory = StoreMemory(store)  # type: ignore[arg-type]
+
+    async def reply_once_renewing(call: Any) -> Any:
+        await asyncio.get_running_loop().run_in_executor(None, store.renewing.wait, 10)
+        return [assistant_message("done")]
+
+    agent = Agent(name="A", model=ScriptedModel([ModelStep.respond(reply_once_renewing)]))
+    try:
+        await Runner.run(agent, "go", run_config=RunConfig(memory=memory, session_id="s"))
+        # The run waited for the renewal under way before writing and giving the lease
+        # back, so the lease is free now, not renewed for another lease period.
+        assert store.events[-2:] == ["renewed", "written"]
+        assert store.try_lock("s", "next-run", 30)
+    finally:
+        memory.close()

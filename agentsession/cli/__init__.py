@@ -2,7 +2,8 @@
 
 ``agentsession demo`` shows a conversation being remembered, with or without an OpenAI
 key; ``agentsession chat`` is an interactive chat that remembers across restarts;
-``sessions``, ``show`` and ``clear`` look at and tidy a database. See ``docs/cli.md``.
+``sessions``, ``show`` and ``clear`` look at and tidy a database; ``ui`` shows it in
+the browser. See ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ._db import data_dir, is_default, open_memory, redact, resolve_db
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .models import API_CHOICES, MODEL_ENV, choose_model
+from .ui import ui
 from .usage import usage
 
 __all__ = ("cli", "main")
@@ -158,6 +160,7 @@ cli.add_command(clear)
 cli.add_command(usage)
 for _command in HISTORY_COMMANDS:
     cli.add_command(_command)
+cli.add_command(ui)
 
 
 def main() -> None:
