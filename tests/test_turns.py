@@ -340,10 +340,10 @@ class _SlowRenewalStore:
         self.events.append("renewed")
         return bool(self._store.try_lock(session_id, owner, lease))
 
-    def write_and_unlock(self, session_id: str, owner: str, messages: Any) -> None:
+    def write_and_unlock(self, session_id: str, owner: str, messages: Any, **options: Any) -> None:
         self.events.append("written")
         self.writing.set()
-        self._store.write_and_unlock(session_id, owner, messages)
+        self._store.write_and_unlock(session_id, owner, messages, **options)  # the run's record
 
 
 async def test_a_lease_renewal_under_way_when_the_run_ends_cannot_keep_the_lease(
