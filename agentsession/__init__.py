@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from agents import Agent, function_tool, handoff
 
+from .encryption import Encryption, generate_key
 from .exceptions import (
     AgentSessionError,
+    DecryptionError,
     MissingDependencyError,
     NotSupportedError,
     SchemaError,
@@ -39,29 +41,34 @@ from .protocol import (
 )
 from .runner import RunConfig, Runner
 from .session import MemorySession
-from .stores.sqlite import SQLiteStore
+from .stores.sqlite import SQLiteKeyFile, SQLiteStore
 from .window import HistoryWindow
 
 if TYPE_CHECKING:
-    from .stores.postgres import PostgresStore
-    from .stores.redis import RedisStore
+    from .stores.postgres import PostgresKeyTable, PostgresStore
+    from .stores.redis import RedisKeyHash, RedisStore
 
 __version__ = "0.1.0"
 
 __all__ = (
     "Agent",
     "AgentSessionError",
+    "DecryptionError",
+    "Encryption",
     "HistoryWindow",
     "MemorySession",
     "MissingDependencyError",
     "NotSupportedError",
+    "PostgresKeyTable",
     "PostgresSessionMemory",
     "PostgresStore",
+    "RedisKeyHash",
     "RedisSessionMemory",
     "RedisStore",
     "RunConfig",
     "RunRecord",
     "Runner",
+    "SQLiteKeyFile",
     "SQLiteSessionMemory",
     "SQLiteStore",
     "SchemaError",
@@ -79,6 +86,7 @@ __all__ = (
     "StoreMemory",
     "__version__",
     "function_tool",
+    "generate_key",
     "handoff",
 )
 
@@ -90,4 +98,12 @@ def __getattr__(name: str) -> Any:
         from . import stores
 
         return getattr(stores, name)
+    if name == "PostgresKeyTable":
+        from .stores.postgres import PostgresKeyTable
+
+        return PostgresKeyTable
+    if name == "RedisKeyHash":
+        from .stores.redis import RedisKeyHash
+
+        return RedisKeyHash
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

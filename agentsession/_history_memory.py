@@ -199,6 +199,28 @@ class HistoryMemoryMixin:
         """
         return await self._call(self.store.expire_idle, ttl, batch)
 
+    async def rotate_keys(self, *, batch: int = 500, progress: Progress | None = None) -> int:
+        """Re-wrap every data key under the primary master key; return how many
+        (``store.rotate_keys``). ``progress`` runs in the worker thread.
+
+        Raises:
+            TypeError, ValueError: a bad ``batch`` or ``progress``.
+            NotSupportedError: the store is not encrypted.
+            DecryptionError: a data key no master key unwraps.
+            StoreError: the key store failed; batches already done stay done.
+        """
+        return await self._call(self.store.rotate_keys, batch=batch, progress=progress)
+
+    async def shred(self, session_id: str) -> None:
+        """Delete the session's data key, then the session (``store.shred``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            NotSupportedError: the store is not encrypted.
+            StoreBusy, StoreClosed, StoreError: the backend failed.
+        """
+        await self._call(self.store.shred, session_id)
+
     async def vacuum(self) -> None:
         """Give space freed by deletions back to the file system (``store.vacuum``).
 
@@ -215,19 +237,26 @@ class HistoryMemoryMixin:
         *,
         session_ids: Iterable[str] | None = None,
         progress: Progress | None = None,
+        decrypt: bool = False,
     ) -> int:
         """Write sessions as JSON Lines to an open text file or a path; return how many
         (``store.export_jsonl``). A path's file is replaced only once the export is
-        complete. ``fp`` is written, and ``progress`` called, in the worker thread.
+        complete. ``fp`` is written, and ``progress`` called, in the worker thread. An
+        encrypted store writes ciphertext unless ``decrypt``.
 
         Raises:
             TypeError: a bad session id.
             ValueError: a named session does not exist (checked before writing).
             OSError: writing failed (a path's file is then left as it was).
+            DecryptionError: (encrypted) a session does not decrypt.
             StoreClosed, StoreError: the backend failed.
         """
         return await self._call(
-            self.store.export_jsonl, fp, session_ids=session_ids, progress=progress
+            self.store.export_jsonl,
+            fp,
+            session_ids=session_ids,
+            progress=progress,
+            decrypt=decrypt,
         )
 
     async def import_jsonl(

@@ -56,8 +56,11 @@ logger = logging.getLogger("agentsession")
 FailedRuns = Literal["rollback", "keep"]
 SessionLock = Literal["wait", "fail", "off"]
 
-#: How long a lease that expires lasts unless renewed; renewed every third of it.
-LEASE_SECONDS = 30.0
+#: How long a lease that expires (Redis's lease keys; SQLite's locks table where OFD locks
+#: are missing) lasts unless renewed; renewed every third of it. So a process killed while
+#: it holds one (SIGKILL, a crash) blocks the session for at most this long, and a run
+#: costs one renewal round trip per LEASE_SECONDS / 3 of its length, off the add/read path.
+LEASE_SECONDS = 5.0
 #: Pauses between tries while another run holds the session: short at first, so a run
 #: that ends soon hands over at once, then longer, so waiting costs little.
 _FIRST_PAUSE, _MAX_PAUSE = 0.001, 0.1

@@ -10,6 +10,7 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
      │    ├── StoreClosed        the store was used after close()
      │    └── SchemaError        the database is not usable by this version
      ├── SessionBusy             another run holds the session (lock timeout, or lock="fail")
+     ├── DecryptionError         encrypted data that cannot be read (wrong/missing key, altered)
      ├── SessionBudgetExceeded   the session has spent its RunConfig(max_session_tokens=...)
      ├── NotSupportedError       the store's engine cannot do this (also NotImplementedError)
      └── MissingDependencyError  an optional extra is not installed (also an ImportError)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 __all__ = (
     "AgentSessionError",
+    "DecryptionError",
     "MissingDependencyError",
     "NotSupportedError",
     "SchemaError",
@@ -73,6 +75,12 @@ class SessionBudgetExceeded(AgentSessionError):
         self.session_id = session_id
         self.total_tokens = total_tokens
         self.budget = budget
+
+
+class DecryptionError(AgentSessionError):
+    """Encrypted data cannot be read: its key is wrong or missing (shredded, a master key
+    not in the ring), or the data was altered. The message names the session; nothing of
+    it is returned, and plaintext is never read in its place."""
 
 
 class MissingDependencyError(AgentSessionError, ImportError):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ._history_memory import HistoryMemoryMixin
 from ._ledger_memory import LedgerMemoryMixin
 from ._threads import WorkerThreads
+from .encryption import Encryption
 from .protocol import RunRecord, SessionInfo, SessionMemory, Store
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from psycopg_pool import ConnectionPool
     from redis import Redis
+    from redis.cluster import RedisCluster
 
     from ._sdk import SessionSettings
     from .stores.postgres import PostgresStore
@@ -327,10 +329,13 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
         ttl: delete sessions idle for longer than this (see ``SQLiteStore``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``SQLiteStore`` and ``docs/encryption.md``).
 
     Raises:
         TypeError, ValueError: bad arguments.
-        SchemaError: the file was written by a newer agentsession.
+        SchemaError: the file was written by a newer agentsession, or is encrypted and
+            ``encryption`` is not given (or holds plaintext sessions and it is).
         StoreError: the file cannot be opened as a database.
     """
 
@@ -345,9 +350,16 @@ class SQLiteSessionMemory(StoreMemory):
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         super().__init__(
-            SQLiteStore(path, busy_timeout=busy_timeout, synchronous=synchronous, ttl=ttl),
+            SQLiteStore(
+                path,
+                busy_timeout=busy_timeout,
+                synchronous=synchronous,
+                ttl=ttl,
+                encryption=encryption,
+            ),
             max_threads=max_threads,
             window=window,
         )
@@ -378,10 +390,14 @@ class PostgresSessionMemory(StoreMemory):
         max_threads: how many store calls may run at once (worker threads); keep it at or
             below ``max_size`` so threads do not queue for connections.
         window: the history a run sees by default (``HistoryWindow``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``PostgresStore`` and ``docs/encryption.md``).
 
     Raises:
         MissingDependencyError: the ``postgres`` extra is not installed.
         TypeError, ValueError: bad arguments.
+        SchemaError: as ``PostgresStore`` raises it (encrypted, or not, against
+            ``encryption``).
         StoreError: the server cannot be reached or the schema cannot be set up.
     """
 
@@ -398,6 +414,7 @@ class PostgresSessionMemory(StoreMemory):
         ttl: timedelta | None = None,
         max_threads: int = 10,
         window: HistoryWindow | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         from .stores.postgres import PostgresStore
 
@@ -409,6 +426,7 @@ class PostgresSessionMemory(StoreMemory):
                 max_size=max_size,
                 pool_timeout=pool_timeout,
                 ttl=ttl,
+                encryption=encryption,
             ),
             max_threads=max_threads,
             window=window,
@@ -416,22 +434,29 @@ class PostgresSessionMemory(StoreMemory):
 
 
 class RedisSessionMemory(StoreMemory):
-    """Session memory in Redis: ``("redis://localhost:6379/0")``; keys are Cluster-ready.
+    """Session memory in Redis: ``("redis://localhost:6379/0")``, or a Redis Cluster
+    (``"redis://node:7000/?cluster=true"``).
 
     Needs the ``redis`` extra (``pip install 'agentsession[redis]'``). See ``RedisStore``
     for the key layout, the TTL and the features Redis does not offer.
 
     Args:
-        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL, or a ``redis.Redis``
-            client of your own (``close()`` then leaves it open).
+        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL (``?cluster=true``
+            for a Redis Cluster), or a ``redis.Redis`` or
+            ``redis.cluster.RedisCluster`` client of your own (``close()`` then leaves
+            it open).
         prefix: the start of every key agentsession writes (no braces).
         ttl: each session expires this long after its last write (Redis expiry).
         max_threads: how many store calls may run at once (worker threads).
         window: the history a run sees by default (``HistoryWindow``).
+        encryption: encrypt messages and metadata at rest (an ``Encryption``; see
+            ``RedisStore`` and ``docs/encryption.md``).
 
     Raises:
         MissingDependencyError: the ``redis`` extra is not installed.
         TypeError, ValueError: bad arguments.
+        SchemaError: as ``RedisStore`` raises it (encrypted, or not, against
+            ``encryption``).
         StoreError: the server cannot be reached.
     """
 
@@ -439,17 +464,18 @@ class RedisSessionMemory(StoreMemory):
 
     def __init__(
         self,
-        url: str | Redis,
+        url: str | Redis | RedisCluster,
         *,
         prefix: str = "agentsession",
         ttl: timedelta | None = None,
         max_threads: int = DEFAULT_THREADS,
         window: HistoryWindow | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         from .stores.redis import RedisStore
 
         super().__init__(
-            RedisStore(url, prefix=prefix, ttl=ttl),
+            RedisStore(url, prefix=prefix, ttl=ttl, encryption=encryption),
             max_threads=max_threads,
             window=window,
         )

@@ -359,8 +359,10 @@ class Store(Protocol):
         *,
         session_ids: Iterable[str] | None = None,
         progress: Callable[[int], None] | None = None,
+        decrypt: bool = False,
     ) -> int:
-        """Write sessions as JSON Lines to an open text file or a path; return how many."""
+        """Write sessions as JSON Lines to an open text file or a path; return how many
+        (an encrypted store writes ciphertext unless ``decrypt``)."""
         ...
 
     def import_jsonl(
@@ -374,8 +376,70 @@ class Store(Protocol):
         return how many."""
         ...
 
+    @property
+    def key_store(self) -> KeyStore | None:
+        """Where an encrypted store keeps its wrapped data keys (``None``: not encrypted)."""
+        ...
+
+    def rotate_keys(
+        self, *, batch: int = 500, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Re-wrap every session's data key under the primary master key (an encrypted
+        store; ``NotSupportedError`` otherwise); return how many were re-wrapped."""
+        ...
+
+    def shred(self, session_id: str) -> None:
+        """Destroy the session's data key, then delete the session (an encrypted store;
+        ``NotSupportedError`` otherwise)."""
+        ...
+
     def close(self) -> None:
         """Release every connection; later calls raise ``StoreClosed``."""
+        ...
+
+
+@runtime_checkable
+class KeyStore(Protocol):
+    """Where an encrypted store keeps its sessions' wrapped data keys, apart from them.
+
+    A record is the text ``Encryption`` makes (a data key wrapped by a master key); a
+    key store only keeps them, by session id. ``SQLiteKeyFile``, ``PostgresKeyTable``
+    and ``RedisKeyHash`` are the ones agentsession has; any engine's store can use any.
+
+    Implementations promise: every method may be called from any thread at once;
+    ``add`` and ``replace`` are atomic against other processes; ``delete`` leaves no
+    copy of the record in the key store's own files that a reader of them could find;
+    a backend failure raises a ``StoreError``.
+    """
+
+    def get(self, session_ids: list[str]) -> dict[str, str]:
+        """The records of those of ``session_ids`` that have one."""
+        ...
+
+    def add(self, session_id: str, record: str) -> str:
+        """Store ``record`` unless the session has one already; return the one stored."""
+        ...
+
+    def replace(self, session_id: str, old: str, new: str) -> bool:
+        """Replace the session's record by ``new`` if it is still ``old``; say if it was."""
+        ...
+
+    def delete(self, session_id: str) -> None:
+        """Forget the session's record (a no-op if it has none)."""
+        ...
+
+    def page(self, cursor: str | None, limit: int) -> tuple[list[tuple[str, str]], str | None]:
+        """``(session_id, record)`` of about ``limit`` sessions from ``cursor`` (``None``:
+        the start), and the cursor of the next page (``None``: that was the last).
+        A walk returns every record present throughout it at least once."""
+        ...
+
+    def count(self) -> int:
+        """How many records the key store holds."""
+        ...
+
+    def close(self) -> None:
+        """Release what the key store opened (not what it was given)."""
         ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import sqlite3
 import subprocess
 import time
@@ -196,6 +197,19 @@ def write_results(
         if result.notes:
             lines.append("")
     lines += _closing(targets, ctx.mode)
+    lines += _kept_sections(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+_SECTION = re.compile(r"^<!-- section: [\w-]+ -->$.*?^<!-- /section: [\w-]+ -->$", re.M | re.S)
+
+
+def _kept_sections(path: Path) -> list[str]:
+    """The sections other workloads wrote (``benchmarks.encryption``), kept as they were."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError:
+        return []
+    return [line for found in _SECTION.findall(text) for line in ["", *found.splitlines()]]

@@ -33,6 +33,7 @@ STORES = [
     pytest.param("sqlite-file", id="sqlite-file"),
     pytest.param("postgres", id="postgres"),
     pytest.param("redis", id="redis"),
+    pytest.param("redis-cluster", id="redis-cluster"),
 ]
 
 #: The engine of each store kind (what engine-specific expectations are keyed by).
@@ -41,6 +42,7 @@ ENGINES = {
     "sqlite-file": "sqlite",
     "postgres": "postgres",
     "redis": "redis",
+    "redis-cluster": "redis",
 }
 
 MEMORIES = [*STORES, pytest.param("protocol-only", id="protocol-only")]
@@ -93,6 +95,15 @@ def make_store(kind: str, tmp_path: Path, cleanups: list[Callable[[], None]] | N
         store = RedisStore(services.redis_url(), prefix=prefix)
         if cleanups is not None:
             cleanups.append(lambda: services.drop_redis_prefix(prefix))
+        return store
+    if kind == "redis-cluster":
+        from agentsession.stores.redis import RedisStore
+        from tests import services
+
+        url, prefix = services.redis_cluster_url(), services.unique_name("agentsession-test")
+        store = RedisStore(url, prefix=prefix)
+        if cleanups is not None:
+            cleanups.append(lambda: services.drop_redis_prefix(prefix, url))
         return store
     raise ValueError(f"unknown store kind {kind!r}")
 

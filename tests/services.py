@@ -1,10 +1,11 @@
 """The PostgreSQL and Redis servers the tests run against, and per-test isolation on them.
 
-``AGENTSESSION_TEST_POSTGRES`` / ``AGENTSESSION_TEST_REDIS`` override the defaults (the
-local servers at 127.0.0.1). A server that does not answer is started with
-``.ci/services`` (which starts what this machine has installed); if it still does not
-answer, the test fails where ``AGENTSESSION_REQUIRE_SERVICES`` is set (as in CI) and is
-skipped, with the reason, elsewhere.
+``AGENTSESSION_TEST_POSTGRES`` / ``AGENTSESSION_TEST_REDIS`` /
+``AGENTSESSION_TEST_REDIS_CLUSTER`` override the defaults (the local servers at
+127.0.0.1, the Redis Cluster's nodes on ports 7000-7002). A server that does not
+answer is started with ``.ci/services`` (which starts what this machine has installed);
+if it still does not answer, the test fails where ``AGENTSESSION_REQUIRE_SERVICES`` is
+set (as in CI) and is skipped, with the reason, elsewhere.
 
 Each test gets its own PostgreSQL schema and its own Redis key prefix, both removed
 afterwards, so tests (and test runs) never see each other's sessions.
@@ -26,6 +27,9 @@ POSTGRES_DSN = os.environ.get(
     "AGENTSESSION_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("AGENTSESSION_TEST_REDIS", "redis://127.0.0.1:6379/0")
+REDIS_CLUSTER_URL = os.environ.get(
+    "AGENTSESSION_TEST_REDIS_CLUSTER", "redis://127.0.0.1:7000/?cluster=true"
+)
 
 _SERVICES_SCRIPT = Path(__file__).resolve().parent.parent / ".ci" / "services"
 
@@ -35,8 +39,13 @@ def _answers(url: str, default_port: int) -> bool:
     try:
         with socket.create_connection(
             (parts.hostname or "127.0.0.1", parts.port or default_port), 2
-        ):
-            return True
+        ) as sock:
+            if "cluster=true" not in parts.query:
+                return True
+            # A cluster node answers once the cluster covers every slot.
+            sock.sendall(b"CLUSTER INFO\r\n")
+            sock.settimeout(2)
+            return b"cluster_state:ok" in sock.recv(4096)
     except OSError:
         return False
 
@@ -72,6 +81,11 @@ def redis_url() -> str:
     return _need("redis", REDIS_URL, 6379)
 
 
+def redis_cluster_url() -> str:
+    """The test Redis Cluster URL; skips or fails the test if the cluster is not up."""
+    return _need("redis_cluster", REDIS_CLUSTER_URL, 7000)
+
+
 def unique_name(prefix: str) -> str:
     """A name no other test (or test run) uses: a schema or a key prefix."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
@@ -84,13 +98,14 @@ def drop_postgres_schema(schema: str) -> None:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def drop_redis_prefix(prefix: str) -> None:
-    import redis
+def drop_redis_prefix(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key under ``prefix`` (on every node, for a cluster ``url``)."""
+    from agentsession.stores.redis.core import client_from_url
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = client_from_url(url)
     try:
         keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
+        for key in keys:  # one by one: a cluster's keys live in many slots
+            client.delete(key)
     finally:
         client.close()

@@ -211,3 +211,25 @@ def test_help_lists_the_options() -> None:
     for option in ("--quick", "--smoke", "--only", "--systems", "--out", "--synchronous",
                    "--pg", "--redis"):  # fmt: skip
         assert option in completed.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_encryption_workload_runs_and_keeps_its_section(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "benchmarks.encryption", "--smoke", "--engines", "sqlite"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    for operation in ("add", "first add", "read window", "read all", "cold read"):
+        assert f"| sqlite | {operation} |" in completed.stdout
+    # benchmarks.run rewrites RESULTS.md whole, keeping this workload's section.
+    from benchmarks._markdown import _kept_sections
+    from benchmarks.encryption import BEGIN, END
+
+    section = completed.stdout[completed.stdout.index(BEGIN) : completed.stdout.index(END)]
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# old run\n\n{section}{END}\n", encoding="utf-8")
+    assert "\n".join(_kept_sections(results)).strip() == f"{section}{END}".strip()

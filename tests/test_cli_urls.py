@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import shlex
 import string
 import sys
 from collections.abc import Callable, Iterator
@@ -72,9 +73,11 @@ def with_password(url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{password}@{host}"))
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", "redis-cluster"])
 def server(request: pytest.FixtureRequest) -> str:
-    """The URL of a test server (each test runs on both)."""
+    """The URL of a test server (each test runs on each)."""
+    if request.param == "redis-cluster":
+        return services.redis_cluster_url()
     return services.postgres_dsn() if request.param == "postgres" else services.redis_url()
 
 
@@ -174,8 +177,9 @@ def test_demo_on_a_server_survives_a_fresh_memory(
         assert f"User: {question}" in out
     fresh = out.split(f"A fresh {kind} on the same database, as after a restart:")[1]
     assert f'6 earlier messages; you first asked "{TURNS[0]}"' in fresh
-    assert f"agentsession chat --db {server} --session {session_id}" in out
-    assert f"agentsession show {session_id} --db {server}" in out
+    shown = shlex.quote(server)  # a cluster URL's "?" is quoted for the shell
+    assert f"agentsession chat --db {shown} --session {session_id}" in out
+    assert f"agentsession show {session_id} --db {shown}" in out
     messages = stored(server, session_id)
     assert len(messages) == 8 and messages[0] == {"role": "user", "content": TURNS[0]}
     # A second run starts the same way: it clears the session first.

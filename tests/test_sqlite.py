@@ -201,6 +201,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
         ("0002_metadata_search_locks",),
         ("0003_fts_off_the_write_path",),
         ("0004_usage_ledger",),
+        ("0005_encryption",),
     ]
 
 

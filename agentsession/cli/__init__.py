@@ -13,10 +13,11 @@ from typing import Any
 import click
 
 from .. import __version__
-from ..exceptions import MissingDependencyError, NotSupportedError, StoreError
-from ._db import data_dir, is_default, open_memory, redact, resolve_db
+from ..exceptions import DecryptionError, MissingDependencyError, NotSupportedError, StoreError
+from ._db import cli_words, data_dir, is_default, open_memory, redact, resolve_db
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
+from .keys import COMMANDS as KEY_COMMANDS
 from .models import API_CHOICES, MODEL_ENV, choose_model
 from .ui import ui
 from .usage import usage
@@ -27,16 +28,16 @@ __all__ = ("cli", "main")
 class _Group(click.Group):
     """A click group that reports storage failures as one-line errors, not tracebacks.
 
-    A ``StoreError``, ``NotSupportedError`` or ``MissingDependencyError`` a command did
-    not turn into a message itself becomes ``click.ClickException`` (exit code 1), any
-    URL password in its message masked.
+    A ``StoreError``, ``NotSupportedError``, ``DecryptionError`` or
+    ``MissingDependencyError`` a command did not turn into a message itself becomes
+    ``click.ClickException`` (exit code 1), any URL password in its message masked.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (StoreError, NotSupportedError, MissingDependencyError) as exc:
-            raise click.ClickException(redact(str(exc))) from exc
+        except (StoreError, NotSupportedError, DecryptionError, MissingDependencyError) as exc:
+            raise click.ClickException(redact(cli_words(str(exc)))) from exc
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The commands in the order a new user meets them, not alphabetically."""
@@ -158,7 +159,7 @@ cli.add_command(sessions)
 cli.add_command(show)
 cli.add_command(clear)
 cli.add_command(usage)
-for _command in HISTORY_COMMANDS:
+for _command in (*HISTORY_COMMANDS, *KEY_COMMANDS):
     cli.add_command(_command)
 cli.add_command(ui)
 

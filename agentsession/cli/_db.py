@@ -12,6 +12,10 @@ defaults to ``~/.local/share``; on Windows ``%LOCALAPPDATA%`` is used); ``--db``
 ``AGENTSESSION_DB`` environment variable override it. Inspecting commands never create a
 database file; every command refuses a file that is not an agentsession database rather
 than adding tables to it. A URL is shown with its password masked (``str(DatabaseUrl)``).
+
+An encrypted database (``docs/encryption.md``) is opened with the master key in
+``AGENTSESSION_KEY`` (base64 or hex), and any older keys still in use in
+``AGENTSESSION_OLD_KEYS`` (separated by commas), for every command alike.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 import click
 import sqlite_utils
 
+from ..encryption import Encryption
 from ..exceptions import MissingDependencyError, StoreError
 from ..memory import PostgresSessionMemory, RedisSessionMemory, SQLiteSessionMemory, StoreMemory
 from ..protocol import Store
@@ -37,14 +42,18 @@ from ..stores.sqlite.schema import SESSIONS
 
 __all__ = (
     "DB_ENV",
+    "KEY_ENV",
+    "OLD_KEYS_ENV",
     "SCHEMES",
     "CliStore",
     "Database",
     "DatabaseUrl",
+    "cli_words",
     "create_store",
     "data_dir",
     "db_argument",
     "default_db",
+    "encryption_from_env",
     "is_default",
     "open_memory",
     "open_store",
@@ -55,6 +64,12 @@ __all__ = (
 
 #: Environment variable naming the database (a path or a URL), overridden by ``--db``.
 DB_ENV = "AGENTSESSION_DB"
+
+#: The master key of an encrypted database (base64 or hex text of 32 bytes).
+KEY_ENV = "AGENTSESSION_KEY"
+#: Older master keys, separated by commas, that still unwrap data keys until
+#: ``agentsession rotate-keys`` has re-wrapped them under ``AGENTSESSION_KEY``.
+OLD_KEYS_ENV = "AGENTSESSION_OLD_KEYS"
 
 #: The URL schemes ``--db`` accepts, and the engine each one opens.
 SCHEMES: Mapping[str, str] = {
@@ -143,6 +158,39 @@ class CliStore(Store, Protocol):
     def __enter__(self) -> CliStore: ...
 
     def __exit__(self, *exc_info: object) -> None: ...
+
+
+def cli_words(message: str) -> str:
+    """A store's message in the command line's words (``AGENTSESSION_KEY``, not
+    ``encryption=``)."""
+    return message.replace("encryption=Encryption(key)", f"{KEY_ENV} set to its key").replace(
+        "encryption=", f"{KEY_ENV} set"
+    )
+
+
+def encryption_from_env(env: Mapping[str, str] | None = None) -> Encryption | None:
+    """The ``Encryption`` of ``AGENTSESSION_KEY`` and ``AGENTSESSION_OLD_KEYS``, if set.
+
+    Raises:
+        click.UsageError: a key that is not 32 bytes of base64 or hex, or old keys
+            without a primary one (the message names the variable, never a key).
+        click.ClickException: the ``cryptography`` package is missing (the message has
+            the ``pip install`` line).
+    """
+    env = os.environ if env is None else env
+    primary = env.get(KEY_ENV, "").strip()
+    old = [key.strip() for key in env.get(OLD_KEYS_ENV, "").split(",") if key.strip()]
+    if not primary:
+        if old:
+            raise click.UsageError(f"{OLD_KEYS_ENV} is set but {KEY_ENV} is not")
+        return None
+    keys = {KEY_ENV: primary, **{f"{OLD_KEYS_ENV}[{i}]": key for i, key in enumerate(old)}}
+    try:
+        return Encryption(keys, primary=KEY_ENV)
+    except (TypeError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from exc
+    except MissingDependencyError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def parse_db(text: str) -> Database:
@@ -282,7 +330,8 @@ def _server_errors(target: DatabaseUrl) -> Iterator[None]:
                 f"{target} needs the {target.engine} driver, which cannot be imported "
                 f"({exc}): pip install 'agentsession[{target.engine}]'"
             )
-        raise click.ClickException(redact(message.replace(target.url, target.masked))) from exc
+        message = cli_words(message.replace(target.url, target.masked))
+        raise click.ClickException(redact(message)) from exc
 
 
 def _open_server_store(target: DatabaseUrl) -> CliStore:
@@ -291,10 +340,10 @@ def _open_server_store(target: DatabaseUrl) -> CliStore:
         if target.engine == "postgres":
             from ..stores.postgres import PostgresStore
 
-            return PostgresStore(target.url)
+            return PostgresStore(target.url, encryption=encryption_from_env())
         from ..stores.redis import RedisStore
 
-        return RedisStore(target.url)
+        return RedisStore(target.url, encryption=encryption_from_env())
 
 
 def open_store(target: Database) -> CliStore:
@@ -319,9 +368,9 @@ def open_store(target: Database) -> CliStore:
         )
     _check_agentsession_db(target)
     try:
-        return SQLiteStore(target)
+        return SQLiteStore(target, encryption=encryption_from_env())
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(cli_words(str(exc))) from exc
 
 
 def create_store(path: Path) -> CliStore:
@@ -336,9 +385,9 @@ def create_store(path: Path) -> CliStore:
     if not path.parent.is_dir():
         raise click.ClickException(f"cannot create {path}: folder {path.parent} is missing")
     try:
-        return SQLiteStore(path)
+        return SQLiteStore(path, encryption=encryption_from_env())
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(cli_words(str(exc))) from exc
 
 
 def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
@@ -362,8 +411,8 @@ def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
     if isinstance(target, DatabaseUrl):
         with _server_errors(target):
             if target.engine == "postgres":
-                return PostgresSessionMemory(target.url)
-            return RedisSessionMemory(target.url)
+                return PostgresSessionMemory(target.url, encryption=encryption_from_env())
+            return RedisSessionMemory(target.url, encryption=encryption_from_env())
     path = target
     if path.exists() and (path.is_dir() or path.stat().st_size > 0):
         _check_agentsession_db(path)
@@ -375,6 +424,6 @@ def open_memory(target: Database, *, create_folder: bool) -> StoreMemory:
                 f"cannot create folder {path.parent}: {exc.strerror}"
             ) from exc
     try:
-        return SQLiteSessionMemory(path)
+        return SQLiteSessionMemory(path, encryption=encryption_from_env())
     except StoreError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(cli_words(str(exc))) from exc

@@ -110,7 +110,13 @@ def search(
 @click.option(
     "--session", "session_ids", multiple=True, metavar="ID", help="Only this session (repeatable)."
 )
-def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
+@click.option(
+    "--decrypt",
+    is_flag=True,
+    help="An encrypted database: write plaintext (default: ciphertext, which imports "
+    "into a database with the same keys).",
+)
+def export(output: str, db: str | None, session_ids: tuple[str, ...], decrypt: bool) -> None:
     """Write sessions as JSON Lines to OUTPUT (default: standard output).
 
     One header line per session (its record and metadata) then one line per message;
@@ -122,7 +128,9 @@ def export(output: str, db: str | None, session_ids: tuple[str, ...]) -> None:
             click.open_file(output, "w", encoding="utf-8") as fp,
             _progress(total, "Exporting sessions") as bar,
         ):
-            count = store.export_jsonl(fp, session_ids=session_ids or None, progress=bar.update)
+            count = store.export_jsonl(
+                fp, session_ids=session_ids or None, progress=bar.update, decrypt=decrypt
+            )
     if output != "-":
         click.echo(f"Exported {count} sessions to {output}.", err=True)
 

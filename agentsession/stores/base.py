@@ -23,9 +23,18 @@ from typing import Any, TypeVar
 
 from .._serialize import EncodedMessages, decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
+from ..encryption import Encryption
 from ..exceptions import NotSupportedError
-from ..protocol import RunRecord, SearchHit, SessionInfo, SessionPage, SessionUsage
+from ..protocol import (
+    KeyStore,
+    RunRecord,
+    SearchHit,
+    SessionInfo,
+    SessionPage,
+    SessionUsage,
+)
 from ..window import tool_safe_tail
+from .encrypted import Codec, EncryptedHooks
 from .jsonl import JsonlMixin
 from .runs import check_run
 from .values import (
@@ -35,6 +44,7 @@ from .values import (
     dump_metadata,
     find_lone_surrogate,
     load_metadata,
+    metadata_matches,
 )
 
 __all__ = (
@@ -154,27 +164,6 @@ def check_metadata_filter(metadata: Any) -> dict[str, Any]:
     if bad is not None:
         raise ValueError(f"metadata filter holds a lone surrogate: {bad!r:.80}")
     return dict(metadata)
-
-
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
-
-
-def metadata_matches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    """Whether ``stored`` holds every key/value of a checked filter, compared by JSON type."""
-    for key, value in wanted.items():
-        if key not in stored:
-            return False
-        found = stored[key]
-        if _json_kind(found) != _json_kind(value) or found != value:
-            return False
-    return True
 
 
 def encode_cursor(updated_at: float, key: int | str) -> str:
@@ -469,9 +458,17 @@ class StoreBase(JsonlMixin):
     (and ``JsonlMixin``'s four), calls ``_set_ttl`` in its constructor, and sets
     ``lease_blocks`` / ``lease_expires`` (see ``protocol.LeaseStore``).
 
+    An engine whose constructor takes ``encryption=`` passes it to ``_set_encryption``,
+    which puts ``stores.encrypted``'s codec in front of the hooks of that instance; a
+    store without encryption runs its hooks as they are.
+
     Thread safety: every method may be called from any number of threads at once, as
     the engine's hooks allow (all of agentsession's do).
     """
+
+    #: The master keys, for a store opened with ``encryption=`` (else ``None``).
+    encryption: Encryption | None = None
+    _encrypted: EncryptedHooks | None = None
 
     #: Whether ``try_lock`` / ``unlock`` wait on I/O (see ``protocol.LeaseStore``).
     lease_blocks: bool
@@ -496,6 +493,101 @@ class StoreBase(JsonlMixin):
         self.ttl = None if ttl is None else check_ttl(ttl)
         self._next_expiry = 0.0
         self._expiry_lock = threading.Lock()
+
+    def _set_encryption(
+        self, encryption: Any, default_key_store: Callable[[], KeyStore], where: str
+    ) -> None:
+        """Check the constructor's ``encryption`` and, if given, encrypt this store.
+
+        Calls ``_check_encrypted`` first, so an encrypted database is never opened
+        without its keys, nor a plaintext one with them.
+
+        Raises:
+            TypeError: ``encryption`` is not an ``Encryption``.
+            SchemaError: as ``_check_encrypted`` raises it.
+        """
+        if encryption is not None and not isinstance(encryption, Encryption):
+            raise TypeError(
+                f"encryption must be an agentsession.Encryption, got {encryption!r:.80}"
+            )
+        self._check_encrypted(encryption is not None)
+        if encryption is None:
+            return
+        key_store = encryption.key_store
+        owned = key_store is None
+        if key_store is None:
+            key_store = default_key_store()
+        codec = Codec(encryption, key_store, where)
+        hooks = EncryptedHooks(self, codec, owns_key_store=owned, base=StoreBase)
+        hooks.install()
+        self.encryption = encryption
+        self._encrypted = hooks
+
+    @property
+    def key_store(self) -> KeyStore | None:
+        """Where the wrapped data keys are (``None``: the store is not encrypted)."""
+        return None if self._encrypted is None else self._encrypted.codec.key_store
+
+    def _check_encrypted(self, encrypted: bool) -> None:
+        """Record that the database is encrypted (if it holds no session yet), or check it.
+
+        Raises:
+            SchemaError: ``encrypted`` is false and the database is encrypted, or true
+                and the database holds sessions stored in plaintext.
+        """
+        raise NotImplementedError
+
+    def _encryption_needed(self, what: str) -> EncryptedHooks:
+        if self._encrypted is None:
+            raise NotSupportedError(
+                f"{self!r} is not encrypted: {what} needs a store opened with "
+                "encryption=Encryption(key)"
+            )
+        return self._encrypted
+
+    def rotate_keys(self, *, batch: int = 500, progress: Progress | None = None) -> int:
+        """Re-wrap every session's data key under the primary master key.
+
+        Messages are not re-encrypted: only the data keys, ``batch`` at a time, each
+        batch a step of its own, so an interrupted rotation is resumed by calling this
+        again (keys already under the primary are skipped). Afterwards the older master
+        keys can be dropped from the ``Encryption``.
+
+        Args:
+            batch: data keys read and re-wrapped per step (1 or more).
+            progress: called with the number of data keys looked at after each step.
+
+        Returns:
+            How many data keys were re-wrapped.
+
+        Raises:
+            TypeError, ValueError: ``batch`` not an int >= 1, ``progress`` not callable.
+            NotSupportedError: the store is not encrypted.
+            DecryptionError: a data key that none of the master keys unwraps (the
+                message names its session); the keys before it stay re-wrapped.
+            StoreError: the key store failed.
+        """
+        check_count(batch, "batch", minimum=1)
+        if progress is not None and not callable(progress):
+            raise TypeError(f"progress must be callable, got {progress!r:.80}")
+        return self._encryption_needed("rotate_keys").rotate(batch, progress)
+
+    def shred(self, session_id: str) -> None:
+        """Make the session unreadable for good: delete its data key, then the session.
+
+        Its messages can then never be decrypted again, not even from a copy of them
+        taken earlier (a backup of the database) together with the master keys; a
+        copy of the key store taken earlier still holds the data key (see
+        ``docs/encryption.md``). A no-op for a session that has neither.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            NotSupportedError: the store is not encrypted.
+            StoreBusy, StoreClosed, StoreError: as for ``clear_session``; the data key
+                is deleted first, so a failure after it leaves the rows unreadable.
+        """
+        check_session_id(session_id)
+        self._encryption_needed("shred").shred(session_id)
 
     # -- messages --------------------------------------------------------------------------
 

@@ -12,7 +12,11 @@ first (see ``protocol.RunRecord``; its fields, times as Unix seconds)::
 
     {"type":"run","run_id":"...","session_id":"s1","started_at":1717171716.5,...}
 
-Times are Unix seconds (UTC) as JSON numbers, written with
+An encrypted store (see ``stores.encrypted``) exports its
+messages as ``"raw"`` ciphertext and its metadata values encrypted, and adds
+``"encryption": {"data_key": "<the session's data key, wrapped by a master key>"}`` to
+the header, unless asked to decrypt; run records hold no message content and are
+written as they are. Times are Unix seconds (UTC) as JSON numbers, written with
 enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
 is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
 even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
@@ -64,6 +68,9 @@ class ImportedSession:
 
     def __init__(self, header: dict[str, Any], line: int) -> None:
         self.line = line
+        #: The header record as read, with any keys a later minor version added
+        #: (``encryption``: the wrapped data key of an encrypted store's export).
+        self.header = header
         self.session_id: str = header["session_id"]
         self.created_at: float = header["created_at"]
         self.updated_at: float = header["updated_at"]
@@ -205,6 +212,10 @@ class JsonlMixin:
         """The session's newest ``limit`` run records, newest first (``StoreBase``)."""
         raise NotImplementedError
 
+    def _jsonl_export_plain(self, session_id: str, fp: IO[str]) -> bool:
+        """``_jsonl_export_one`` in plaintext: the same, unless the store is encrypted."""
+        return self._jsonl_export_one(session_id, fp)
+
     def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
         """Store one checked session, its run records replacing any the store had, in
         one transaction; ``False`` if skipped.
@@ -220,6 +231,7 @@ class JsonlMixin:
         *,
         session_ids: Iterable[str] | None = None,
         progress: Progress | None = None,
+        decrypt: bool = False,
     ) -> int:
         """Write sessions to ``fp`` as JSON Lines (see the module docstring for the format).
 
@@ -238,22 +250,32 @@ class JsonlMixin:
             session_ids: export these sessions, in this order; ``None`` exports all,
                 oldest record first.
             progress: called with 1 after each session is written.
+            decrypt: (an encrypted store) write the messages and metadata decrypted;
+                by default they are written as stored, in ciphertext, each session
+                with its wrapped data key, which imports into a store holding the same
+                master keys. Without encryption the export is plaintext either way.
 
         Returns:
             How many sessions were written.
 
         Raises:
-            TypeError: a bad session id.
+            TypeError: a bad session id, or ``decrypt`` not a bool.
             ValueError: a named session does not exist (checked before writing).
+            DecryptionError: (an encrypted store) a session cannot be decrypted (with
+                ``decrypt``), or its data key does not unwrap; the file is then left
+                as it was (a path) or holds the sessions before it (an open file).
             StoreClosed, StoreError: the store is closed or the database failed.
             OSError: writing to ``fp`` failed (a path's file is then left as it was).
         """
+        if not isinstance(decrypt, bool):
+            raise TypeError(f"decrypt must be a bool, got {decrypt!r:.80}")
         ids = self._jsonl_session_ids() if session_ids is None else self._known(session_ids)
+        export_one = self._jsonl_export_plain if decrypt else self._jsonl_export_one
         target = replaced_text_file(fp) if isinstance(fp, (str, os.PathLike)) else nullcontext(fp)
         written = 0
         with target as out:
             for session_id in ids:
-                if self._jsonl_export_one(session_id, out):
+                if export_one(session_id, out):
                     out.write(run_lines(self._runs(session_id, _ALL_RUNS)[::-1]))
                     written += 1
                     if progress is not None:

@@ -1,4 +1,5 @@
-"""The values every store writes besides messages: metadata JSON text and timestamps.
+"""The values every store writes besides messages: metadata JSON text (and its filters)
+and timestamps.
 
 A leaf module (it imports no store), so that ``stores.base`` and ``stores.jsonl`` can
 both use it. ``stores.base`` re-exports everything here.
@@ -21,6 +22,7 @@ __all__ = (
     "dump_metadata",
     "find_lone_surrogate",
     "load_metadata",
+    "metadata_matches",
 )
 
 #: Called with how many items (messages, sessions) were just done; for progress bars.
@@ -121,3 +123,24 @@ def load_metadata(text: str, session_id: str) -> dict[str, Any]:
         return value
     logger.warning("ignoring corrupt metadata of session %r", session_id)
     return {}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
+def metadata_matches(stored: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether ``stored`` holds every key/value of a checked filter, compared by JSON type."""
+    for key, value in wanted.items():
+        if key not in stored:
+            return False
+        found = stored[key]
+        if _json_kind(found) != _json_kind(value) or found != value:
+            return False
+    return True

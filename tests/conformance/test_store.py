@@ -691,7 +691,8 @@ def _another(store: Any, store_kind: str, **kwargs: Any) -> Any:
         return type(store)(store.path, **kwargs)
     if engine == "postgres":
         return type(store)(services.postgres_dsn(), schema=store.schema, **kwargs)
-    return type(store)(services.redis_url(), prefix=store.prefix, **kwargs)
+    url = services.redis_cluster_url() if store_kind == "redis-cluster" else services.redis_url()
+    return type(store)(url, prefix=store.prefix, **kwargs)
 
 
 @pytest.mark.parametrize(

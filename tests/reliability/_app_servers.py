@@ -16,6 +16,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+import agents
 from agents.testing import ScriptedModel, assistant_message, function_call
 
 from agentsession import Agent, RunConfig, Runner, StoreMemory, function_tool
@@ -75,6 +76,11 @@ def _check_seen(model: ScriptedModel, turn: str) -> None:
 
 
 def make_memory(engine: str, target: str, namespace: str) -> StoreMemory:
+    """A memory on ``target``: a SQLite file path, a PostgreSQL DSN or a Redis URL."""
+    if engine == "sqlite":
+        from agentsession import SQLiteSessionMemory
+
+        return SQLiteSessionMemory(target)
     if engine == "postgres":
         from agentsession import PostgresSessionMemory
 
@@ -143,3 +149,80 @@ def app_server(
         asyncio.run(main())
     memory.close()
     conn.send(("done", {"errors": errors, "seconds": time.perf_counter() - began}))
+
+
+@_reporting
+def lease_holder(conn: Connection, engine: str, target: str, namespace: str, session: str) -> None:
+    """Starts a run on ``session`` whose tool never returns, so the run holds the
+    session's lease (renewing it) until the process is killed.
+
+    Sends ``("holding",)`` from inside the tool: the lease is held then, and the run has
+    already been sent the user message it will never store.
+    """
+    agents.set_tracing_disabled(True)
+    memory = make_memory(engine, target, namespace)
+
+    @function_tool
+    def hang(key: str) -> str:
+        """Never returns."""
+        conn.send(("holding",))
+        time.sleep(3600)
+        return key
+
+    model = ScriptedModel(
+        [[function_call("hang", {"key": "k"}, call_id="call-hang")], [assistant_message("x")]]
+    )
+    agent = Agent(name="A", model=model, tools=[hang])
+    Runner.run_sync(agent, "killed turn", run_config=RunConfig(memory=memory, session_id=session))
+
+
+@_reporting
+def restart_runner(
+    conn: Connection, engine: str, target: str, namespace: str, proc: int, writers: int
+) -> None:
+    """An app server that runs turns from ``writers`` threads until told to stop, through
+    a server restart: each writer alternates its own session and a shared one.
+
+    Sends ``("ready",)``, waits for ``"go"``, runs until ``"stop"``, then sends
+    ``("done", outcomes)``: per turn ``(session, turn id, error, is a StoreError,
+    started, ended)`` (``error`` is ``None`` for a run that returned; times are
+    ``time.time()``).
+    """
+    from agentsession import StoreError
+
+    agents.set_tracing_disabled(True)
+    memory = make_memory(engine, target, namespace)
+    stop = threading.Event()
+    outcomes: list[tuple[str, str, str | None, bool, float, float]] = []
+
+    def thread(writer: int) -> None:
+        turn = 0
+        while not stop.is_set():
+            for session in (own_session(proc, writer), shared_session(proc, writer)):
+                name = turn_id(proc, writer, turn, session)
+                started = time.time()
+                try:
+                    agent, model = _agent(name)
+                    config = RunConfig(memory=memory, session_id=session)
+                    Runner.run_sync(agent, name, run_config=config)
+                    _check_seen(model, name)
+                except Exception as exc:
+                    error = f"{type(exc).__name__}: {exc}"
+                    outcomes.append(
+                        (session, name, error, isinstance(exc, StoreError), started, time.time())
+                    )
+                else:
+                    outcomes.append((session, name, None, True, started, time.time()))
+            turn += 1
+
+    conn.send(("ready",))
+    assert conn.recv() == "go"
+    threads = [threading.Thread(target=thread, args=(w,)) for w in range(writers)]
+    for worker in threads:
+        worker.start()
+    assert conn.recv() == "stop"
+    stop.set()
+    for worker in threads:
+        worker.join()
+    memory.close()
+    conn.send(("done", outcomes))

@@ -1,4 +1,5 @@
-"""Scale-out: several app-server processes on one PostgreSQL database or Redis server.
+"""Scale-out: several app-server processes on one PostgreSQL database, Redis server or
+Redis Cluster.
 
 The deployment the PostgreSQL and Redis memories are for: many app servers, one shared
 conversation store. Every app server runs whole turns (user message, tool call, tool
@@ -24,18 +25,20 @@ from ._workers import Scale
 pytestmark = pytest.mark.timeout(900 if _workers.FULL_SIZE else 180)
 
 
-@pytest.fixture(params=["postgres", "redis"])
+@pytest.fixture(params=["postgres", "redis", "redis-cluster"])
 def deployment(request: pytest.FixtureRequest) -> Iterator[tuple[str, str, str]]:
     """(engine, server URL, namespace): a fresh schema or key prefix, removed afterwards."""
-    engine = str(request.param)
-    if engine == "postgres":
+    kind = str(request.param)
+    if kind == "postgres":
         target, namespace = services.postgres_dsn(), services.unique_name("agentsession_apps")
-        yield engine, target, namespace
+        yield kind, target, namespace
         services.drop_postgres_schema(namespace)
     else:
-        target, namespace = services.redis_url(), services.unique_name("agentsession-apps")
-        yield engine, target, namespace
-        services.drop_redis_prefix(namespace)
+        cluster = kind == "redis-cluster"
+        target = services.redis_cluster_url() if cluster else services.redis_url()
+        namespace = services.unique_name("agentsession-apps")
+        yield "redis", target, namespace
+        services.drop_redis_prefix(namespace, target)
 
 
 def test_app_servers_sharing_sessions_lose_reorder_and_interleave_nothing(
@@ -98,7 +101,8 @@ def test_app_servers_sharing_sessions_lose_reorder_and_interleave_nothing(
     finally:
         store.close()
     runs = servers * writers * turns * 2
+    where = "redis cluster" if "cluster=true" in target else engine
     _workers.figure(
-        f"app servers on {engine}: {servers} processes x {writers} writers x {turns} turns "
+        f"app servers on {where}: {servers} processes x {writers} writers x {turns} turns "
         f"x 2 sessions = {runs} runs in {wall:.1f} s, 0 lost, 0 interleaved"
     )

@@ -22,6 +22,9 @@ import psycopg
 from ...exceptions import SchemaError
 
 __all__ = (
+    "ENCRYPTION",
+    "KEYS",
+    "KEYS_TABLE",
     "LOCKS",
     "MESSAGES",
     "MIGRATIONS",
@@ -43,6 +46,17 @@ LOCKS = "agentsession_locks"
 RUNS = "agentsession_runs"
 #: One row per applied migration.
 VERSIONS = "agentsession_migrations"
+#: The wrapped data keys of an encrypted store (the default ``PostgresKeyTable``).
+KEYS = "agentsession_keys"
+#: One row when the schema's sessions are encrypted (see ``stores.encrypted``).
+ENCRYPTION = "agentsession_encryption"
+
+#: The key table's definition (``{keys}``: its qualified name); ``PostgresKeyTable``
+#: creates it in a schema of its own with the same text.
+KEYS_TABLE = """CREATE TABLE IF NOT EXISTS {keys} (
+    session_id text COLLATE "C" PRIMARY KEY,
+    record text NOT NULL
+)"""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 
@@ -73,7 +87,17 @@ def check_schema_name(schema: Any) -> str:
 class Tables:
     """The quoted, schema-qualified names of agentsession's tables, for SQL text."""
 
-    __slots__ = ("locks", "messages", "name", "quoted", "runs", "sessions", "versions")
+    __slots__ = (
+        "encryption",
+        "keys",
+        "locks",
+        "messages",
+        "name",
+        "quoted",
+        "runs",
+        "sessions",
+        "versions",
+    )
 
     def __init__(self, schema: str) -> None:
         self.name = check_schema_name(schema)
@@ -84,6 +108,8 @@ class Tables:
         self.locks = f"{self.quoted}.{LOCKS}"
         self.runs = f"{self.quoted}.{RUNS}"
         self.versions = f"{self.quoted}.{VERSIONS}"
+        self.keys = f"{self.quoted}.{KEYS}"
+        self.encryption = f"{self.quoted}.{ENCRYPTION}"
 
 
 @dataclass(frozen=True)
@@ -167,6 +193,17 @@ MIGRATIONS: tuple[Migration, ...] = (
                 outcome text NOT NULL
             )""",
             "CREATE INDEX agentsession_runs_session ON {runs} (session_id, ended_at)",
+        ),
+    ),
+    Migration(
+        5,
+        "0005_encryption",
+        (
+            # Encryption at rest (stores.encrypted): the marker row, and the default home
+            # of the wrapped data keys (a user may keep them elsewhere: PostgresKeyTable).
+            "CREATE TABLE {encryption} (id integer PRIMARY KEY CHECK (id = 1), "
+            "since double precision NOT NULL)",
+            KEYS_TABLE,
         ),
     ),
 )
@@ -263,6 +300,8 @@ def _migrate(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> N
         "messages": tables.messages,
         "locks": tables.locks,
         "runs": tables.runs,
+        "keys": tables.keys,
+        "encryption": tables.encryption,
     }
     for migration in MIGRATIONS:
         if migration.version in applied:

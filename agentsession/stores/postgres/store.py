@@ -47,20 +47,14 @@ except ImportError:
     raise
 
 from ..._serialize import message_text
+from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import RunRecord, SessionInfo, SessionUsage
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase, check_count, load_metadata
 from ..jsonl import ImportedSession
 from . import history, jsonl, ledger, retention
-from .base import (
-    MAX_ROWS,
-    NOW,
-    Conn,
-    db_id,
-    metadata_for_db,
-    metadata_from_db,
-    searchable,
-)
+from .base import MAX_ROWS, NOW, Conn, db_id, metadata_for_db, metadata_from_db, searchable
+from .keys import PostgresKeyTable
 from .lease import AdvisoryLeases
 from .schema import Tables, check_schema_name, ensure_schema
 
@@ -187,6 +181,10 @@ class PostgresStore(StoreBase):
         ttl: delete sessions idle for longer than this. Enforced by the writers: at
             most once per tenth of the TTL (at least once a minute) an ``add_messages``
             call, after its own commit, removes the idle sessions in short batches.
+        encryption: encrypt messages and metadata values (an ``Encryption``; see
+            ``docs/encryption.md``). The wrapped data keys go to the schema's
+            ``agentsession_keys`` table unless the ``Encryption`` names a key store
+            (a ``PostgresKeyTable`` in another schema or on another server, say).
 
     Raises:
         MissingDependencyError: ``psycopg`` / ``psycopg_pool`` are not installed (at
@@ -195,7 +193,9 @@ class PostgresStore(StoreBase):
         ValueError: a bad schema name, size or timeout, or a ``conninfo`` libpq cannot
             parse.
         SchemaError: the schema was set up by a newer agentsession, the database is not
-            UTF8, or the schema cannot be set up (permissions, lock timeout).
+            UTF8, or the schema cannot be set up (permissions, lock timeout); or it is
+            encrypted and ``encryption`` is not given, or holds plaintext sessions and
+            it is.
         StoreError: the server cannot be reached: the message names the host and
             database (never the password); ``__cause__`` is the psycopg error.
     """
@@ -209,6 +209,7 @@ class PostgresStore(StoreBase):
         max_size: int = 10,
         pool_timeout: float = 30.0,
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         if not isinstance(conninfo, (str, ConnectionPool)):
             raise TypeError(
@@ -243,6 +244,40 @@ class PostgresStore(StoreBase):
             self._where = f"{self._server} (schema {schema!r})"
             self._set_up()
             self._pool = self._open_pool()
+        try:
+            self._set_encryption(encryption, self._default_key_store, self._where)
+        except BaseException:
+            self.close()
+            raise
+
+    def _default_key_store(self) -> KeyStore:
+        return PostgresKeyTable.on_store(self._run, self._tables.keys, self._where)
+
+    def _check_encrypted(self, encrypted: bool) -> None:
+        t = self._tables
+
+        def check(conn: Conn) -> None:
+            row = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {t.encryption}), EXISTS (SELECT 1 FROM {t.sessions})"
+            ).fetchone()
+            marked, used = row if row is not None else (False, False)
+            if marked and not encrypted:
+                raise SchemaError(
+                    f"{self._where} is encrypted: open it with encryption=Encryption(key)"
+                )
+            if encrypted and not marked:
+                if used:
+                    raise SchemaError(
+                        f"{self._where} holds sessions stored in plaintext: it cannot be "
+                        "opened with encryption= (export it, then import the file into a "
+                        "new schema opened with encryption=)"
+                    )
+                conn.execute(
+                    f"INSERT INTO {t.encryption} (id, since) VALUES (1, {NOW}) "
+                    "ON CONFLICT (id) DO NOTHING"
+                )
+
+        self._run(check)
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._server!r}, schema={self.schema!r})"

@@ -6,6 +6,8 @@ Key layout (``prefix`` defaults to ``"agentsession"``)::
     <prefix>:{<id>}:session    HASH    created_at, updated_at, metadata (JSON text)
     <prefix>:{<id>}:lock       STRING  the run lease's owner, expiring (PX)
     <prefix>:sessions          ZSET    session id -> updated_at: the sessions index
+    <prefix>:encryption        STRING  present when the sessions are encrypted
+    <prefix>:keys              HASH    session id -> wrapped data key (encrypted stores)
 
 ``<id>`` is the session id with ``%``, ``{`` and ``}`` percent-encoded (``%25``,
 ``%7B``, ``%7D``), so the text between the braces is the Redis Cluster hash tag: the
@@ -14,9 +16,14 @@ different for different sessions. Times are Unix seconds from the Redis server's
 
 The index is a key of its own (another slot in a cluster). On one server an add
 updates it in the same script as the session (one round trip); every other write
-updates it right after the session's own write (as adds will in a Cluster), so it is
+updates it right after the session's own write (as adds do in a Cluster), so it is
 eventually consistent with the sessions: an entry may outlive its session (expired by
 TTL, or deleted) until a listing skips it and removes it.
+
+On a Redis Cluster (a ``redis.cluster.RedisCluster`` client) every script still runs
+on one session's keys, so on the one node that owns its slot; what spans sessions is
+split per key by the client (the pipelines of ``infos``, ``unindex`` and ``missing``
+are sent to each node for the keys it owns).
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._extras import require
 from ...exceptions import StoreBusy, StoreClosed, StoreError
@@ -37,19 +45,31 @@ from . import scripts as lua
 
 if TYPE_CHECKING:
     import redis
+    from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
     from redis.commands.core import Script
+    from redis.retry import Retry
 else:
     redis = require("redis", "redis", "RedisStore")
+    from redis.backoff import NoBackoff
+    from redis.cluster import RedisCluster
+    from redis.retry import Retry
+
+#: A client the store works with: one server (or a Sentinel-managed primary), or a Cluster.
+Client: TypeAlias = "redis.Redis | RedisCluster"
 
 __all__ = (
+    "CLUSTER_PARAMETER",
     "PAGE",
     "PROBE_IDLE",
     "RETRIES",
+    "Client",
     "Keyspace",
     "LeanPool",
     "Scripts",
     "chunks",
     "client_from_url",
+    "cluster_url",
     "escape_id",
     "runs_key",
     "session_id_of_runs",
@@ -101,12 +121,48 @@ class LeanPool(redis.ConnectionPool):
         super().release(connection)
 
 
-def client_from_url(url: str) -> redis.Redis:
-    """A client for ``url`` on a ``LeanPool`` of its own, closed with the client.
+#: The query parameter that makes a URL name a Redis Cluster: ``?cluster=true``.
+CLUSTER_PARAMETER = "cluster"
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off", "")
+
+
+def cluster_url(url: str) -> tuple[str, bool]:
+    """``url`` without its ``cluster`` query parameter, and whether that said true.
 
     Raises:
-        ValueError: ``url`` is not a Redis URL (redis-py's message).
+        ValueError: the ``cluster`` parameter is neither true nor false.
     """
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    wanted = [value for key, value in query if key == CLUSTER_PARAMETER]
+    if not wanted:
+        return url, False
+    flag = wanted[-1].lower()
+    if flag not in _TRUE + _FALSE:
+        raise ValueError(f"cluster must be true or false in a Redis URL, got {wanted[-1]!r}")
+    rest = urlencode([(key, value) for key, value in query if key != CLUSTER_PARAMETER])
+    return urlunsplit(parts._replace(query=rest)), flag in _TRUE
+
+
+def client_from_url(url: str) -> Client:
+    """A client for ``url``, closed with the client: on a ``LeanPool`` of its own, or
+    (``?cluster=true``) a ``RedisCluster`` that finds the other nodes from this one.
+
+    Neither sends a command again after a connection error (the single-server pool's
+    default; the Cluster client's own default would, up to ten times): the command may
+    have run before its reply was lost, and an add run twice would store its turn
+    twice. The error is raised as ``StoreError``; the next call uses a fresh connection
+    (and, on a Cluster, the refreshed slot map). MOVED, ASK and TRYAGAIN replies are
+    redirections, not errors: the Cluster client follows them.
+
+    Raises:
+        ValueError: ``url`` is not a Redis URL (redis-py's message), or its ``cluster``
+            parameter is not true or false.
+        redis.RedisError: (a Cluster) no node of the cluster answers.
+    """
+    url, cluster = cluster_url(url)
+    if cluster:
+        return RedisCluster.from_url(url, retry=Retry(NoBackoff(), 0))
     client = redis.Redis(connection_pool=LeanPool.from_url(url))
     client.auto_close_connection_pool = True
     return client
@@ -200,7 +256,7 @@ class Info(NamedTuple):
 class Scripts:
     """The store's Lua scripts, registered on its client (EVALSHA, loaded on demand)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self.add: Script = client.register_script(lua.ADD)
         self.add_run: Script = client.register_script(lua.ADD_RUN)
         self.pop: Script = client.register_script(lua.POP)
@@ -228,7 +284,7 @@ class Keyspace:
     ``StoreClosed`` once ``closed`` is set.
     """
 
-    def __init__(self, client: redis.Redis, prefix: str, ttl_ms: str, where: str) -> None:
+    def __init__(self, client: Client, prefix: str, ttl_ms: str, where: str) -> None:
         self.client = client
         self.prefix = prefix
         #: The sessions' expiry in milliseconds, as the scripts take it ("0": none).
@@ -236,8 +292,8 @@ class Keyspace:
         self.where = where
         self.index_key = f"{prefix}:sessions"
         #: Whether every key is on one server, so a script may touch the index with a
-        #: session's keys (a Cluster client, when accepted, sets it false).
-        self.one_server = True
+        #: session's keys (not on a Cluster, where the index is in a slot of its own).
+        self.one_server = not isinstance(client, RedisCluster)
         self.scripts = Scripts(client)
         self.closed = False
         self.name = where
@@ -258,6 +314,8 @@ class Keyspace:
             raise StoreError(f"cannot reach Redis at {self.where}: {exc}") from exc
         except redis.exceptions.RedisError as exc:
             raise StoreError(f"Redis at {self.where}: {exc}") from exc
+        except redis.exceptions.RedisClusterException as exc:  # no node covers a slot
+            raise StoreError(f"Redis Cluster at {self.where}: {exc}") from exc
 
     def check_open(self) -> None:
         """Raise ``StoreClosed`` if the store is closed."""
@@ -333,11 +391,20 @@ class Keyspace:
         if not session_ids:
             return []
         with self.mapped():
-            pipe = self.client.pipeline(transaction=False)
-            for session_id in session_ids:
-                self.scripts.info(keys=self.keys(session_id), client=pipe)
-            replies = pipe.execute()
+            try:
+                replies = self._infos(session_ids)
+            except redis.exceptions.NoScriptError:
+                # A Cluster's pipeline sends EVALSHA only: a node that has not seen the
+                # script yet (new, restarted, or given slots) gets it, then all again.
+                self.client.script_load(lua.INFO)
+                replies = self._infos(session_ids)
         return [None if reply is None else Info.parse(reply) for reply in replies]
+
+    def _infos(self, session_ids: Sequence[str]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for session_id in session_ids:
+            self.scripts.info(keys=self.keys(session_id), client=pipe)
+        return list(pipe.execute())
 
     def server_time(self) -> float:
         """The Redis server's clock, in Unix seconds (what every stored time is read from)."""

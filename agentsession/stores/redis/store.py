@@ -7,8 +7,9 @@ sockets are never used by the child).
 
 Atomicity: every operation on one session is one Lua script on that session's keys,
 which share one hash tag (see ``stores.redis.core`` for the key layout), so it is atomic and
-would touch a single slot of a Redis Cluster. Concurrent writers from any number of
-processes never interleave within one ``add_messages`` batch. The sessions index (for listing by
+touches a single slot of a Redis Cluster (it runs on the node that owns the session).
+Concurrent writers from any number of processes never interleave within one
+``add_messages`` batch. The sessions index (for listing by
 last activity) is updated by the add's own script (one round trip per add), and right
 after the session's own write for the other writes, so it is eventually consistent
 with the sessions; listings skip, and remove, entries whose session is gone.
@@ -24,20 +25,25 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..._extras import require
-from ...exceptions import NotSupportedError, StoreBusy, StoreError
-from ...protocol import RunRecord, SessionInfo, SessionUsage
+from ...encryption import Encryption
+from ...exceptions import NotSupportedError, SchemaError, StoreBusy, StoreError
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
 from .. import runs
 from ..base import Progress, Row, StoreBase
 from ..jsonl import ImportedSession
 from . import history, jsonl, ledger, retention
-from .core import RETRIES, Keyspace, client_from_url, split_item, storable_json
+from .core import RETRIES, Client, Keyspace, client_from_url, split_item, storable_json
+from .keys import RedisKeyHash
 
 if TYPE_CHECKING:
     import redis
+    from redis.cluster import RedisCluster
 else:
     redis = require("redis", "redis", "RedisStore")
+    from redis.cluster import RedisCluster
 
 __all__ = ("RedisStore",)
 
@@ -45,8 +51,12 @@ __all__ = ("RedisStore",)
 _REWIND_READ = 64
 
 
-def _describe(client: redis.Redis) -> str:
+def _describe(client: Client) -> str:
     """Where ``client`` connects, for messages: host:port/db or a socket path, no password."""
+    if isinstance(client, RedisCluster):
+        primaries = client.get_primaries()  # type: ignore[no-untyped-call]
+        nodes = sorted({node.name for node in primaries}) or ["no node"]
+        return "cluster " + ",".join(nodes)
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
@@ -55,6 +65,12 @@ def _describe(client: redis.Redis) -> str:
     if "host" not in kwargs and hasattr(pool, "service_name"):  # a Sentinel-managed pool
         return f"sentinel service {pool.service_name}/{db}"
     return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{db}"
+
+
+def _cluster_where(url: str) -> str:
+    """The host:port of a URL, for a message (never its password)."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
 
 
 class RedisStore(StoreBase):
@@ -70,38 +86,50 @@ class RedisStore(StoreBase):
     nothing to do. Stored times come from the Redis server's clock.
 
     The store talks to one server (or a Sentinel-managed primary) through a
-    ``redis.Redis`` client. Its keys are laid out for Redis Cluster (one slot per
-    session, the sessions index a key of its own), but a ``RedisCluster`` client is
-    not accepted yet: see ``docs/redis.md``.
+    ``redis.Redis`` client, or to a Redis Cluster through a ``RedisCluster`` client: each
+    session lives in one slot (its keys share a hash tag), the sessions index is a key
+    of its own, and whatever spans sessions (listing, prune, export) reads the index and
+    then each session on its own node. See ``docs/redis.md``.
 
     Args:
-        url: a ``redis://``, ``rediss://`` or ``unix://`` URL; the store creates a
-            client (with its own connection pool) and closes it in ``close()``. Or a
-            ``redis.Redis`` client of your own, which the store uses and leaves open.
-            Either ``decode_responses`` setting works.
+        url: a ``redis://``, ``rediss://`` or ``unix://`` URL (add ``?cluster=true``
+            for a Redis Cluster, naming any of its nodes); the store creates a client
+            (with its own connection pool) and closes it in ``close()``. Or a
+            ``redis.Redis`` or ``redis.cluster.RedisCluster`` client of your own,
+            which the store uses and leaves open. Either ``decode_responses`` setting
+            works.
         prefix: the start of every key the store writes (``<prefix>:...``); stores
             with different prefixes never see each other's sessions. No braces.
         ttl: each session expires this long after its last write: every write sets
             the expiry of all the session's keys again (``PEXPIRE``), and Redis
             deletes an idle session itself. Reads do not extend it.
+        encryption: encrypt messages and metadata values (an ``Encryption``; see
+            ``docs/encryption.md``). The wrapped data keys go to the hash
+            ``<prefix>:keys`` unless the ``Encryption`` names a key store (a
+            ``RedisKeyHash`` on another server, say); ``<prefix>:encryption`` marks
+            the keyspace as encrypted.
 
     Raises:
         MissingDependencyError: the ``redis`` extra is not installed (when this module
             is imported).
-        TypeError: ``url`` is neither a str nor a ``redis.Redis``; ``prefix`` is not a
-            str; ``ttl`` is not a ``timedelta``.
-        ValueError: ``url`` is not a Redis URL; ``prefix`` is empty or holds ``{`` or
-            ``}``; ``ttl`` is not positive.
-        StoreError: the server does not answer a ``PING`` (the message names the host,
-            never a password; ``__cause__`` is the driver's error).
+        TypeError: ``url`` is neither a str nor a ``redis.Redis`` / ``RedisCluster``;
+            ``prefix`` is not a str; ``ttl`` is not a ``timedelta``.
+        ValueError: ``url`` is not a Redis URL, or its ``cluster`` parameter is not
+            true or false; ``prefix`` is empty or holds ``{`` or ``}``; ``ttl`` is not
+            positive.
+        StoreError: the server (every node of a Cluster) does not answer (the message
+            names the host, never a password; ``__cause__`` is the driver's error).
+        SchemaError: the keyspace is encrypted and ``encryption`` is not given, or it
+            holds plaintext sessions and it is.
     """
 
     def __init__(
         self,
-        url: str | redis.Redis,
+        url: str | Client,
         *,
         prefix: str = "agentsession",
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}: {prefix!r}")
@@ -110,7 +138,8 @@ class RedisStore(StoreBase):
         self._set_ttl(ttl)
         self.prefix = prefix
         ttl_ms = "0" if ttl is None else str(max(1, ttl // timedelta(milliseconds=1)))
-        if isinstance(url, redis.Redis):
+        self._client: Client
+        if isinstance(url, (redis.Redis, RedisCluster)):
             self._client = url
             self._owns_client = False
         elif isinstance(url, str):
@@ -120,26 +149,50 @@ class RedisStore(StoreBase):
                 raise ValueError(
                     f"url is not a redis://, rediss:// or unix:// URL: {exc}"
                 ) from None
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+                where = _cluster_where(url)
+                raise StoreError(f"cannot reach the Redis Cluster at {where}: {exc}") from exc
             self._owns_client = True
         else:
             raise TypeError(
-                f"url must be a Redis URL (str) or a redis.Redis client, not {type(url).__name__}"
+                "url must be a Redis URL (str) or a redis.Redis or redis.cluster.RedisCluster "
+                f"client, not {type(url).__name__}"
             )
         self._keyspace = Keyspace(self._client, prefix, ttl_ms, _describe(self._client))
         self._keyspace.name = repr(self)
         try:
-            with self._keyspace.mapped():
-                self._client.ping()
-        except StoreError:
+            self._set_encryption(encryption, self._default_key_store, repr(self))
+        except BaseException:
             self.close()
             raise
+
+    def _default_key_store(self) -> KeyStore:
+        return RedisKeyHash(self._client, key=f"{self.prefix}:keys")
+
+    def _check_encrypted(self, encrypted: bool) -> None:
+        # One round trip on a plain store (it is the one that checks the server answers).
+        marker = f"{self.prefix}:encryption"
+        with self._keyspace.mapped():
+            if isinstance(self._client, RedisCluster):
+                self._client.ping()  # every node answers (the GET reaches one)
+            marked = self._client.get(marker) is not None
+            if marked and not encrypted:
+                raise SchemaError(f"{self!r} is encrypted: open it with encryption=Encryption(key)")
+            if encrypted and not marked:
+                if self._client.zcard(self._keyspace.index_key):
+                    raise SchemaError(
+                        f"{self!r} holds sessions stored in plaintext: it cannot be opened "
+                        "with encryption= (export it, then import the file into a new "
+                        "prefix opened with encryption=)"
+                    )
+                self._client.set(marker, "1", nx=True)
 
     def __repr__(self) -> str:
         return f"RedisStore({_describe(self._client)!r}, prefix={self.prefix!r})"
 
     @property
-    def client(self) -> redis.Redis:
-        """The ``redis.Redis`` client the store uses."""
+    def client(self) -> Client:
+        """The ``redis.Redis`` or ``RedisCluster`` client the store uses."""
         return self._client
 
     def close(self) -> None:

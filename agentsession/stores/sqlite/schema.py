@@ -20,6 +20,7 @@ from ..._serialize import message_text
 from ...exceptions import SchemaError
 
 __all__ = (
+    "ENCRYPTION",
     "FTS_STATE",
     "LOCKS",
     "MESSAGES",
@@ -42,8 +43,12 @@ FTS_STATE = "agentsession_fts_state"
 #: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
 RUNS = "agentsession_runs"
 
-#: Bumped with every migration added below.
-SCHEMA_VERSION = 4
+#: One row when the database is encrypted (see ``stores.encrypted``): it is then never
+#: opened without its keys, and a database with plaintext sessions never with them.
+ENCRYPTION = "agentsession_encryption"
+
+#: Bumped with every migration added below (to the number of the newest).
+SCHEMA_VERSION = 5
 
 migrations = Migrations("agentsession")
 
@@ -149,6 +154,14 @@ def _usage_ledger(db: Database) -> None:
         "outcome TEXT NOT NULL)"
     )
     db.execute(f"CREATE INDEX {RUNS}_session ON {RUNS} (session_id, ended_at)")
+
+
+@migrations(name="0005_encryption")
+def _encryption(db: Database) -> None:
+    # The wrapped data keys live in a key file of their own, not here (see sqlite.keys).
+    db.execute(
+        f"CREATE TABLE {ENCRYPTION} (id INTEGER PRIMARY KEY CHECK (id = 1), since REAL NOT NULL)"
+    )
 
 
 def text_of_stored(message: str) -> str:

@@ -22,15 +22,18 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
+from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import RunRecord, SessionInfo, SessionUsage
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase
+from ..encrypted import MemoryKeyStore
 from ..jsonl import ImportedSession
 from . import fts, history, jsonl, ledger, retention
 from .base import session_key as _session_key
+from .keys import SQLiteKeyFile
 from .lease import SQL_FUNCTION, FileLeases, Leases, MemoryLeases, TableLeases
 from .lease import ofd_locks_available as _ofd_locks_available
-from .schema import MESSAGES, SESSIONS, ensure_schema
+from .schema import ENCRYPTION, MESSAGES, SESSIONS, ensure_schema
 from .writer import Writer, writer_for
 
 __all__ = ("SQLiteStore",)
@@ -128,12 +131,20 @@ class SQLiteStore(StoreBase):
         ttl: delete sessions idle for longer than this. Enforced by the writers: at
             most once per tenth of the TTL (at least once a minute) an ``add_messages``
             call, after its own commit, removes the idle sessions in short batches.
+        encryption: encrypt messages and metadata values (an ``Encryption``; see
+            ``docs/encryption.md``). The wrapped data keys go to the key file
+            ``<path>.keys`` (an ``SQLiteKeyFile``, created while the database holds no
+            session) unless the ``Encryption`` names a key store; a ``":memory:"``
+            database keeps them in memory.
 
     Raises:
-        TypeError: ``path`` is not a string or path, or ``ttl`` not a ``timedelta``.
+        TypeError: ``path`` is not a string or path, ``ttl`` not a ``timedelta``, or
+            ``encryption`` not an ``Encryption``.
         ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
             ``ttl`` is not positive.
-        SchemaError: the file was written by a newer agentsession.
+        SchemaError: the file was written by a newer agentsession; or it is encrypted
+            and ``encryption`` is not given, or holds plaintext sessions and it is, or
+            it holds sessions and its key file is missing.
         StoreError: the file cannot be opened as a SQLite database (the message names
             the path; ``__cause__`` is the ``sqlite3`` error), or the SQLite library is
             older than 3.35.
@@ -146,6 +157,7 @@ class SQLiteStore(StoreBase):
         busy_timeout: float = 5.0,
         synchronous: str = "FULL",
         ttl: timedelta | None = None,
+        encryption: Encryption | None = None,
     ) -> None:
         self._set_ttl(ttl)
         if not isinstance(path, (str, os.PathLike)):
@@ -171,6 +183,7 @@ class SQLiteStore(StoreBase):
         self.path: Path | None = None if text == ":memory:" else Path(text).absolute()
         self._where = str(self.path) if self.path is not None else ":memory:"
         self._closed = False
+        self._has_sessions = False
         self._pid = os.getpid()
         self._connections = _Connections()
         self._local = threading.local()
@@ -198,9 +211,44 @@ class SQLiteStore(StoreBase):
         try:
             with self._connection() as conn, self._mapped():
                 ensure_schema(conn, self.path, self.busy_timeout)
+            self._set_encryption(encryption, self._default_key_store, self._where)
         except BaseException:
             self.close()
             raise
+
+    def _default_key_store(self) -> KeyStore:
+        if self.path is None:
+            return MemoryKeyStore()
+        # A database that holds sessions needs its key file: never start an empty one.
+        path = self.path.with_name(self.path.name + ".keys")
+        return SQLiteKeyFile(path, create=not self._has_sessions)
+
+    def _check_encrypted(self, encrypted: bool) -> None:
+        def check(conn: sqlite3.Connection) -> None:
+            marked, used = conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM {ENCRYPTION}), EXISTS (SELECT 1 FROM {SESSIONS})"
+            ).fetchone()
+            self._has_sessions = bool(used)
+            if marked and not encrypted:
+                raise SchemaError(
+                    f"{self._where} is encrypted: open it with encryption=Encryption(key)"
+                )
+            if encrypted and not marked:
+                if used:
+                    raise SchemaError(
+                        f"{self._where} holds sessions stored in plaintext: it cannot be "
+                        "opened with encryption= (export it, then import the file into a "
+                        "new store opened with encryption=)"
+                    )
+                conn.execute(
+                    f"INSERT OR IGNORE INTO {ENCRYPTION} (id, since) VALUES (1, ?)",
+                    (time.time(),),
+                )
+
+        if encrypted:
+            self._write(check)
+        else:
+            self._read(check)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._where!r})"
