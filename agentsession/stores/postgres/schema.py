@@ -210,6 +210,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 #: The newest schema version this code knows (the last migration's).
 SCHEMA_VERSION = MIGRATIONS[-1].version
+_KNOWN = frozenset(migration.version for migration in MIGRATIONS)
 
 
 def setup_lock_key(schema: str) -> int:
@@ -227,8 +228,8 @@ def _check_not_newer(version: int | None, tables: Tables) -> None:
         )
 
 
-def _recorded_version(conn: psycopg.Connection[Any], tables: Tables) -> int | None:
-    """The newest applied migration, or ``None`` when the schema has no version table."""
+def _recorded_versions(conn: psycopg.Connection[Any], tables: Tables) -> set[int] | None:
+    """The applied migrations, or ``None`` when the schema has no version table."""
     encoding, found = conn.execute(
         "SELECT current_setting('server_encoding'), to_regclass(%s) IS NOT NULL",
         (tables.versions,),
@@ -240,8 +241,8 @@ def _recorded_version(conn: psycopg.Connection[Any], tables: Tables) -> int | No
         )
     if not found:
         return None
-    row = conn.execute(f"SELECT max(version) FROM {tables.versions}").fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    row = conn.execute(f"SELECT array_agg(version) FROM {tables.versions}").fetchone()
+    return set() if row is None or row[0] is None else {int(version) for version in row[0]}
 
 
 def ensure_schema(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> None:
@@ -259,9 +260,11 @@ def ensure_schema(conn: psycopg.Connection[Any], tables: Tables, timeout: float)
             role may not create the schema or its tables.
         psycopg.Error: any other failure (the caller maps it).
     """
-    version = _recorded_version(conn, tables)
-    _check_not_newer(version, tables)
-    if version == SCHEMA_VERSION:
+    versions = _recorded_versions(conn, tables)
+    _check_not_newer(max(versions, default=None) if versions else None, tables)
+    # Current when every known migration is applied: the newest alone is not enough
+    # (a migration numbered below the newest may have been added later).
+    if versions is not None and versions >= _KNOWN:
         return
     try:
         with conn.transaction():
