@@ -271,3 +271,26 @@ def test_ttl_deletes_idle_sessions_when_writers_come_by(tmp_path: Path) -> None:
         assert [s.session_id for s in store.list_sessions()] == ["new", "recent"]
     with pytest.raises(ValueError, match="ttl"):
         SQLiteStore(path, ttl=timedelta(0))
+
+
+def test_a_file_stamped_current_but_missing_a_lower_migration_gets_it(tmp_path: Path) -> None:
+    # A file made by a version that had migration 0005 but not 0004 (added later, with a
+    # lower number) is stamped 5 all the same: opening it applies 0004.
+    from sqlite_utils import Database
+
+    from agentsession.stores.sqlite.schema import migrations
+
+    path = tmp_path / "gap.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [user("kept")])
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE agentsession_runs")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0004_usage_ledger'")
+    assert [m.name for m in migrations.pending(Database(conn))] == ["0004_usage_ledger"]
+    conn.close()
+    with SQLiteStore(path) as store:
+        now = datetime.now(timezone.utc)
+        run = RunRecord("r", "s", now, now, "A", "m", 1, 2, 3, 5, 0, 0, 0, "failed")
+        store.add_messages("s", [], run=run)
+        assert store.runs("s") == [run]
+        assert store.get_messages("s") == [user("kept")]

@@ -189,10 +189,19 @@ def _check_not_newer(version: int, where: str) -> None:
         )
 
 
+def _current(conn: sqlite3.Connection, version: int) -> bool:
+    """Whether the schema is current: stamped ``SCHEMA_VERSION`` and every migration of
+    this code applied. The stamp alone is not enough: a migration numbered below the
+    newest may have been added later (a file stamped 5 by a version without 0004)."""
+    if version != SCHEMA_VERSION:
+        return False
+    return not migrations.pending(Database(conn, execute_plugins=False))
+
+
 def _migrate(conn: sqlite3.Connection, where: str, wal: bool) -> None:
     version = _user_version(conn)
     _check_not_newer(version, where)
-    if version == SCHEMA_VERSION:
+    if _current(conn, version):
         return
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -226,7 +235,7 @@ def ensure_schema(conn: sqlite3.Connection, database: Path | None, timeout: floa
     where = str(database) if database is not None else "the in-memory database"
     version = _user_version(conn)
     _check_not_newer(version, where)
-    if version == SCHEMA_VERSION:
+    if _current(conn, version):
         return
     if database is None:
         _migrate(conn, where, wal=False)
