@@ -22,12 +22,21 @@ from .exceptions import (
     MissingDependencyError,
     NotSupportedError,
     SchemaError,
+    SessionBudgetExceeded,
     SessionBusy,
     StoreBusy,
     StoreClosed,
     StoreError,
 )
-from .protocol import SearchHit, SessionInfo, SessionMemory, SessionPage, Store
+from .protocol import (
+    RunRecord,
+    SearchHit,
+    SessionInfo,
+    SessionMemory,
+    SessionPage,
+    SessionUsage,
+    Store,
+)
 from .stores.sqlite import SQLiteKeyFile, SQLiteStore
 from .window import HistoryWindow
 
@@ -63,16 +72,19 @@ __all__ = (
     "RedisSessionMemory",
     "RedisStore",
     "RunConfig",
+    "RunRecord",
     "Runner",
     "SQLiteKeyFile",
     "SQLiteSessionMemory",
     "SQLiteStore",
     "SchemaError",
     "SearchHit",
+    "SessionBudgetExceeded",
     "SessionBusy",
     "SessionInfo",
     "SessionMemory",
     "SessionPage",
+    "SessionUsage",
     "Store",
     "StoreBusy",
     "StoreClosed",

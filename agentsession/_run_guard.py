@@ -17,6 +17,12 @@ session hands the SDK that result), and the items are written together with givi
 lease back (``write_and_unlock``): one thread hop and one round trip each. ``run_sync``
 makes those two calls in its own, blocked, thread (``enter_sync`` / ``exit_sync``), so
 they cost no thread hop at all.
+
+With a ``ledger`` (the memory is a ``LedgerMemory``), the run's ``RunRecord`` rides in
+that one write (``write_and_unlock(..., run=)`` or ``add_messages(..., run=)``); a run
+rolled back writes its record alone. With a ``budget``, the session's recorded tokens
+are read once the lease is held, and a spent budget raises ``SessionBudgetExceeded``
+before the run reads or sends anything else.
 """
 
 from __future__ import annotations
@@ -33,11 +39,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from .exceptions import SessionBusy
+from ._ledger import outcome_of
+from .exceptions import SessionBudgetExceeded, SessionBusy
 from .memory import StoreMemory
 from .protocol import LeasingMemory, RunMemory
 
 if TYPE_CHECKING:
+    from ._ledger import RunLedger
+    from .protocol import RunRecord
     from .session import MemorySession
 
 __all__ = ("FailedRuns", "RunGuard", "SessionLock")
@@ -121,6 +130,11 @@ class RunGuard:
         lock_timeout: seconds to wait for the session.
         session_settings: the run's ``RunConfig.session_settings`` (the SDK's first read
             of the session depends on them).
+        budget: refuse the run if the session's ledger records this many total tokens
+            or more (``None``: no budget; the memory must keep a ledger).
+
+    ``ledger`` (a ``RunLedger``, set by the runner before the run when the memory keeps a
+    usage ledger) records what the run spends.
     """
 
     def __init__(
@@ -132,8 +146,12 @@ class RunGuard:
         session_lock: SessionLock,
         lock_timeout: float,
         session_settings: Any = None,
+        budget: int | None = None,
     ) -> None:
         self.memory = memory
+        self.ledger: RunLedger | None = None
+        self.budget = budget
+        self._started = False
         self.session = session
         self.session_id = session.session_id
         self.failed_runs = failed_runs
@@ -249,26 +267,82 @@ class RunGuard:
             self._locked = False
             await self._unlock()
 
+    # -- the ledger and the budget -------------------------------------------------------
+
+    def _over_budget(self, spent: int) -> SessionBudgetExceeded | None:
+        assert self.budget is not None
+        if spent >= self.budget:
+            return SessionBudgetExceeded(self.session_id, spent, self.budget)
+        return None
+
+    def _begin(self) -> None:
+        if self.ledger is not None:
+            self.ledger.start()
+        self._started = True
+        self.session.begin_run()
+
+    def _record(self, error: Any) -> RunRecord | None:
+        """The run's record as it ends (``error``: the type it failed with, or ``None``),
+        once; ``None`` without a ledger or for a run that never started."""
+        if self.ledger is None or not self._started:
+            return None
+        self._started = False
+        commit = error is None or self.failed_runs == "keep"
+        items = self.session.pending if commit else 0
+        return self.ledger.record(self.session_id, self.owner, items, outcome_of(error))
+
+    def _lost_record(self, alone: bool, exc: Exception) -> None:
+        """The run's last write failed. When it held only the record of a failed run,
+        the run's own error is what the caller needs: this one is logged. Otherwise it
+        is raised, as a failed write always was."""
+        if not alone:
+            raise exc
+        logger.warning("could not record the failed run of %r: %s", self.session_id, exc)
+
     # -- the context manager -------------------------------------------------------------
 
     async def __aenter__(self) -> RunGuard:
         if self.session_lock != "off":
             await self._acquire()
-        self.session.begin_run()
+        if self.budget is not None:
+            try:
+                spent = (await self.memory.usage(self.session_id)).total_tokens
+                error = self._over_budget(spent)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await self._release()
+                raise
+            if error is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._release()
+                raise error
+        self._begin()
         self.start_renewal()
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         commit = exc_type is None or self.failed_runs == "keep"
+        run = self._record(exc_type)
         with anyio.CancelScope(shield=True):
             if self._locked and self._combined:
                 await self.stop_renewal()
                 self._locked = False
                 items = self.session.take_run(commit=commit)
-                await self.memory.write_and_unlock(self.session_id, self.owner, items)
+                try:
+                    if run is None:
+                        await self.memory.write_and_unlock(self.session_id, self.owner, items)
+                    else:
+                        await self.memory.write_and_unlock(
+                            self.session_id, self.owner, items, run=run
+                        )
+                except Exception as error:
+                    self._lost_record(run is not None and exc_type is not None and not items, error)
                 return
+            alone = run is not None and exc_type is not None and not run.items_added
             try:
-                await self.session.end_run(commit=commit)
+                await self.session.end_run(commit=commit, run=run)
+            except Exception as error:
+                self._lost_record(alone, error)
             finally:
                 await self._release()
 
@@ -283,7 +357,18 @@ class RunGuard:
             StoreError: the backend failed; nothing is held.
         """
         self._acquire_sync()
-        self.session.begin_run()
+        if self.budget is not None:
+            try:
+                error = self._over_budget(self.memory.store.usage(self.session_id).total_tokens)
+            except BaseException:
+                self._locked = False
+                self.memory.store.unlock(self.session_id, self.owner)
+                raise
+            if error is not None:
+                self._locked = False
+                self.memory.store.unlock(self.session_id, self.owner)
+                raise error
+        self._begin()
 
     def start_renewal(self) -> None:
         """Renew an expiring lease while the run lasts (on the running event loop)."""
@@ -298,15 +383,27 @@ class RunGuard:
             renewal.cancel()
             await asyncio.wait([renewal])
 
-    def exit_sync(self, *, failed: bool) -> None:
+    def exit_sync(self, *, failed: bool, error: BaseException | None = None) -> None:
         """Write the run's items (or drop them, if it ``failed`` and failed runs roll
         back) and give the lease back, in one blocking store call in this thread.
+
+        Args:
+            failed: whether the run failed.
+            error: what it failed with, for its record's outcome.
 
         Raises:
             TypeError: a held item cannot be stored; nothing is.
             StoreError: the backend failed; nothing of the run is stored.
         """
+        kind = (type(error) if error is not None else RuntimeError) if failed else None
+        run = self._record(kind)
         items = self.session.take_run(commit=not failed or self.failed_runs == "keep")
         if self._locked:
             self._locked = False
-            self.memory.store.write_and_unlock(self.session_id, self.owner, items)
+            try:
+                if run is None:
+                    self.memory.store.write_and_unlock(self.session_id, self.owner, items)
+                else:
+                    self.memory.store.write_and_unlock(self.session_id, self.owner, items, run=run)
+            except Exception as exc:
+                self._lost_record(run is not None and failed and not items, exc)

@@ -19,6 +19,9 @@ What is relied on, and where:
 * ``RunResultStreaming.stream_events`` is replaced on the instance and
   ``RunResultStreaming.run_loop_task`` (the task running a streamed run) is watched, by
   ``_streamed.py`` (to end the run's guard) and, through ``run_task``, by the chat.
+* ``RunState._context`` (the run context a resumed run continues with, usage included)
+  is read by ``_ledger.py`` through ``resumed_context``, to record only what the resumed
+  part of a run spent.
 
 Public SDK API (``agents.Agent``, ``agents.Runner``, ``agents.RunConfig``,
 ``agents.memory.Session``, ``agents.testing``...) is imported where it is used.
@@ -42,6 +45,7 @@ __all__ = (
     "get_default_openai_client",
     "get_default_openai_key",
     "resolve_session_limit",
+    "resumed_context",
     "run_task",
     "sdk_version",
 )
@@ -72,3 +76,10 @@ def run_task(result: RunResultStreaming) -> asyncio.Task[Any] | None:
     The SDK keeps it in ``RunResultStreaming.run_loop_task``, which it does not document.
     """
     return result.run_loop_task
+
+
+def resumed_context(state: Any) -> Any:
+    """The ``RunContextWrapper`` a resumed run (``input`` a ``RunState``) continues with,
+    or ``None`` when the state holds none yet (the SDK keeps it in ``RunState._context``).
+    """
+    return getattr(state, "_context", None)

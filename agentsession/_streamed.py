@@ -71,23 +71,34 @@ def guard_stream(result: RunResultStreaming, guard: RunGuard) -> None:
     events = result.stream_events
     state = {"consuming": False, "done": False}
 
-    async def finish(failed: bool) -> None:
+    async def finish(failed: type[BaseException] | None) -> None:
         if state["done"]:
             return
         state["done"] = True
-        await guard.__aexit__(RuntimeError if failed else None, None, None)
+        await guard.__aexit__(failed, None, None)
+
+    def failure(task: asyncio.Task[Any] | None) -> type[BaseException] | None:
+        # How the run's task ended: the guard records a cancelled run as such.
+        if task is None:
+            return None
+        if task.cancelled():
+            return asyncio.CancelledError
+        exc = task.exception()
+        return None if exc is None else type(exc)
 
     async def stream_events() -> AsyncIterator[Any]:
         state["consuming"] = True
-        failed = True
+        failed: type[BaseException] | None = RuntimeError
         try:
             async for event in events():
                 yield event
-            task = result.run_loop_task
-            failed = task is not None and (task.cancelled() or task.exception() is not None)
+            failed = failure(result.run_loop_task)
         except GeneratorExit:
             # The consumer stopped early; the run goes on, and its end releases the guard.
             state["consuming"] = False
+            raise
+        except BaseException as exc:
+            failed = type(exc)
             raise
         finally:
             if state["consuming"]:
@@ -96,8 +107,7 @@ def guard_stream(result: RunResultStreaming, guard: RunGuard) -> None:
 
     def run_ended(task: asyncio.Task[Any]) -> None:
         if not state["consuming"] and not state["done"]:
-            failed = task.cancelled() or task.exception() is not None
-            asyncio.get_running_loop().create_task(finish(failed))
+            asyncio.get_running_loop().create_task(finish(failure(task)))
 
     result.stream_events = stream_events  # type: ignore[method-assign]
     if result.run_loop_task is not None:

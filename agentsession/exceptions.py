@@ -11,6 +11,7 @@ exception (``sqlite3``, ``psycopg``, ``redis``) is kept as ``__cause__``::
      │    └── SchemaError        the database is not usable by this version
      ├── SessionBusy             another run holds the session (lock timeout, or lock="fail")
      ├── DecryptionError         encrypted data that cannot be read (wrong/missing key, altered)
+     ├── SessionBudgetExceeded   the session has spent its RunConfig(max_session_tokens=...)
      ├── NotSupportedError       the store's engine cannot do this (also NotImplementedError)
      └── MissingDependencyError  an optional extra is not installed (also an ImportError)
 """
@@ -23,6 +24,7 @@ __all__ = (
     "MissingDependencyError",
     "NotSupportedError",
     "SchemaError",
+    "SessionBudgetExceeded",
     "SessionBusy",
     "StoreBusy",
     "StoreClosed",
@@ -53,6 +55,26 @@ class SchemaError(StoreError):
 class SessionBusy(AgentSessionError):
     """Another run holds the session: it stayed held past the lock timeout, or the run
     was configured not to wait (``RunConfig(session_lock="fail")``)."""
+
+
+class SessionBudgetExceeded(AgentSessionError):
+    """The session's recorded runs have spent its token budget
+    (``RunConfig(max_session_tokens=...)``); raised before the run calls any model.
+
+    Attributes:
+        session_id: the session.
+        total_tokens: the ``total_tokens`` its usage ledger records.
+        budget: the ``max_session_tokens`` it reached.
+    """
+
+    def __init__(self, session_id: str, total_tokens: int, budget: int) -> None:
+        super().__init__(
+            f"session {session_id!r} has used {total_tokens} tokens, at or over its budget "
+            f"of max_session_tokens={budget}; the run was not started"
+        )
+        self.session_id = session_id
+        self.total_tokens = total_tokens
+        self.budget = budget
 
 
 class DecryptionError(AgentSessionError):

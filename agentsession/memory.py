@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._history_memory import HistoryMemoryMixin
+from ._ledger_memory import LedgerMemoryMixin
 from ._threads import WorkerThreads
 from .encryption import Encryption
-from .protocol import SessionInfo, SessionMemory, Store
+from .protocol import RunRecord, SessionInfo, SessionMemory, Store
 from .session import MemorySession
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
@@ -46,7 +47,7 @@ T = TypeVar("T")
 DEFAULT_THREADS = 16
 
 
-class StoreMemory(HistoryMemoryMixin):
+class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
     """The async face of a blocking ``Store``; what the runner and the SDK talk to.
 
     Every public method of the store has an async twin here with the same name,
@@ -121,15 +122,26 @@ class StoreMemory(HistoryMemoryMixin):
             return messages
         return await self._call(self.store.get_messages, session_id, limit, tool_safe=tool_safe)
 
-    async def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
-        """Append ``messages`` to the session atomically, in order.
+    async def add_messages(
+        self,
+        session_id: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """Append ``messages`` to the session atomically, in order; with ``run`` (the
+        runner's record of the run), add it to the usage ledger in the same step.
 
         Raises:
-            TypeError: a message is not JSON-ready; nothing is stored.
-            ValueError: a bad ``session_id``.
+            TypeError: a message is not JSON-ready, or ``run`` is not a ``RunRecord``;
+                nothing is stored.
+            ValueError: a bad ``session_id``, or a ``run`` of another session.
             StoreError: the backend failed; nothing of this add is stored.
         """
-        await self._call(self.store.add_messages, session_id, messages)
+        if run is None:
+            await self._call(self.store.add_messages, session_id, messages)
+        else:
+            await self._call(self.store.add_messages, session_id, messages, run=run)
 
     async def pop_message(self, session_id: str) -> dict[str, Any] | None:
         """Remove and return the newest message, or ``None`` if the session is empty.
@@ -229,11 +241,17 @@ class StoreMemory(HistoryMemoryMixin):
         return messages
 
     async def write_and_unlock(
-        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
     ) -> None:
-        """Append ``messages`` and give the run lease back in one store call
-        (``store.write_and_unlock``): a run's last call, in a worker thread (right here
-        when there is nothing to write and the lease needs no I/O).
+        """Append ``messages`` (with ``run``, the run's record too) and give the run lease
+        back in one store call (``store.write_and_unlock``): a run's last call, in a
+        worker thread (right here when there is nothing to write and the lease needs no
+        I/O).
 
         Raises:
             TypeError: a message is not JSON-ready; nothing is stored, the lease is
@@ -241,6 +259,9 @@ class StoreMemory(HistoryMemoryMixin):
             ValueError: a bad ``session_id`` or ``owner``.
             StoreError: the backend failed; nothing of the add is stored.
         """
+        if run is not None:
+            await self._call(self.store.write_and_unlock, session_id, owner, messages, run=run)
+            return
         if not messages and not self.store.lease_blocks:
             self.store.write_and_unlock(session_id, owner, messages)
             return

@@ -6,7 +6,8 @@ blocking interface every backend implements; ``StoreMemory`` adapts any ``Store`
 ``SessionMemory`` through worker threads. ``LeaseStore`` (blocking) and ``LeasingMemory``
 (async) are the little more the runner uses when a store or memory offers it: a session
 lease that holds across processes. A memory of your own with ``LeasingMemory``'s methods
-gets the same guarantee as agentsession's own.
+gets the same guarantee as agentsession's own. ``LedgerMemory`` is what the runner uses
+to keep the usage ledger (``RunRecord``, ``SessionUsage``) and enforce budgets.
 """
 
 from __future__ import annotations
@@ -20,14 +21,22 @@ from typing import IO, Any, Literal, Protocol, runtime_checkable
 __all__ = (
     "LeaseStore",
     "LeasingMemory",
+    "LedgerMemory",
     "RunMemory",
+    "RunOutcome",
+    "RunRecord",
     "RunStore",
     "SearchHit",
     "SessionInfo",
     "SessionMemory",
     "SessionPage",
+    "SessionUsage",
     "Store",
 )
+
+#: How a run ended: ``"completed"``, ``"failed"`` (an exception; rolled back or kept as
+#: ``RunConfig.failed_runs`` says) or ``"cancelled"`` (its task was cancelled, Ctrl-C).
+RunOutcome = Literal["completed", "failed", "cancelled"]
 
 
 @runtime_checkable
@@ -104,6 +113,68 @@ class SearchHit:
     rank: float
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run through the runner spent: one entry of a session's usage ledger.
+
+    The runner writes it with the run's items, in the same atomic step (see
+    ``Store.add_messages``); a run rolled back writes it alone. Token figures are the SDK's
+    ``result.context_wrapper.usage``: summed over every model call of the run (tool turns
+    and handoffs included), 0 where the model reported nothing.
+
+    Attributes:
+        run_id: unique per run (its lease owner name).
+        session_id: the session the run belonged to.
+        started_at, ended_at: when the run took the session and when it let it go (UTC).
+        agent: the name of the agent the run started with.
+        model: the model name the run asked for (``""`` if it could not be told).
+        requests: how many model calls the run made.
+        input_tokens, output_tokens, total_tokens: tokens sent, received, and both.
+        cached_input_tokens: of ``input_tokens``, those served from the provider's cache.
+        reasoning_tokens: of ``output_tokens``, those spent reasoning.
+        items_added: how many items the run stored (0 when it was rolled back).
+        outcome: ``"completed"``, ``"failed"`` or ``"cancelled"``.
+    """
+
+    run_id: str
+    session_id: str
+    started_at: datetime
+    ended_at: datetime
+    agent: str
+    model: str
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    items_added: int
+    outcome: RunOutcome
+
+
+@dataclass(frozen=True)
+class SessionUsage:
+    """The sum of a session's run records (see ``Store.usage``).
+
+    Attributes:
+        runs: how many runs are recorded (0 for a session with none).
+        requests, input_tokens, output_tokens, total_tokens, cached_input_tokens,
+            reasoning_tokens: the sums of those fields of every ``RunRecord``.
+        first_run_at, last_run_at: when the first recorded run started and the last one
+            ended (UTC); ``None`` when no run is recorded.
+    """
+
+    runs: int = 0
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
+    first_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+
+
 @runtime_checkable
 class Store(Protocol):
     """A blocking, thread-safe session store: the one implementation of every feature.
@@ -135,8 +206,28 @@ class Store(Protocol):
         window unless ``tool_safe=False``, which returns exactly the newest ``limit``."""
         ...
 
-    def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
-        """Append ``messages`` (any iterable of JSON objects) atomically, in order."""
+    def add_messages(
+        self,
+        session_id: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """Append ``messages`` (any iterable of JSON objects) atomically, in order; with
+        ``run``, record that run in the same atomic step (``messages`` may then be empty)."""
+        ...
+
+    def usage(self, session_id: str) -> SessionUsage:
+        """The sums of the session's run records (all zero for a session with none)."""
+        ...
+
+    def runs(self, session_id: str, limit: int = 20) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest first."""
+        ...
+
+    def usage_by_session(self, *, limit: int | None = None) -> list[tuple[str, SessionUsage]]:
+        """``(session_id, usage)`` of every session with recorded runs, most total tokens
+        first (the top ``limit`` of them; all when ``None``)."""
         ...
 
     def pop_message(self, session_id: str) -> dict[str, Any] | None:
@@ -181,9 +272,15 @@ class Store(Protocol):
         ...
 
     def write_and_unlock(
-        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
     ) -> None:
-        """``add_messages``, then ``unlock`` whatever happened (see ``RunStore``)."""
+        """``add_messages`` (with ``run``, if given), then ``unlock`` whatever happened
+        (see ``RunStore``)."""
         ...
 
     def list_sessions(self, *, metadata: Mapping[str, Any] | None = None) -> list[SessionInfo]:
@@ -407,6 +504,34 @@ class LeasingMemory(Protocol):
 
 
 @runtime_checkable
+class LedgerMemory(Protocol):
+    """A ``SessionMemory`` that keeps a usage ledger: the runner records every run in it.
+
+    ``StoreMemory`` is one. The runner hands the run's record to the run's last
+    ``add_messages`` call (``run=``), so recording costs no extra write; a run whose items
+    are rolled back calls ``add_messages(session_id, [], run=record)``.
+    """
+
+    async def add_messages(
+        self,
+        session_id: str,
+        messages: list[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
+        """As ``Store.add_messages``."""
+        ...
+
+    async def usage(self, session_id: str) -> SessionUsage:
+        """As ``Store.usage``."""
+        ...
+
+    async def runs(self, session_id: str, limit: int = 20) -> list[RunRecord]:
+        """As ``Store.runs``."""
+        ...
+
+
+@runtime_checkable
 class RunStore(LeaseStore, Protocol):
     """A ``LeaseStore`` that does a run's store work in two calls: one at its start, one
     at its end (each one round trip where the engine allows). Every store of
@@ -432,9 +557,15 @@ class RunStore(LeaseStore, Protocol):
         ...
 
     def write_and_unlock(
-        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
     ) -> None:
-        """``add_messages`` (none is fine), then ``unlock``: the lease is given back
+        """``add_messages`` (none is fine; with ``run``, the run's record goes with them,
+        as ``add_messages(..., run=run)``), then ``unlock``: the lease is given back
         whether the add committed or failed.
 
         Raises:
@@ -464,7 +595,12 @@ class RunMemory(LeasingMemory, Protocol):
         ...
 
     async def write_and_unlock(
-        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
     ) -> None:
         """As ``RunStore.write_and_unlock``."""
         ...

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 import agents
 from agents.models.interface import ModelProvider
 
+from ._ledger import RunLedger
 from ._loop_thread import run_blocking
 from ._provider import LoopLocalProvider
 from ._run_guard import FailedRuns, RunGuard, SessionLock
 from ._streamed import GuardedSession, guard_stream
 from ._validate import check_session_id
+from .protocol import LedgerMemory
 from .session import MemorySession
 from .window import HistoryWindow
 
@@ -68,12 +70,19 @@ class RunConfig(agents.RunConfig):
             another memory of your own.
         lock_timeout: seconds to wait for a session held by another run before
             ``SessionBusy``.
+        max_session_tokens: a token budget for the session: a run on a session whose
+            usage ledger records ``total_tokens`` of this or more raises
+            ``SessionBudgetExceeded`` before any model call. ``None`` (the default): no
+            budget. Needs a memory that keeps a ledger (``LedgerMemory``, as every
+            agentsession memory does).
 
     Raises:
         TypeError: ``memory`` lacks one of the three methods, or ``session_id`` is not a
             string.
         ValueError: ``session_id`` is an empty string, or ``failed_runs``,
-            ``session_lock`` or ``lock_timeout`` is not one of its allowed values.
+            ``session_lock``, ``lock_timeout`` or ``max_session_tokens`` is not one of
+            its allowed values.
+        TypeError: ``max_session_tokens`` is set and ``memory`` keeps no usage ledger.
     """
 
     model_provider: ModelProvider = field(default_factory=_default_provider)
@@ -83,6 +92,7 @@ class RunConfig(agents.RunConfig):
     failed_runs: FailedRuns = "rollback"
     session_lock: SessionLock = "wait"
     lock_timeout: float = 300.0
+    max_session_tokens: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -109,10 +119,44 @@ class RunConfig(agents.RunConfig):
             or not self.lock_timeout >= 0
         ):
             raise ValueError(f"lock_timeout must be 0 or more seconds, got {self.lock_timeout!r}")
+        if self.max_session_tokens is not None:
+            budget = self.max_session_tokens
+            if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+                raise ValueError(
+                    f"max_session_tokens must be an int of 1 or more, or None, got {budget!r}"
+                )
+            if self.memory is not None and not _keeps_ledger(self.memory):
+                raise TypeError(
+                    f"max_session_tokens needs a memory that keeps a usage ledger "
+                    f"(LedgerMemory: usage, runs, add_messages(run=...)); "
+                    f"{type(self.memory).__name__} does not"
+                )
         if self.history_window is not None and not isinstance(self.history_window, HistoryWindow):
             raise TypeError(
                 f"history_window must be a HistoryWindow or None, got {self.history_window!r}"
             )
+
+
+#: Whether each memory class keeps a usage ledger (worked out once per class).
+_ledger_classes: dict[type, bool] = {}
+
+
+def _keeps_ledger(memory: object) -> bool:
+    cls = type(memory)
+    keeps = _ledger_classes.get(cls)
+    if keeps is None:
+        keeps = _ledger_classes[cls] = isinstance(memory, LedgerMemory)
+    return keeps
+
+
+def _watch(
+    guard: RunGuard, agent: Any, input: Any, run_config: Any, kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Give the run a ledger when its memory keeps one; return the SDK runner's kwargs."""
+    if not _keeps_ledger(guard.memory):
+        return kwargs
+    guard.ledger = RunLedger(agent, run_config)
+    return guard.ledger.watch(input, kwargs)
 
 
 def bind_session(
@@ -154,6 +198,7 @@ def _prepare(
         failed_runs=run_config.failed_runs,
         session_lock=run_config.session_lock,
         lock_timeout=run_config.lock_timeout,
+        budget=run_config.max_session_tokens,
         session_settings=run_config.session_settings,
     )
     return run_config, bound, guard
@@ -172,6 +217,7 @@ async def _run(
         return await agents.Runner.run(
             starting_agent, input, run_config=run_config, session=session, **kwargs
         )
+    kwargs = _watch(guard, starting_agent, input, run_config, kwargs)
     async with guard:
         return await agents.Runner.run(
             starting_agent, input, run_config=run_config, session=session, **kwargs
@@ -207,11 +253,12 @@ def _run_sync_held(
     """A synchronous run whose store work is done in the calling thread: it blocks
     anyway, so taking the session, the first read and the final write cost no hop to a
     worker thread (``RunGuard.runs_in_caller``)."""
+    kwargs = _watch(guard, starting_agent, input, run_config, kwargs)
     guard.enter_sync()
     try:
         result = run_blocking(_run_held(starting_agent, input, run_config, session, guard, kwargs))
-    except BaseException:
-        guard.exit_sync(failed=True)
+    except BaseException as exc:
+        guard.exit_sync(failed=True, error=exc)
         raise
     guard.exit_sync(failed=False)
     return result
@@ -305,6 +352,7 @@ class Runner:
             return agents.Runner.run_streamed(
                 starting_agent, input, run_config=run_config, session=session, **kwargs
             )
+        kwargs = _watch(guard, starting_agent, input, run_config, kwargs)
         result = agents.Runner.run_streamed(
             starting_agent,
             input,

@@ -25,7 +25,7 @@ from .window import HistoryWindow
 if TYPE_CHECKING:
     from agents.items import TResponseInputItem
 
-    from .protocol import SessionMemory
+    from .protocol import RunRecord, SessionMemory
 
 __all__ = ("MemorySession",)
 
@@ -129,15 +129,20 @@ class MemorySession:
         self._prefetched = None
         return pending if commit and pending else []
 
-    async def end_run(self, *, commit: bool) -> None:
+    async def end_run(self, *, commit: bool, run: RunRecord | None = None) -> None:
         """Stop holding: write the held items in one ``add_messages`` call, or drop them.
+
+        With ``run`` (the memory is a ``LedgerMemory``), the run's record goes with that
+        call (``add_messages(..., run=run)``), alone when nothing is written.
 
         Raises:
             TypeError: a held item cannot be stored; nothing is.
             StoreError: the backend failed; nothing of the run is stored.
         """
         pending = self.take_run(commit=commit)
-        if pending:
+        if run is not None:
+            await self.memory.add_messages(self.session_id, pending, run=run)  # type: ignore[call-arg]
+        elif pending:
             await self.memory.add_messages(self.session_id, pending)
 
     def first_read(self, run_settings: Any = None) -> tuple[int | None, bool] | None:

@@ -209,6 +209,10 @@ class ResponsesServer:
         hold_after_first_delta: If given and true for a streamed request's body, the
             stream stops after its first text delta until ``release()`` (or ``close()``)
             and then ends without completing: a reply a test can interrupt mid-way.
+        usage: If given, called with the request's 1-based number to give the figures
+            its response reports (``input_tokens``, ``output_tokens``, ``cached_tokens``,
+            ``reasoning_tokens``; total is their input + output) instead of word counts.
+            ``server.usages`` lists what each response reported, in arrival order.
     """
 
     def __init__(
@@ -217,7 +221,10 @@ class ResponsesServer:
         *,
         check_pairing: bool = False,
         hold_after_first_delta: Callable[[dict[str, Any]], bool] | None = None,
+        usage: Callable[[int], dict[str, int]] | None = None,
     ):
+        self.usage = usage
+        self._usages: list[dict[str, Any]] = []
         self.responder: Responder = responder or echo_responder
         self.check_pairing = check_pairing
         self.hold_after_first_delta = hold_after_first_delta
@@ -290,6 +297,34 @@ class ResponsesServer:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def usages(self) -> list[dict[str, Any]]:
+        """The ``usage`` object of every response sent so far, in request order."""
+        with self._lock:
+            return list(self._usages)
+
+    def _usage_for(self, body: dict[str, Any], output: list[Item]) -> dict[str, Any]:
+        with self._lock:
+            number = len(self._usages) + 1
+            if self.usage is None:
+                usage = _word_usage(body, output)
+            else:
+                figures = self.usage(number)
+                usage = {
+                    "input_tokens": figures["input_tokens"],
+                    "input_tokens_details": {
+                        "cached_tokens": figures.get("cached_tokens", 0),
+                        "cache_write_tokens": 0,
+                    },
+                    "output_tokens": figures["output_tokens"],
+                    "output_tokens_details": {
+                        "reasoning_tokens": figures.get("reasoning_tokens", 0)
+                    },
+                    "total_tokens": figures["input_tokens"] + figures["output_tokens"],
+                }
+            self._usages.append(usage)
+            return usage
+
     def script(self, *replies: Item | Sequence[Item]) -> None:
         """Queues replies, one response each, served before falling back to the responder.
 
@@ -315,8 +350,8 @@ class ResponsesServer:
         return self.responder(body)
 
 
-def _response(body: dict[str, Any], output: list[Item], status: str) -> dict[str, Any]:
-    """A full Response object as the openai client parses it."""
+def _word_usage(body: dict[str, Any], output: list[Item]) -> dict[str, Any]:
+    """The default usage figures: words of the user messages in, of the reply out."""
     words = sum(len(text.split()) for text in user_texts(body))
     out_words = sum(
         len(part.get("text", "").split())
@@ -324,6 +359,19 @@ def _response(body: dict[str, Any], output: list[Item], status: str) -> dict[str
         for part in item.get("content", [])
         if isinstance(part, dict)
     )
+    return {
+        "input_tokens": words,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": out_words,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": words + out_words,
+    }
+
+
+def _response(
+    body: dict[str, Any], output: list[Item], status: str, usage: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A full Response object as the openai client parses it."""
     return {
         "id": _next_id("resp"),
         "object": "response",
@@ -341,19 +389,15 @@ def _response(body: dict[str, Any], output: list[Item], status: str) -> dict[str
         "top_p": body.get("top_p"),
         "tool_choice": body.get("tool_choice", "auto"),
         "tools": body.get("tools", []),
-        "usage": {
-            "input_tokens": words,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": out_words,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": words + out_words,
-        },
+        "usage": usage if usage is not None else _word_usage(body, output),
     }
 
 
-def _stream_events(body: dict[str, Any], output: list[Item]) -> Iterator[dict[str, Any]]:
+def _stream_events(
+    body: dict[str, Any], output: list[Item], usage: dict[str, Any] | None = None
+) -> Iterator[dict[str, Any]]:
     """The SSE events of one streamed response, without ``sequence_number``."""
-    final = _response(body, output, "completed")
+    final = _response(body, output, "completed", usage)
     started = {**final, "status": "in_progress", "output": [], "usage": None}
     yield {"type": "response.created", "response": started}
     yield {"type": "response.in_progress", "response": started}
@@ -456,15 +500,16 @@ def _make_handler(server: ResponsesServer) -> type[BaseHTTPRequestHandler]:
             except Exception as exc:  # a responder bug: fail fast, don't hang the client
                 self._send_json(500, _error(f"responder failed: {exc!r}", kind="server_error"))
                 return
+            usage = server._usage_for(body, output)
             if body.get("stream"):
-                events = _stream_events(body, output)
+                events = _stream_events(body, output, usage)
                 if server.hold_after_first_delta is not None and server.hold_after_first_delta(
                     body
                 ):
                     events = server._held(events)
                 self._send_stream(events)
             else:
-                self._send_json(200, _response(body, output, "completed"))
+                self._send_json(200, _response(body, output, "completed", usage))
 
         def _send_json(self, status: int, payload: dict[str, Any]) -> None:
             data = json.dumps(payload).encode()

@@ -114,6 +114,17 @@ def test_demo_offline_remembers_and_survives_a_fresh_memory(tmp_path: Path) -> N
         messages = store.get_messages("conversation_123")
     assert len(messages) == 8
     assert messages[0] == {"role": "user", "content": FIRST_QUESTION}
+    # The ledger: four runs, their figures the offline model's estimates.
+    with SQLiteStore(path) as store:
+        spent = store.usage("conversation_123")
+    assert (spent.runs, spent.requests) == (4, 4)
+    assert 0 < spent.input_tokens < spent.total_tokens
+    assert (
+        "What the runs cost, from the usage ledger (estimated by the offline model): "
+        f"{spent.total_tokens} tokens ({spent.input_tokens} in, {spent.output_tokens} out) "
+        "in 4 runs, 4 model calls"
+    ) in out
+    assert "agentsession usage conversation_123" in out
 
 
 def test_demo_is_repeatable_and_uses_the_default_database(tmp_path: Path) -> None:
@@ -137,6 +148,7 @@ def test_demo_with_a_real_model_at_a_base_url(
     with ResponsesServer() as server:
         result = invoke("demo", "--base-url", server.base_url, "--model", "gpt-test")
         bodies = server.requests
+        reported = sum(usage["total_tokens"] for usage in server.usages)
     assert result.exit_code == 0, result.output
     assert f"Model: gpt-test at {server.base_url} (responses API)" in result.output
     assert f"Assistant: echo: {TURNS[1]} (seen 2 user messages)" in result.output
@@ -144,6 +156,7 @@ def test_demo_with_a_real_model_at_a_base_url(
     assert len(bodies) == 4
     assert user_texts(bodies[3]) == [*TURNS, FOURTH_TURN]  # the history reached the model
     assert bodies[0]["instructions"] == "Reply very concisely."
+    assert f"the usage ledger: {reported} tokens" in result.output  # what the server reported
     assert (tmp_path / "env.db").exists()
 
 
@@ -225,6 +238,40 @@ def test_offline_model_streams_the_same_reply_it_returns() -> None:
     assert "".join(deltas) == whole == final
 
 
+def test_offline_model_reports_the_same_estimated_usage_streamed_or_not() -> None:
+    from agents.model_settings import ModelSettings
+    from agents.models.interface import ModelTracing
+
+    from agentsession.window import approximate_tokens
+
+    model = OfflineModel()
+    question = {"role": "user", "content": "how much did this cost?"}
+    args: Any = ("Be brief.", [question], ModelSettings(), [], None, [])
+    kwargs: Any = {"previous_response_id": None, "conversation_id": None, "prompt": None}
+
+    async def run() -> tuple[Any, Any]:
+        whole = await model.get_response(*args, ModelTracing.DISABLED, **kwargs)
+        final = None
+        async for event in model.stream_response(*args, ModelTracing.DISABLED, **kwargs):
+            if event.type == "response.completed":
+                final = event.response.usage
+        return whole.usage, final
+
+    whole, streamed = asyncio.run(run())
+    sent = approximate_tokens({"role": "system", "content": "Be brief."}) + approximate_tokens(
+        question
+    )
+    assert (whole.requests, whole.input_tokens) == (1, sent)
+    assert whole.output_tokens > 0
+    assert whole.total_tokens == whole.input_tokens + whole.output_tokens
+    assert streamed is not None
+    assert (streamed.input_tokens, streamed.output_tokens, streamed.total_tokens) == (
+        whole.input_tokens,
+        whole.output_tokens,
+        whole.total_tokens,
+    )
+
+
 # -- sessions ---------------------------------------------------------------------------
 
 
@@ -232,9 +279,9 @@ def test_sessions_table_newest_first(db: Path) -> None:
     result = invoke("sessions", "--db", str(db))
     assert result.exit_code == 0, result.output
     header, first, second = result.output.splitlines()
-    assert header.split() == ["SESSION", "MESSAGES", "CREATED", "LAST", "ACTIVE"]
-    assert first.split()[:2] == ["chat", "2"]
-    assert second.split()[:2] == ["tools", "4"]
+    assert header.split() == ["SESSION", "MESSAGES", "TOKENS", "CREATED", "LAST", "ACTIVE"]
+    assert first.split()[:3] == ["chat", "2", "0"]  # stored without a run: no tokens
+    assert second.split()[:3] == ["tools", "4", "0"]
 
 
 def test_sessions_json(db: Path) -> None:

@@ -57,6 +57,7 @@ def test_commands_that_run_no_model_do_not_import_the_sdk(tmp_path: Path) -> Non
         ["rewind", "s2", "--yes", "--db", db],
         ["prune", "--keep-last", "1", "--yes", "--db", db],
         ["vacuum", "--db", db],
+        ["usage", "--db", db],
         ["clear", "s1", "--yes", "--db", db],
     ]
     output = subprocess.run(

@@ -311,6 +311,7 @@ def test_a_password_in_the_url_is_never_printed(
     assert [line.split()[:2] for line in leaking] == [
         ["agentsession", "chat"],
         ["agentsession", "show"],
+        ["agentsession", "usage"],
     ]
 
     dump = tmp_path / "dump.jsonl"

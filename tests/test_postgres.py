@@ -154,6 +154,25 @@ def test_a_schema_set_up_by_a_newer_version_is_refused(
         make()
 
 
+def test_a_migration_numbered_below_the_newest_applied_one_is_still_applied(
+    schema: str, make: Callable[..., PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migrations merged out of number order: a schema at the newest version must still
+    # get a lower-numbered migration it has never had.
+    from agentsession.stores.postgres import schema as setup
+
+    make().close()
+    late = setup.Migration(2, "0002_late", ("COMMENT ON TABLE {sessions} IS 'late'",))
+    known = (setup.MIGRATIONS[0], late, *setup.MIGRATIONS[1:])
+    monkeypatch.setattr(setup, "MIGRATIONS", known)
+    monkeypatch.setattr(setup, "_KNOWN", frozenset(m.version for m in known))
+    make().close()
+    assert (2,) in _sql(f'SELECT version FROM "{schema}".{VERSIONS}')
+    assert _sql(
+        "SELECT obj_description(%s::regclass, 'pg_class')", (f'"{schema}".agentsession_sessions',)
+    ) == [("late",)]
+
+
 def test_an_existing_schema_of_the_callers_is_used_as_it_is(
     schema: str, make: Callable[..., PostgresStore]
 ) -> None:

@@ -326,3 +326,27 @@ def test_an_add_whose_reply_is_lost_is_not_sent_again(
     assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
     monkeypatch.undo()
     assert store.get_messages("s") == [user("warm"), user("once")]
+
+
+def test_the_usage_ledger_on_every_node(make: Callable[..., RedisStore]) -> None:
+    from datetime import datetime, timezone
+
+    from agentsession import RunRecord
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    store = make()
+    ids = [f"ledger-{n}" for n in range(12)]  # enough to land on every node
+    for n, session_id in enumerate(ids, 1):
+        run = RunRecord(f"r{n}", session_id, at, at, "A", "m", 1, n, 0, n, 0, 0, 1, "completed")
+        store.add_messages(session_id, [user(str(n))], run=run)
+    assert store.try_lock("ledger-1", "owner", 5.0)
+    extra = RunRecord("r0", "ledger-1", at, at, "A", "m", 1, 100, 0, 100, 0, 0, 0, "failed")
+    store.write_and_unlock("ledger-1", "owner", [], run=extra)  # one script, lease given back
+    assert store.try_lock("ledger-1", "other", 5.0)
+    store.unlock("ledger-1", "other")
+    ranked = store.usage_by_session()
+    assert [sid for sid, _ in ranked] == ["ledger-1", *reversed(ids[2:]), "ledger-0"]
+    assert ranked[0][1].total_tokens == 102
+    store.clear_session("ledger-1")
+    assert store.usage("ledger-1").runs == 0
+    assert len(store.usage_by_session()) == len(ids) - 1

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import stat
 import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from agentsession import (
+    RunRecord,
     SchemaError,
     SQLiteSessionMemory,
     SQLiteStore,
@@ -200,6 +202,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
         ("0001_sessions_and_messages",),
         ("0002_metadata_search_locks",),
         ("0003_fts_off_the_write_path",),
+        ("0004_usage_ledger",),
         ("0005_encryption",),
     ]
 
@@ -227,6 +230,12 @@ def test_a_version_1_database_is_migrated_with_its_history(tmp_path: Path) -> No
         store.add_messages("old", [user("after the migration")])
         # A search first brings the full-text index up to date (see stores.sqlite.fts).
         assert [h.message for h in store.search("migration")] == [user("after the migration")]
+        # The usage ledger (migration 0004) starts empty and takes records.
+        assert store.usage("old").runs == 0
+        now = datetime.now(timezone.utc)
+        run = RunRecord("r", "old", now, now, "A", "m", 1, 2, 3, 5, 0, 0, 0, "failed")
+        store.add_messages("old", [], run=run)
+        assert store.runs("old") == [run]
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     found = conn.execute(
@@ -319,3 +328,26 @@ def test_a_read_only_store_reads_and_refuses_every_write(tmp_path: Path) -> None
     with pytest.raises(StoreError, match="no such file"):
         SQLiteStore(tmp_path / "missing.db", read_only=True)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_a_file_stamped_current_but_missing_a_lower_migration_gets_it(tmp_path: Path) -> None:
+    # A file made by a version that had migration 0005 but not 0004 (added later, with a
+    # lower number) is stamped 5 all the same: opening it applies 0004.
+    from sqlite_utils import Database
+
+    from agentsession.stores.sqlite.schema import migrations
+
+    path = tmp_path / "gap.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [user("kept")])
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP TABLE agentsession_runs")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = '0004_usage_ledger'")
+    assert [m.name for m in migrations.pending(Database(conn))] == ["0004_usage_ledger"]
+    conn.close()
+    with SQLiteStore(path) as store:
+        now = datetime.now(timezone.utc)
+        run = RunRecord("r", "s", now, now, "A", "m", 1, 2, 3, 5, 0, 0, 0, "failed")
+        store.add_messages("s", [], run=run)
+        assert store.runs("s") == [run]
+        assert store.get_messages("s") == [user("kept")]

@@ -215,18 +215,21 @@ async def test_a_run_writes_its_items_in_one_add_when_it_ends(
     adds: list[list[Any]] = []
     add_messages = memory.add_messages
 
-    async def counting_add(session_id: str, messages: Any) -> None:
-        adds.append(list(messages))
-        await add_messages(session_id, messages)
+    async def counting_add(session_id: str, messages: Any, **options: Any) -> None:
+        if messages:
+            adds.append(list(messages))
+        await add_messages(session_id, messages, **options)  # options: the run's record
 
     monkeypatch.setattr(memory, "add_messages", counting_add)
     if hasattr(memory, "write_and_unlock"):  # a RunMemory writes a run's items with this
         write_and_unlock = memory.write_and_unlock
 
-        async def counting_write(session_id: str, owner: str, messages: Any) -> None:
+        async def counting_write(
+            session_id: str, owner: str, messages: Any, **options: Any
+        ) -> None:
             if messages:
                 adds.append(list(messages))
-            await write_and_unlock(session_id, owner, messages)
+            await write_and_unlock(session_id, owner, messages, **options)
 
         monkeypatch.setattr(memory, "write_and_unlock", counting_write)
     model = ScriptedModel(
@@ -337,10 +340,10 @@ class _SlowRenewalStore:
         self.events.append("renewed")
         return bool(self._store.try_lock(session_id, owner, lease))
 
-    def write_and_unlock(self, session_id: str, owner: str, messages: Any) -> None:
+    def write_and_unlock(self, session_id: str, owner: str, messages: Any, **options: Any) -> None:
         self.events.append("written")
         self.writing.set()
-        self._store.write_and_unlock(session_id, owner, messages)
+        self._store.write_and_unlock(session_id, owner, messages, **options)  # the run's record
 
 
 async def test_a_lease_renewal_under_way_when_the_run_ends_cannot_keep_the_lease(

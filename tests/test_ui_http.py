@@ -21,7 +21,7 @@ import markupsafe
 import pytest
 from click.testing import CliRunner
 
-from agentsession import SQLiteStore
+from agentsession import RunRecord, SQLiteStore
 from agentsession.cli import cli
 from agentsession.ui.security import CSP, allowed_hosts, is_loopback
 from tests.conftest import ENGINES
@@ -310,20 +310,45 @@ class _LedgerStore(SQLiteStore):
         return [_Run(at, 100, 20, 120), _Run(at, 50, 10, 60)][:limit]
 
 
-@pytest.mark.parametrize("kind", [SQLiteStore, _LedgerStore])
+class _PlainStore(SQLiteStore):
+    """A store without a usage ledger (a store of one's own may have none)."""
+
+    usage = None  # type: ignore[assignment]
+    runs = None  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("kind", [_PlainStore, _LedgerStore])
 def test_tokens_are_shown_only_where_the_store_keeps_a_ledger(tmp_path: Path, kind: type) -> None:
     with kind(tmp_path / "t.db") as store:
         _seed(store)
         with running_ui(store) as ui:
             listing = ui.request("GET", "/")[2]
             page = ui.request("GET", "/session?id=weather")[2]
-    if kind is SQLiteStore:
+    if kind is _PlainStore:
         assert "Tokens" not in listing and "tokens" not in page and "<svg" not in page
     else:
         assert ">Tokens<" in listing and ">1234<" in listing
         assert "1234 tokens" in page
         heights = [int(h) for h in re.findall(r'<rect class="bar"[^>]* height="(\d+)"', page)]
         assert heights == [60, 120]  # oldest run first, the biggest one full height
+
+
+def test_the_pages_show_the_tokens_agentsessions_own_ledger_records(tmp_path: Path) -> None:
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    with SQLiteStore(tmp_path / "t.db") as store:
+        _seed(store)
+        for n, total in enumerate((300, 200), 1):
+            run = RunRecord(
+                f"r{n}", "weather", at, at, "A", "m", 1, total - 50, 50, total, 0, 0, 0, "failed"
+            )
+            store.add_messages("weather", [], run=run)
+        with running_ui(store) as ui:
+            listing = ui.request("GET", "/")[2]
+            page = ui.request("GET", "/session?id=weather")[2]
+    assert ">Tokens<" in listing and ">500<" in listing
+    assert "500 tokens" in page
+    heights = [int(h) for h in re.findall(r'<rect class="bar"[^>]* height="(\d+)"', page)]
+    assert heights == [120, 80]  # oldest run first, the biggest one full height
 
 
 def test_the_loopback_rules() -> None:

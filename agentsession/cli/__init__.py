@@ -26,6 +26,7 @@ from .inspecting import clear, db_option, sessions, show
 from .keys import COMMANDS as KEY_COMMANDS
 from .models import API_CHOICES, MODEL_ENV, choose_model
 from .ui import ui
+from .usage import usage
 
 __all__ = ("cli", "main")
 
@@ -170,6 +171,7 @@ def chat(
 cli.add_command(sessions)
 cli.add_command(show)
 cli.add_command(clear)
+cli.add_command(usage)
 for _command in (*HISTORY_COMMANDS, *KEY_COMMANDS):
     cli.add_command(_command)
 cli.add_command(ui)

@@ -1,9 +1,9 @@
 """``agentsession demo``: the spec's complete example, then proof that it was stored.
 
 Three turns about the Golden Gate Bridge on session ``conversation_123`` (cleared first, so
-that every run of the demo starts the same way), the stored transcript, and a fourth turn
+that every run of the demo starts the same way), the stored transcript, a fourth turn
 through a fresh memory object of the same kind on the same database (a SQLite file or a
-server), as a restarted program would make.
+server), as a restarted program would make, and what the four runs cost (the usage ledger).
 """
 
 from __future__ import annotations
@@ -88,8 +88,25 @@ async def _demo(target: Database, choice: ModelChoice, session_id: str) -> None:
         fresh = open_memory(target, create_folder=False)
         try:
             await _turn(built, fresh, session_id, FOURTH_TURN)
+            spent = await fresh.usage(session_id)
+            runs = await fresh.runs(session_id)
         finally:
             fresh.close()
+        click.echo()
+        estimated = " (estimated by the offline model)" if choice.offline else ""
+        click.echo(
+            label(f"What the runs cost, from the usage ledger{estimated}:")
+            + f" {spent.total_tokens} tokens ({spent.input_tokens} in, "
+            f"{spent.output_tokens} out) in {spent.runs} runs, {spent.requests} model calls"
+        )
+        for number, run in enumerate(runs[::-1], 1):
+            click.echo(
+                dim(
+                    f"  run {number}: {run.total_tokens} tokens ({run.input_tokens} in, "
+                    f"{run.output_tokens} out), {run.requests} model calls, "
+                    f"{run.items_added} items stored, {run.outcome}"
+                )
+            )
     finally:
         await built.aclose()
     # The commands to type next: a URL as the user gave it (password and all), since a
@@ -99,6 +116,7 @@ async def _demo(target: Database, choice: ModelChoice, session_id: str) -> None:
     click.echo("The history survived. Continue the conversation, or look at it:")
     click.echo(dim(f"  {_command('agentsession', 'chat', *db, '--session', session_id)}"))
     click.echo(dim(f"  {_command('agentsession', 'show', session_id, *db)}"))
+    click.echo(dim(f"  {_command('agentsession', 'usage', session_id, *db)}"))
 
 
 def run_demo(target: Database, choice: ModelChoice, session_id: str = DEMO_SESSION) -> None:

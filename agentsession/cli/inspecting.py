@@ -103,18 +103,24 @@ def _require_session(store: CliStore, session_id: str, target: Database) -> int:
 def sessions(db: str | None, as_json: bool) -> None:
     """List sessions, newest activity first.
 
-    Shows each session's id, message count, when it was created and when it was last
-    active (local time). With --json, the same as a JSON list (times in UTC).
+    Shows each session's id, message count, the tokens its runs have used (see
+    'agentsession usage'), when it was created and when it was last active (local
+    time). With --json, the same as a JSON list (times in UTC).
     """
     target = resolve_db(db)
     with open_store(target, reading=True) as store:
         infos = store.list_sessions()
+        tokens = {sid: used.total_tokens for sid, used in store.usage_by_session()}
     if as_json:
-        click.echo(json.dumps([session_to_json(info) for info in infos], indent=2))
+        listed = [
+            {**session_to_json(info), "total_tokens": tokens.get(info.session_id, 0)}
+            for info in infos
+        ]
+        click.echo(json.dumps(listed, indent=2))
     elif not infos:
         click.echo(f"No sessions in {target}.")
     else:
-        click.echo(sessions_table(infos))
+        click.echo(sessions_table(infos, tokens=tokens))
 
 
 @click.command()

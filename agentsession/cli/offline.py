@@ -8,7 +8,10 @@ with nothing else installed.
 
 It is a real ``agents.models.interface.Model``: ``get_response`` returns a complete
 ``ModelResponse`` and ``stream_response`` streams the same reply word by word as Responses
-API stream events, exactly as the SDK's runner consumes them from OpenAI.
+API stream events, exactly as the SDK's runner consumes them from OpenAI. Both report
+usage as OpenAI does, with token counts estimated the way ``HistoryWindow`` counts them
+(an item's JSON length / 4): no tokenizer runs, so they are labelled estimates wherever
+agentsession shows them.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from openai.types.responses import (
 )
 
 from .._sdk import TResponseOutputItem, TResponseStreamEvent
+from ..window import approximate_tokens
 from .models import OFFLINE_MODEL_NAME
 
 if TYPE_CHECKING:
@@ -178,6 +182,9 @@ class OfflineModel(Model):
         ValueError: ``delay`` is negative.
     """
 
+    #: The model name a run records in its usage ledger.
+    model = OFFLINE_MODEL_NAME
+
     def __init__(self, *, delay: float = 0.0) -> None:
         if not delay >= 0:
             raise ValueError(f"delay must be 0 or more seconds, got {delay!r}")
@@ -202,7 +209,14 @@ class OfflineModel(Model):
     ) -> ModelResponse:
         """Return the whole reply at once (see ``offline_reply``)."""
         output = offline_reply(input, tools)
-        return ModelResponse(output=[output], usage=Usage(requests=1), response_id=None)
+        figures = estimated_usage(system_instructions, input, output)
+        usage = Usage(
+            requests=1,
+            input_tokens=figures["input_tokens"],
+            output_tokens=figures["output_tokens"],
+            total_tokens=figures["total_tokens"],
+        )
+        return ModelResponse(output=[output], usage=usage, response_id=None)
 
     async def stream_response(
         self,
@@ -220,15 +234,37 @@ class OfflineModel(Model):
     ) -> AsyncIterator[TResponseStreamEvent]:
         """Stream the reply as Responses events: text deltas word by word, then completion."""
         output = offline_reply(input, tools)
-        for event in _stream_events(output):
+        for event in _stream_events(output, estimated_usage(system_instructions, input, output)):
             if self.delay and isinstance(event, ResponseTextDeltaEvent):
                 await asyncio.sleep(self.delay)
             yield event
 
 
-def _response(output: list[TResponseOutputItem], status: str) -> Response:
+def estimated_usage(
+    instructions: str | None, input: str | list[Any], output: TResponseOutputItem
+) -> dict[str, Any]:
+    """The usage the offline model reports: tokens estimated as ``HistoryWindow`` counts
+    them (``window.approximate_tokens``), in the Responses API's ``usage`` shape."""
+    items = [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
+    if instructions:
+        items.insert(0, {"role": "system", "content": instructions})
+    sent = sum(approximate_tokens(item) for item in items)
+    received = approximate_tokens(output.model_dump(exclude_unset=True))
+    return {
+        "input_tokens": sent,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": received,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": sent + received,
+    }
+
+
+def _response(
+    output: list[TResponseOutputItem], status: str, usage: dict[str, Any] | None = None
+) -> Response:
     return Response.model_validate(
         {
+            "usage": usage,
             "id": "resp_offline",
             "created_at": 0,
             "model": OFFLINE_MODEL_NAME,
@@ -242,7 +278,9 @@ def _response(output: list[TResponseOutputItem], status: str) -> Response:
     )
 
 
-def _stream_events(item: TResponseOutputItem) -> Iterator[TResponseStreamEvent]:
+def _stream_events(
+    item: TResponseOutputItem, usage: dict[str, Any]
+) -> Iterator[TResponseStreamEvent]:
     """The Responses stream events of a one-item response, in the order OpenAI sends them."""
     seq = iter(range(1_000_000))
     yield ResponseCreatedEvent(
@@ -307,6 +345,6 @@ def _stream_events(item: TResponseOutputItem) -> Iterator[TResponseStreamEvent]:
     )
     yield ResponseCompletedEvent(
         type="response.completed",
-        response=_response([item], "completed"),
+        response=_response([item], "completed", usage),
         sequence_number=next(seq),
     )

@@ -1,5 +1,5 @@
 """Stored messages and sessions as people read them: labeled roles, tool calls with their
-arguments and results, and a table of sessions.
+arguments and results, and tables of sessions, of their usage and of their runs.
 
 Every function here returns text; colour is added with ``click.style`` (which ``click.echo``
 strips when output is not a terminal) unless the ``NO_COLOR`` environment variable is set.
@@ -11,12 +11,13 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
 import click
 
-from ..protocol import SessionInfo
+from ..protocol import RunRecord, SessionInfo, SessionUsage
 
 __all__ = (
     "RESULT_LIMIT",
@@ -26,11 +27,16 @@ __all__ = (
     "format_transcript",
     "label",
     "printable",
+    "run_to_json",
+    "runs_table",
     "session_to_json",
     "sessions_table",
+    "table",
     "text_of",
     "tool_call_line",
     "tool_result_line",
+    "usage_table",
+    "usage_to_json",
     "write",
 )
 
@@ -180,31 +186,104 @@ def _local(moment: datetime) -> str:
     return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def sessions_table(sessions: Sequence[SessionInfo], *, current: str | None = None) -> str:
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numbers: set[int]) -> str:
+    """A text table: the header in bold, columns two spaces apart, the columns in
+    ``numbers`` (indexes) aligned right, the others left."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = []
+    for row in [header, *rows]:
+        cells = [
+            cell.rjust(width) if i in numbers else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    lines[0] = label(lines[0])
+    return "\n".join(lines)
+
+
+def sessions_table(
+    sessions: Sequence[SessionInfo],
+    *,
+    current: str | None = None,
+    tokens: Mapping[str, int] | None = None,
+) -> str:
     """A text table of sessions as given (newest activity first): id, messages, created,
-    last active (local time). With ``current``, that session is marked with ``*``. Ids
-    are shown ``printable``.
+    last active (local time). With ``current``, that session is marked with ``*``; with
+    ``tokens`` (total tokens by session id), a TOKENS column follows MESSAGES. Ids are
+    shown ``printable``.
     """
-    header = ("SESSION", "MESSAGES", "CREATED", "LAST ACTIVE")
+    header = ["SESSION", "MESSAGES", "CREATED", "LAST ACTIVE"]
     rows = [
-        (
+        [
             ("* " if info.session_id == current else "  " if current is not None else "")
             + printable(info.session_id),
             str(info.message_count),
             _local(info.created_at),
             _local(info.updated_at),
-        )
+        ]
         for info in sessions
     ]
     if current is not None:
-        header = ("  " + header[0], *header[1:])
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        f"{row[0].ljust(widths[0])}  {row[1].rjust(widths[1])}  {row[2].ljust(widths[2])}  {row[3]}"
-        for row in [header, *rows]
+        header[0] = "  " + header[0]
+    numbers = {1}
+    if tokens is not None:
+        header.insert(2, "TOKENS")
+        for info, row in zip(sessions, rows, strict=True):
+            row.insert(2, str(tokens.get(info.session_id, 0)))
+        numbers.add(2)
+    return table(header, rows, numbers=numbers)
+
+
+def usage_to_json(usage: SessionUsage) -> dict[str, Any]:
+    """A session's usage as JSON-ready data; times are ISO 8601 in UTC (or null)."""
+    data = asdict(usage)
+    for key in ("first_run_at", "last_run_at"):
+        moment = getattr(usage, key)
+        data[key] = None if moment is None else moment.isoformat()
+    return data
+
+
+def run_to_json(run: RunRecord) -> dict[str, Any]:
+    """A run record as JSON-ready data; times are ISO 8601 in UTC."""
+    data = asdict(run)
+    data["started_at"] = run.started_at.isoformat()
+    data["ended_at"] = run.ended_at.isoformat()
+    return data
+
+
+def runs_table(runs: Sequence[RunRecord]) -> str:
+    """A text table of run records as given (newest first), times local."""
+    header = ["STARTED", "AGENT", "MODEL", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "ITEMS"]
+    header.append("OUTCOME")
+    rows = [
+        [
+            _local(run.started_at),
+            run.agent,
+            run.model,
+            *(str(n) for n in (run.requests, run.input_tokens, run.output_tokens)),
+            str(run.total_tokens),
+            str(run.items_added),
+            run.outcome,
+        ]
+        for run in runs
     ]
-    lines[0] = label(lines[0].rstrip())
-    return "\n".join(lines)
+    return table(header, rows, numbers={3, 4, 5, 6, 7})
+
+
+def usage_table(usages: Sequence[tuple[str, SessionUsage]]) -> str:
+    """A text table of sessions' usage as given (most total tokens first)."""
+    header = ["SESSION", "RUNS", "REQUESTS", "INPUT", "OUTPUT", "TOTAL", "LAST RUN"]
+    rows = [
+        [
+            session_id,
+            *(str(n) for n in (usage.runs, usage.requests, usage.input_tokens)),
+            str(usage.output_tokens),
+            str(usage.total_tokens),
+            _local(usage.last_run_at) if usage.last_run_at is not None else "",
+        ]
+        for session_id, usage in usages
+    ]
+    return table(header, rows, numbers={1, 2, 3, 4, 5})
 
 
 def session_to_json(info: SessionInfo) -> dict[str, Any]:

@@ -28,10 +28,18 @@ from .._serialize import EncodedMessages, decode_messages, encode_messages
 from .._validate import check_limit, check_session_id
 from ..encryption import Encryption
 from ..exceptions import NotSupportedError, SessionBusy
-from ..protocol import KeyStore, SearchHit, SessionInfo, SessionPage
+from ..protocol import (
+    KeyStore,
+    RunRecord,
+    SearchHit,
+    SessionInfo,
+    SessionPage,
+    SessionUsage,
+)
 from ..window import tool_safe_tail
 from .encrypted import Codec, EncryptedHooks
 from .jsonl import JsonlMixin
+from .runs import check_run
 from .values import (
     Progress,
     check_text,
@@ -625,7 +633,13 @@ class StoreBase(JsonlMixin):
         rows = self._newest_rows(session_id, _rows_wanted(limit, tool_safe))
         return _decode_read(session_id, rows, limit, tool_safe)
 
-    def add_messages(self, session_id: str, messages: Iterable[dict[str, Any]]) -> None:
+    def add_messages(
+        self,
+        session_id: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
+    ) -> None:
         """Append ``messages`` to the session atomically, keeping their order.
 
         ``messages`` is any iterable of JSON objects (a list, a tuple, a generator). Every
@@ -635,11 +649,17 @@ class StoreBase(JsonlMixin):
         committed; a failure of that is logged as a warning on the ``agentsession``
         logger, never raised: the add is stored.
 
+        With ``run`` (what the runner passes with a run's items), the run's record joins
+        the session's usage ledger in the same atomic step: both are stored or neither.
+        ``messages`` may then be empty (a rolled-back run records only what it spent). A
+        run record alone does not create the session's record (``session_info``).
+
         Raises:
             TypeError: ``messages`` is not an iterable of messages, or a message is not
                 a JSON object or holds a value JSON cannot represent; the message names
-                the item. Nothing is stored.
-            ValueError: a bad ``session_id``.
+                the item; or ``run`` is not a valid ``RunRecord``. Nothing is stored.
+            ValueError: a bad ``session_id``, or a ``run`` of another session or with a
+                bad field (named).
             StoreBusy: the backend stayed busy (a write lock, the connection pool, a
                 loading Redis) past its timeout.
             StoreClosed: the store is closed.
@@ -647,9 +667,12 @@ class StoreBase(JsonlMixin):
         """
         check_session_id(session_id)
         items, encoded = check_messages(messages)
-        if not encoded:
+        if run is not None:
+            self._append_run(session_id, encoded, items, check_run(run, session_id))
+        elif not encoded:
             return
-        self._append(session_id, encoded, items)
+        else:
+            self._append(session_id, encoded, items)
         if self.ttl is not None:
             self._expire_now_and_then(self.ttl)
 
@@ -747,7 +770,8 @@ class StoreBase(JsonlMixin):
         return self._count(session_id)
 
     def clear_session(self, session_id: str) -> None:
-        """Delete the session and all its messages (a no-op for an unknown session).
+        """Delete the session, all its messages and its run records (the usage ledger);
+        a no-op for an unknown session.
 
         Atomic: an add racing the clear is deleted whole or lands whole in a new
         session. Waits for a run holding the session (see ``_edit``), so a run's turn is
@@ -760,6 +784,44 @@ class StoreBase(JsonlMixin):
         """
         check_session_id(session_id)
         self._edit(session_id, lambda: self._clear(session_id))
+
+    # -- the usage ledger ------------------------------------------------------------------
+
+    def usage(self, session_id: str) -> SessionUsage:
+        """The sums of the session's run records, read in one step.
+
+        Returns:
+            All zeros (``runs=0``, no times) for a session with no recorded run.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._usage(session_id)
+
+    def runs(self, session_id: str, limit: int = 20) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest (last ended) first.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``limit`` not an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        check_count(limit, "limit", minimum=1)
+        return self._runs(session_id, limit)
+
+    def usage_by_session(self, *, limit: int | None = None) -> list[tuple[str, SessionUsage]]:
+        """``(session_id, usage)`` of the sessions with recorded runs, most total tokens
+        first (ties by session id); the top ``limit`` of them, or all for ``None``.
+
+        Raises:
+            TypeError, ValueError: ``limit`` not ``None`` or an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        if limit is not None:
+            check_count(limit, "limit", minimum=1)
+        return self._usage_by_session(limit)
 
     # -- the run lease ---------------------------------------------------------------------
 
@@ -861,28 +923,40 @@ class StoreBase(JsonlMixin):
         return _decode_read(session_id, rows, limit, tool_safe)
 
     def write_and_unlock(
-        self, session_id: str, owner: str, messages: Iterable[dict[str, Any]]
+        self,
+        session_id: str,
+        owner: str,
+        messages: Iterable[dict[str, Any]],
+        *,
+        run: RunRecord | None = None,
     ) -> None:
-        """Append ``messages`` (as ``add_messages``; none is fine) and then give the run
-        lease back (as ``unlock``): a run's last call, one round trip where the engine
-        allows (Redis: one script).
+        """Append ``messages`` (as ``add_messages``; none is fine; with ``run``, its record
+        too, as ``add_messages(..., run=run)``) and then give the run lease back (as
+        ``unlock``): a run's last call, one round trip where the engine allows (Redis:
+        one script).
 
         The lease is given back whatever happens: after the add has committed, or after
         it failed (then nothing of it is stored).
 
         Raises:
-            TypeError: a message is not JSON-ready; nothing is stored, the lease is given
-                back.
-            ValueError: a bad ``session_id`` or ``owner`` (nothing is done).
+            TypeError: a message is not JSON-ready, or ``run`` not a ``RunRecord``;
+                nothing is stored, the lease is given back.
+            ValueError: a bad ``session_id`` or ``owner`` (nothing is done), or a bad
+                ``run`` (nothing is stored, the lease is given back).
             StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
         """
         check_lease(session_id, owner)
         try:
             items, encoded = check_messages(messages)
+            if run is not None:
+                check_run(run, session_id)
         except BaseException:
             self._unlock(session_id, owner)
             raise
-        self._append_and_unlock(session_id, owner, encoded, items)
+        if run is None:
+            self._append_and_unlock(session_id, owner, encoded, items)
+        else:
+            self._append_run_and_unlock(session_id, owner, encoded, items, run)
         if encoded and self.ttl is not None:
             self._expire_now_and_then(self.ttl)
 
@@ -1057,7 +1131,8 @@ class StoreBase(JsonlMixin):
 
         The copy keeps each message's ``created_at`` and the source's metadata
         (replacing any the target's record had); the new session is created, and last
-        active, now. The source is not changed. The target is written atomically.
+        active, now. Run records (the usage ledger) are not copied: the new session has
+        spent nothing yet. The source is not changed. The target is written atomically.
         Waits for a run holding the source session (see ``_edit``).
 
         Args:
@@ -1098,7 +1173,8 @@ class StoreBase(JsonlMixin):
         Trimming renumbers a session's kept messages 1..``keep_last`` (positions stay
         dense). Neither mode counts as activity: ``updated_at`` is not changed. A
         session deleted whole loses its newest messages first, so between steps it is a
-        shorter but intact history. Sessions whose run lease is held are skipped.
+        shorter but intact history, and its run records go with its last message
+        (trimming keeps them). Sessions whose run lease is held are skipped.
 
         Args:
             older_than: delete sessions last active before this time (an aware
@@ -1168,6 +1244,26 @@ class StoreBase(JsonlMixin):
         their words (``_serialize.message_text``)."""
         raise NotImplementedError
 
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        """As ``_append`` (``encoded`` may be empty: then no message and no session
+        record is written), and store ``run`` in the session's ledger in the same
+        atomic step."""
+        raise NotImplementedError
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        """The session's ledger summed, in one consistent read."""
+        raise NotImplementedError
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest first."""
+        raise NotImplementedError
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        """Every ledger summed per session, most total tokens first, at most ``limit``."""
+        raise NotImplementedError
+
     def _expire(self, ttl: timedelta) -> None:
         """Delete the sessions idle for longer than ``ttl`` (called after a committed add,
         at most once per tenth of the TTL). An engine whose backend expires sessions by
@@ -1229,6 +1325,21 @@ class StoreBase(JsonlMixin):
         try:
             if encoded:
                 self._append(session_id, encoded, messages)
+        finally:
+            self._unlock(session_id, owner)
+
+    def _append_run_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        encoded: list[str],
+        messages: list[Any],
+        run: RunRecord,
+    ) -> None:
+        """``_append_run``, then ``_unlock`` whatever happened. An engine that can do both
+        in one round trip overrides this."""
+        try:
+            self._append_run(session_id, encoded, messages, run)
         finally:
             self._unlock(session_id, owner)
 

@@ -30,7 +30,7 @@ from typing import IO, Any
 from .._serialize import _encoder
 from ..encryption import DataKey, Encryption
 from ..exceptions import DecryptionError, NotSupportedError
-from ..protocol import KeyStore, SessionInfo
+from ..protocol import KeyStore, RunRecord, SessionInfo
 from .jsonl import ImportedSession
 from .values import Progress, metadata_matches
 
@@ -250,6 +250,7 @@ class EncryptedHooks:
         "_all_rows",
         "_newest_rows",
         "_append",
+        "_append_run",
         "_pop",
         "_cut_turns",
         "_cut",
@@ -267,7 +268,7 @@ class EncryptedHooks:
 
     #: Hooks whose default (``StoreBase``'s) calls the hooks above; replaced only where
     #: the engine does the work itself (Redis: one script), else they would seal twice.
-    COMBINED = ("_lock_and_rows", "_append_and_unlock")
+    COMBINED = ("_lock_and_rows", "_append_and_unlock", "_append_run_and_unlock")
 
     def __init__(self, store: Any, codec: Codec, *, owns_key_store: bool, base: type) -> None:
         self.store = store
@@ -313,6 +314,13 @@ class EncryptedHooks:
         blank: list[Any] = [{}] * len(encoded)
         self.inner["_append"](session_id, self.codec.seal(session_id, encoded), blank)
 
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        # The run record (counts, names, times: no message content) is stored as it is.
+        sealed = self.codec.seal(session_id, encoded) if encoded else []
+        self.inner["_append_run"](session_id, sealed, [{}] * len(sealed), run)
+
     def _lock_and_rows(
         self, session_id: str, owner: str, lease: float, count: int | None
     ) -> list[Row] | None:
@@ -334,6 +342,21 @@ class EncryptedHooks:
             self.store._unlock(session_id, owner)
             raise
         self.inner["_append_and_unlock"](session_id, owner, sealed, [{}] * len(sealed))
+
+    def _append_run_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        encoded: list[str],
+        messages: list[Any],
+        run: RunRecord,
+    ) -> None:
+        try:
+            sealed = self.codec.seal(session_id, encoded) if encoded else []
+        except BaseException:  # the lease is given back whatever happens
+            self.store._unlock(session_id, owner)
+            raise
+        self.inner["_append_run_and_unlock"](session_id, owner, sealed, [{}] * len(sealed), run)
 
     def _check_readable(self, session_id: str) -> None:
         """Before a removal: raise ``DecryptionError`` if the keys cannot read the session,

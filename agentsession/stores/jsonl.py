@@ -7,18 +7,23 @@ Each session is a header line followed by one line per message, oldest first::
     {"type":"message","seq":1,"created_at":1717171717.25,"message":{"role":"user",...}}
     {"type":"message","seq":2,"created_at":1717171720.5,"message":{...}}
 
-    {"type":"end","sessions":1,"messages":2}
+(each object on one line), then one line per run record of its usage ledger, oldest
+first (see ``protocol.RunRecord``; its fields, times as Unix seconds)::
 
-(each object on one line). An encrypted store (see ``stores.encrypted``) exports its
+    {"type":"run","run_id":"...","session_id":"s1","started_at":1717171716.5,...}
+
+and after the last session a trailer, ``{"type":"end","sessions":1,"records":4}``.
+An encrypted store (see ``stores.encrypted``) exports its
 messages as ``"raw"`` ciphertext and its metadata values encrypted, and adds
 ``"encryption": {"data_key": "<the session's data key, wrapped by a master key>"}`` to
-the header, unless asked to decrypt. Times are Unix seconds (UTC) as JSON numbers, written with
+the header, unless asked to decrypt; run records hold no message content and are
+written as they are. Times are Unix seconds (UTC) as JSON numbers, written with
 enough digits to read back exactly. ``seq`` runs 1..``message_count``. A stored row that
 is not valid JSON is exported as ``"raw": "<its text>"`` in place of ``"message"``, so
 even damage round-trips. Files are UTF-8; blank lines are ignored on import; unknown
 keys are ignored (for later minor additions); an unknown ``version`` is refused.
 
-The last line, the trailer (``"type":"end"``), counts the sessions and messages before it,
+The last line, the trailer (``"type":"end"``), counts the sessions and lines before it,
 so an import can tell a complete export from one cut short at a session boundary (a
 cut inside a session already shows as a header whose ``message_count`` is not met);
 headers say ``"end_line":true`` so that a file cut before its trailer is known as such.
@@ -40,6 +45,8 @@ from typing import IO, Any, Literal
 from .._files import replaced_text_file
 from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
+from ..protocol import RunRecord
+from .runs import COLUMNS, from_json, to_row
 from .values import Progress, check_timestamp, dump_metadata
 
 __all__ = (
@@ -49,7 +56,11 @@ __all__ = (
     "Trailer",
     "header_line",
     "message_lines",
+    "run_lines",
 )
+
+#: More run records than any session holds: "all of them" for ``runs``.
+_ALL_RUNS = 2**62
 
 #: The ``version`` written in every session header.
 FORMAT_VERSION = 1
@@ -79,6 +90,8 @@ class ImportedSession:
         self.metadata = dump_metadata(header["metadata"])
         #: ``(seq, created_at, message JSON text, searchable text)``, in order.
         self.rows: list[tuple[int, float, str, str]] = []
+        #: The session's run records, oldest first.
+        self.runs: list[RunRecord] = []
 
     def conflict(self) -> ValueError:
         """The error for a session the store already has, with ``on_conflict="error"``."""
@@ -174,9 +187,11 @@ def message_lines(rows: Iterable[tuple[int, float, str]]) -> str:
 class Trailer:
     """The export's last line (``"type":"end"``): written, and checked on import, here only.
 
-    On export, ``counting(fp)`` wraps the file so that ``line()`` can count what went
-    through it; on import, ``seen`` counts the records read and ``check`` compares a
-    trailer with them.
+    It counts the sessions and every record line before it (headers, messages, run
+    records, and whatever line types later versions add), so it needs no change when
+    the format grows. On export, ``write`` passes the text on to the file, counting its
+    lines, and ``line`` is the trailer; on import, ``seen`` counts each record read and
+    ``check`` / ``check_end`` compare the file with its trailer.
     """
 
     #: The trailer's ``type``.
@@ -186,31 +201,29 @@ class Trailer:
 
     def __init__(self, fp: IO[str] | None = None) -> None:
         self._fp = fp
-        self._lines = 0
-        #: Session headers and message lines read so far (on import).
+        #: Session headers, and record lines of every type, written or read so far.
         self.sessions = 0
-        self.messages = 0
-        #: Whether a header said the file ends with a trailer.
+        self.records = 0
+        #: Whether a header said the file ends with a trailer (on import).
         self.promised = False
 
     def write(self, text: str) -> int:
         """Write ``text`` to the wrapped file, counting its lines (on export)."""
         assert self._fp is not None
-        self._lines += text.count("\n")
+        self.records += text.count("\n")
         return self._fp.write(text)
 
     def line(self, sessions: int) -> str:
         """The trailer for an export of ``sessions`` sessions written through ``write``."""
-        record = {"type": self.KIND, "sessions": sessions, "messages": self._lines - sessions}
+        record = {"type": self.KIND, "sessions": sessions, "records": self.records}
         return _encoder.encode(record) + "\n"
 
     def seen(self, record: dict[str, Any]) -> None:
-        """Count one session header or message line read."""
-        if record["type"] == "session":
+        """Count one record read before the trailer."""
+        self.records += 1
+        if record.get("type") == "session":
             self.sessions += 1
             self.promised = self.promised or record.get(self.PROMISE) is True
-        else:
-            self.messages += 1
 
     def check(self, record: dict[str, Any], line: int) -> None:
         """Refuse a trailer that does not match the records read before it.
@@ -218,12 +231,12 @@ class Trailer:
         Raises:
             ValueError: naming the line, when the counts differ: the file is incomplete.
         """
-        wanted = (record.get("sessions"), record.get("messages"))
-        if wanted != (self.sessions, self.messages):
+        wanted = (record.get("sessions"), record.get("records"))
+        if wanted != (self.sessions, self.records):
             raise ValueError(
                 f"line {line}: the export's end line says it holds {wanted[0]!r} sessions "
-                f"and {wanted[1]!r} messages, but {self.sessions} and {self.messages} come "
-                "before it: the file is incomplete (cut short or edited)"
+                f"in {wanted[1]!r} lines, but {self.sessions} sessions in {self.records} "
+                "lines come before it: the file is incomplete (cut short or edited)"
             )
 
     def check_end(self, read_trailer: bool, last_line: int) -> None:
@@ -237,6 +250,23 @@ class Trailer:
                 f"line {last_line}: the file ends before the export's end line: it was cut "
                 "short (an interrupted export or copy)"
             )
+
+
+def _run(record: dict[str, Any], line: int, session: ImportedSession) -> None:
+    fields = {key: value for key, value in record.items() if key != "type"}
+    try:
+        session.runs.append(from_json(fields, session.session_id))
+    except ValueError as exc:
+        raise ValueError(f"line {line}: {exc}") from None
+
+
+def run_lines(records: Iterable[RunRecord]) -> str:
+    """The run lines of ``records`` (oldest first)."""
+    out = []
+    for record in records:
+        values = dict(zip(COLUMNS, to_row(record), strict=True))
+        out.append(_encoder.encode({"type": "run", **values}) + "\n")
+    return "".join(out)
 
 
 class JsonlMixin:
@@ -259,12 +289,17 @@ class JsonlMixin:
         """Write one session (header and messages) from one snapshot; ``False`` if gone."""
         raise NotImplementedError
 
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        """The session's newest ``limit`` run records, newest first (``StoreBase``)."""
+        raise NotImplementedError
+
     def _jsonl_export_plain(self, session_id: str, fp: IO[str]) -> bool:
         """``_jsonl_export_one`` in plaintext: the same, unless the store is encrypted."""
         return self._jsonl_export_one(session_id, fp)
 
     def _jsonl_store(self, session: ImportedSession, on_conflict: str) -> bool:
-        """Store one checked session in one transaction; ``False`` if skipped.
+        """Store one checked session, its run records replacing any the store had, in
+        one transaction; ``False`` if skipped.
 
         Raises ``session.conflict()`` when the session exists and ``on_conflict`` is
         ``"error"``.
@@ -284,6 +319,9 @@ class JsonlMixin:
         Sessions are read a page at a time and each session's messages streamed, so
         memory use stays small whatever the size of the database. Each session is read
         in one read transaction (a consistent snapshot of it); writers are not blocked.
+        Its run records (the usage ledger) are read right after it. Records of a
+        session the store has no record of (a run rolled back on a new session) are not
+        exported.
 
         Args:
             fp: a text file open for writing (UTF-8), or a path: the file is then
@@ -320,6 +358,7 @@ class JsonlMixin:
             trailer = Trailer(out)
             for session_id in ids:
                 if export_one(session_id, trailer):  # type: ignore[arg-type]
+                    trailer.write(run_lines(self._runs(session_id, _ALL_RUNS)[::-1]))
                     written += 1
                     if progress is not None:
                         progress(1)
@@ -349,7 +388,8 @@ class JsonlMixin:
         """Read sessions written by ``export_jsonl`` and store them exactly as they were.
 
         Each session is checked whole, then stored in one transaction with its
-        timestamps, metadata and message order: all of it or none of it. Sessions
+        timestamps, metadata, message order and run records (which replace any the
+        store had for it): all of it or none of it. Sessions
         before a failing one stay imported. Memory use is one session at a time.
 
         Args:
@@ -412,8 +452,6 @@ class JsonlMixin:
             kind = record.get("type") if isinstance(record, dict) else None
             if ended:
                 raise ValueError(f"line {number}: a line after the export's end (line {ended})")
-            if kind in ("session", "message"):
-                counts.seen(record)
             if kind == Trailer.KIND:
                 if current is not None:
                     flush(current)
@@ -424,13 +462,20 @@ class JsonlMixin:
                 if current is not None:
                     flush(current)
                 current = _header(record, number)
+                counts.seen(record)
             elif kind == "message":
                 if current is None:
                     raise ValueError(f"line {number}: a message line before any session header")
                 _message(record, number, current)
+                counts.seen(record)
+            elif kind == "run":
+                if current is None:
+                    raise ValueError(f"line {number}: a run line before any session header")
+                _run(record, number, current)
+                counts.seen(record)
             else:
                 raise ValueError(
-                    f"line {number}: expected a JSON object with type 'session' or 'message'"
+                    f"line {number}: expected a JSON object with type 'session', 'message' or 'run'"
                 )
         if current is not None:
             flush(current)

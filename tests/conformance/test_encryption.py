@@ -294,6 +294,28 @@ def test_a_runs_two_calls_are_encrypted_too(engine: Engine) -> None:
     assert store.message_count("s1") == 5
 
 
+def test_a_runs_record_rides_with_encrypted_messages(engine: Engine) -> None:
+    # The usage ledger's path (add_messages / write_and_unlock with run=) seals the
+    # messages as the plain path does; the record (no message content) is kept as it is.
+    from datetime import datetime, timezone
+
+    from agentsession import RunRecord
+
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    store = engine.open(Encryption(OLD))
+    one = RunRecord("r1", "s1", at, at, "Agent", "m", 1, 10, 5, 15, 0, 0, 1, "completed")
+    store.add_messages("s1", [user(f"one {MARKER}")], run=one)
+    assert store.try_lock("s1", "run-2", 5.0)
+    two = RunRecord("r2", "s1", at, at, "Agent", "m", 1, 20, 5, 25, 0, 0, 1, "completed")
+    store.write_and_unlock("s1", "run-2", [user(f"two {MARKER}")], run=two)
+    assert store.try_lock("s1", "run-3", 5.0)  # the lease was given back
+    store.unlock("s1", "run-3")
+    assert store.get_messages("s1") == [user(f"one {MARKER}"), user(f"two {MARKER}")]
+    assert store.runs("s1") == [two, one]
+    assert store.usage("s1").total_tokens == 40
+    assert MARKER not in engine.raw_text()
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 

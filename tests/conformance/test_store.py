@@ -616,7 +616,7 @@ def test_export_import_round_trip_is_exact(store: Any, store_kind: str, store_fa
     lines = first.split("\n")
     assert lines[-1] == "" and len(lines) == 1 + 3 + 5 + 1
     assert all(json.loads(line)["type"] in ("session", "message") for line in lines[:-2])
-    assert json.loads(lines[-2]) == {"type": "end", "sessions": 3, "messages": 5}
+    assert json.loads(lines[-2]) == {"type": "end", "sessions": 3, "records": 8}
     assert json.loads(lines[0])["version"] == 1
     copy = store_factory(store_kind)
     assert copy.import_jsonl(io.StringIO(first)) == 3
@@ -628,7 +628,7 @@ def test_export_import_round_trip_is_exact(store: Any, store_kind: str, store_fa
     assert copy.get_messages("s1")[-1] == user("next") and copy.message_count("s1") == 3
     start = first.index('{"type":"session","version":1,"session_id":"s2"')
     end = first.index('{"type":"session"', start + 1)
-    trailer = '{"type":"end","sessions":1,"messages":3}\n'
+    trailer = '{"type":"end","sessions":1,"records":4}\n'
     assert _export(store, session_ids=["s2"]) == first[start:end] + trailer
     with pytest.raises(ValueError, match="'nope'"):
         _export(store, session_ids=["s1", "nope"])

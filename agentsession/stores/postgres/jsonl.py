@@ -13,6 +13,7 @@ from typing import IO
 
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
+from . import ledger
 from .base import (
     Conn,
     from_db_id,
@@ -139,4 +140,8 @@ def store_session(conn: Conn, t: Tables, key: str, p: Prepared, on_conflict: str
             "%s::text[])",
             (created[0], p.seqs, p.times, p.texts, p.words),
         )
+    ledger.delete(conn, t, key)
+    if session.runs:
+        with conn.cursor() as cursor:
+            cursor.executemany(ledger.insert_sql(t), [ledger.params(run) for run in session.runs])
     return True

@@ -64,8 +64,9 @@ def delete_idle(conn: Conn, t: Tables, cutoff: float, batch: int) -> tuple[int |
     whole, partial = plan_idle_batch(rows, batch)
     counts = dict(rows)
     conn.execute(
-        f"WITH m AS (DELETE FROM {t.messages} WHERE session = ANY(%(whole)s)) "
-        f"DELETE FROM {t.sessions} WHERE id = ANY(%(whole)s)",
+        f"WITH m AS (DELETE FROM {t.messages} WHERE session = ANY(%(whole)s)), "
+        f"s AS (DELETE FROM {t.sessions} WHERE id = ANY(%(whole)s) RETURNING session_id) "
+        f"DELETE FROM {t.runs} WHERE session_id IN (SELECT session_id FROM s)",
         {"whole": whole},
     )
     removed = sum(counts[session] for session in whole)

@@ -28,6 +28,7 @@ __all__ = (
     "LOCKS",
     "MESSAGES",
     "MIGRATIONS",
+    "RUNS",
     "SCHEMA_VERSION",
     "SESSIONS",
     "VERSIONS",
@@ -41,6 +42,8 @@ SESSIONS = "agentsession_sessions"
 MESSAGES = "agentsession_messages"
 #: Run leases: which run holds a session (see the runner's no-interleaving lock).
 LOCKS = "agentsession_locks"
+#: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
+RUNS = "agentsession_runs"
 #: One row per applied migration.
 VERSIONS = "agentsession_migrations"
 #: The wrapped data keys of an encrypted store (the default ``PostgresKeyTable``).
@@ -91,6 +94,7 @@ class Tables:
         "messages",
         "name",
         "quoted",
+        "runs",
         "sessions",
         "versions",
     )
@@ -102,6 +106,7 @@ class Tables:
         self.sessions = f"{self.quoted}.{SESSIONS}"
         self.messages = f"{self.quoted}.{MESSAGES}"
         self.locks = f"{self.quoted}.{LOCKS}"
+        self.runs = f"{self.quoted}.{RUNS}"
         self.versions = f"{self.quoted}.{VERSIONS}"
         self.keys = f"{self.quoted}.{KEYS}"
         self.encryption = f"{self.quoted}.{ENCRYPTION}"
@@ -163,6 +168,34 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        4,
+        "0004_usage_ledger",
+        (
+            # Keyed by the session id's text, not the sessions row: a run rolled back on a
+            # new session records what it spent without creating the session. Times are
+            # the runner's (Unix seconds). (session_id, ended_at) serves "newest runs
+            # first" and the per-session sums.
+            """CREATE TABLE {runs} (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                run_id text NOT NULL,
+                session_id text COLLATE "C" NOT NULL,
+                started_at double precision NOT NULL,
+                ended_at double precision NOT NULL,
+                agent text NOT NULL,
+                model text NOT NULL,
+                requests bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                total_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                items_added bigint NOT NULL,
+                outcome text NOT NULL
+            )""",
+            "CREATE INDEX agentsession_runs_session ON {runs} (session_id, ended_at)",
+        ),
+    ),
+    Migration(
         5,
         "0005_encryption",
         (
@@ -177,6 +210,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 #: The newest schema version this code knows (the last migration's).
 SCHEMA_VERSION = MIGRATIONS[-1].version
+_KNOWN = frozenset(migration.version for migration in MIGRATIONS)
 
 
 def setup_lock_key(schema: str) -> int:
@@ -194,8 +228,8 @@ def _check_not_newer(version: int | None, tables: Tables) -> None:
         )
 
 
-def _recorded_version(conn: psycopg.Connection[Any], tables: Tables) -> int | None:
-    """The newest applied migration, or ``None`` when the schema has no version table."""
+def _recorded_versions(conn: psycopg.Connection[Any], tables: Tables) -> set[int] | None:
+    """The applied migrations, or ``None`` when the schema has no version table."""
     encoding, found = conn.execute(
         "SELECT current_setting('server_encoding'), to_regclass(%s) IS NOT NULL",
         (tables.versions,),
@@ -207,8 +241,8 @@ def _recorded_version(conn: psycopg.Connection[Any], tables: Tables) -> int | No
         )
     if not found:
         return None
-    row = conn.execute(f"SELECT max(version) FROM {tables.versions}").fetchone()
-    return None if row is None or row[0] is None else int(row[0])
+    row = conn.execute(f"SELECT array_agg(version) FROM {tables.versions}").fetchone()
+    return set() if row is None or row[0] is None else {int(version) for version in row[0]}
 
 
 def ensure_schema(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> None:
@@ -226,9 +260,11 @@ def ensure_schema(conn: psycopg.Connection[Any], tables: Tables, timeout: float)
             role may not create the schema or its tables.
         psycopg.Error: any other failure (the caller maps it).
     """
-    version = _recorded_version(conn, tables)
-    _check_not_newer(version, tables)
-    if version == SCHEMA_VERSION:
+    versions = _recorded_versions(conn, tables)
+    _check_not_newer(max(versions, default=None) if versions else None, tables)
+    # Current when every known migration is applied: the newest alone is not enough
+    # (a migration numbered below the newest may have been added later).
+    if versions is not None and versions >= _KNOWN:
         return
     try:
         with conn.transaction():
@@ -266,6 +302,7 @@ def _migrate(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> N
         "sessions": tables.sessions,
         "messages": tables.messages,
         "locks": tables.locks,
+        "runs": tables.runs,
         "keys": tables.keys,
         "encryption": tables.encryption,
     }

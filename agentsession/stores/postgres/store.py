@@ -49,10 +49,10 @@ except ImportError:
 from ..._serialize import message_text
 from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import KeyStore, SessionInfo
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase, check_count, load_metadata
 from ..jsonl import ImportedSession
-from . import history, jsonl, retention
+from . import history, jsonl, ledger, retention
 from .base import MAX_ROWS, NOW, Conn, db_id, metadata_for_db, metadata_from_db, searchable
 from .keys import PostgresKeyTable
 from .lease import AdvisoryLeases
@@ -129,7 +129,10 @@ def _server_of(conninfo: str) -> tuple[str, str | None]:
     dbname = params.get("dbname") or os.environ.get("PGDATABASE") or user or ""
     password = params.get("password")
     at = f"{user or ''}{':***' if password is not None else ''}@" if user or password else ""
-    return f"postgresql://{at}{host}:{port}/{dbname}", None if password is None else str(password)
+    return (
+        f"postgresql://{at}{host}:{port}/{dbname}",
+        None if password is None else str(password),
+    )
 
 
 def _check_number(value: Any, name: str) -> float:
@@ -442,7 +445,8 @@ class PostgresStore(StoreBase):
     def _lock_session(self, conn: Conn, key: str) -> int | None:
         """Lock the session's row for this transaction; its id, or None if it has none."""
         row = conn.execute(
-            f"SELECT id FROM {self._tables.sessions} WHERE session_id = %s FOR UPDATE", (key,)
+            f"SELECT id FROM {self._tables.sessions} WHERE session_id = %s FOR UPDATE",
+            (key,),
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -476,6 +480,27 @@ class PostgresStore(StoreBase):
         return self._read(lambda conn: conn.execute(query, params).fetchall())
 
     def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        query, params = self._append_statement(session_id, encoded, messages)
+        self._run(lambda conn: conn.execute(query, params))
+
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        # The run's record rides in the add's one statement, as one more data-modifying
+        # WITH clause: no extra statement or round trip per run.
+        insert = ledger.insert_sql(self._tables)
+        record = ledger.params(run)
+        if not encoded:
+            self._run(lambda conn: conn.execute(insert, record))
+            return
+        query, params = self._append_statement(session_id, encoded, messages)
+        query = f"WITH r AS ({insert}), {query.removeprefix('WITH ')}"
+        params.update(record)
+        self._run(lambda conn: conn.execute(query, params))
+
+    def _append_statement(
+        self, session_id: str, encoded: list[str], messages: list[Any]
+    ) -> tuple[str, dict[str, Any]]:
         # One statement: an upsert of the session's row (which locks it until commit, so
         # concurrent adds to one session from any host queue there, and reserves the
         # positions) and the insert of the messages at those positions.
@@ -494,13 +519,13 @@ class PostgresStore(StoreBase):
             "FROM s, unnest(%(messages)s::text[], %(texts)s::text[]) "
             "WITH ORDINALITY AS m(message, text, n)"
         )
-        params = {
+        params: dict[str, Any] = {
             "key": db_id(session_id),
             "count": len(encoded),
             "messages": encoded,
             "texts": texts,
         }
-        self._run(lambda conn: conn.execute(query, params))
+        return query, params
 
     def _pop(self, session_id: str) -> Row | None:
         key = db_id(session_id)
@@ -590,8 +615,23 @@ class PostgresStore(StoreBase):
             ).fetchone()
             if row is not None:
                 conn.execute(f"DELETE FROM {t.messages} WHERE session = %s", row)
+            ledger.delete(conn, t, key)
 
         self._write(write)
+
+    # -- the hooks of StoreBase: the usage ledger (the work is in ``ledger``) ---------------
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        key, t = db_id(session_id), self._tables
+        return self._read(lambda conn: ledger.usage(conn, t, key))
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        key, t = db_id(session_id), self._tables
+        return self._read(lambda conn: ledger.runs(conn, t, key, limit))
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        t = self._tables
+        return self._read(lambda conn: ledger.usage_by_session(conn, t, limit))
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:
         # An advisory lock on the store's lease connection (see ``lease``): no row is
@@ -645,7 +685,10 @@ class PostgresStore(StoreBase):
         return self._read(lambda conn: history.session_info(conn, self._tables, key))
 
     def _put_metadata(self, session_id: str, text: str) -> None:
-        params = {"key": db_id(session_id), "metadata": metadata_for_db(json.loads(text))}
+        params = {
+            "key": db_id(session_id),
+            "metadata": metadata_for_db(json.loads(text)),
+        }
         query = history.upsert_metadata(self._tables, merge=False)
         self._run(lambda conn: conn.execute(query, params))
 

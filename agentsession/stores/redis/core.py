@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias, TypeVar
@@ -70,6 +71,8 @@ __all__ = (
     "client_from_url",
     "cluster_url",
     "escape_id",
+    "runs_key",
+    "session_id_of_runs",
     "session_keys",
     "split_item",
     "storable_json",
@@ -183,6 +186,24 @@ def session_keys(prefix: str, session_id: str) -> list[str]:
     return [f"{tag}:messages", f"{tag}:session", f"{tag}:lock"]
 
 
+def runs_key(prefix: str, session_id: str) -> str:
+    """The session's usage ledger key (the scripts' ``KEYS[4]``)."""
+    return f"{prefix}:{{{escape_id(session_id)}}}:runs"
+
+
+_UNESCAPE = re.compile("%(25|7B|7D)")
+_UNESCAPED = {"25": "%", "7B": "{", "7D": "}"}
+
+
+def session_id_of_runs(prefix: str, key: bytes | str) -> str | None:
+    """The session id of a ``runs_key`` (``None`` for another key)."""
+    name = text(key)
+    head, tail = f"{prefix}:{{", "}:runs"
+    if not (name.startswith(head) and name.endswith(tail)):
+        return None
+    return _UNESCAPE.sub(lambda m: _UNESCAPED[m.group(1)], name[len(head) : -len(tail)])
+
+
 def text(value: bytes | str) -> str:
     """A reply as text (clients made with ``decode_responses=True`` return ``str``)."""
     return value.decode("utf-8", "surrogatepass") if isinstance(value, bytes) else value
@@ -237,6 +258,7 @@ class Scripts:
 
     def __init__(self, client: Client) -> None:
         self.add: Script = client.register_script(lua.ADD)
+        self.add_run: Script = client.register_script(lua.ADD_RUN)
         self.pop: Script = client.register_script(lua.POP)
         self.cut_tail: Script = client.register_script(lua.CUT_TAIL)
         self.truncate: Script = client.register_script(lua.TRUNCATE)
@@ -309,6 +331,31 @@ class Keyspace:
         """Run one of the store's scripts on the session's keys: one atomic step."""
         with self.mapped():
             return script(keys=self.keys(session_id), args=args)
+
+    def ledger_keys(self, session_id: str) -> list[str]:
+        """The session's keys with its runs key: what the ledger's scripts take."""
+        return [*self.keys(session_id), runs_key(self.prefix, session_id)]
+
+    def run_ledger(self, script: Script, session_id: str, *args: Any) -> Any:
+        """Run a script that takes the runs key too (``ledger_keys``): one atomic step."""
+        with self.mapped():
+            return script(keys=self.ledger_keys(session_id), args=args)
+
+    def append_run(
+        self, session_id: str, encoded: Sequence[str], run: str, owner: str = ""
+    ) -> None:
+        """``append``, with a run record JSON text pushed onto the session's ledger in the
+        same script (``encoded`` may be empty: then only the record is written), and
+        ``owner``'s run lease given back (``""``: none)."""
+        keys = self.ledger_keys(session_id)
+        if self.one_server and encoded:
+            keys.append(self.index_key)
+        with self.mapped():
+            updated = self.scripts.add_run(
+                keys=keys, args=(self.ttl_ms, session_id, run, owner, *encoded)
+            )
+        if updated is not None and not self.one_server:
+            self.indexed(session_id, updated)
 
     def append(self, session_id: str, encoded: Sequence[str]) -> None:
         """Append message JSON texts to the session and index it: one atomic step.

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import IO
 
+from .. import runs
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
 from .core import Keyspace, split_item, storable_json, text
@@ -65,8 +66,9 @@ def store_session(ks: Keyspace, session: ImportedSession, on_conflict: str) -> b
         for _, created, message, _ in session.rows
     ]
     updated_at = repr(float(session.updated_at))
+    records = [storable_json(runs.to_json(run)) for run in session.runs]
     outcome = text(
-        ks.run(
+        ks.run_ledger(
             ks.scripts.import_,
             session.session_id,
             ks.ttl_ms,
@@ -74,6 +76,8 @@ def store_session(ks: Keyspace, session: ImportedSession, on_conflict: str) -> b
             repr(float(session.created_at)),
             updated_at,
             storable_json(session.metadata),
+            len(records),
+            *records,
             *items,
         )
     )

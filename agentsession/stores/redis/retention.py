@@ -51,7 +51,9 @@ def drop_idle(ks: Keyspace, cutoff: float, meter: Meter) -> int:
     gone: list[str] = []
     for session_id, _ in ks.walk(descending=False, below=cutoff):
         while True:
-            removed, whole = ks.run(ks.scripts.drop_idle, session_id, repr(cutoff), meter.budget())
+            removed, whole = ks.run_ledger(
+                ks.scripts.drop_idle, session_id, repr(cutoff), meter.budget()
+            )
             if removed == -3:  # an index entry whose session is already gone
                 gone.append(session_id)
             if removed < 0:

@@ -8,6 +8,11 @@ that owns the session)::
     KEYS[2]  <prefix>:{<id>}:session    HASH created_at, updated_at, metadata
     KEYS[3]  <prefix>:{<id>}:lock       STRING run lease owner, with a PX expiry
 
+The scripts that touch the usage ledger (``ADD_RUN``, ``CLEAR``, ``DROP_IDLE``,
+``IMPORT``) take a fourth key of the same slot::
+
+    KEYS[4]  <prefix>:{<id>}:runs       LIST of run record JSON texts, newest first
+
 Timestamps are the server's clock (``TIME``), written as decimal text
 (``"1717171717.250000"``), and every timestamp that comes from a client travels as
 text too: no timestamp passes through a Lua number on its way into a key, so floats
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 __all__ = (
     "ADD",
+    "ADD_RUN",
     "ADD_UNLOCK",
     "CLEAR",
     "CUT_TAIL",
@@ -97,6 +103,32 @@ end
 return now
 """)
 
+#: KEYS[4]: the session's runs; KEYS[5]: the sessions index, as for ``ADD``.
+#: ARGV: ttl, session id, run record JSON, owner ('' for none), message JSON texts (none
+#: or more)... Pushes the run record, adds the messages as ``ADD`` does, and gives the
+#: owner's lease back (``ADD_UNLOCK``): one step. -> the new updated_at, or nil when no
+#: message was added.
+ADD_RUN = _script("""
+local runs = KEYS[4]
+redis.call('LPUSH', runs, ARGV[3])
+if ARGV[1] ~= '0' then
+  redis.call('PEXPIRE', runs, ARGV[1])
+end
+if ARGV[4] ~= '' and redis.call('GET', lock) == ARGV[4] then
+  redis.call('DEL', lock)
+end
+if #ARGV < 5 then
+  return false
+end
+local now = clock()
+push(5, now .. ' ')
+touch(now, ARGV[1])
+if KEYS[5] then
+  redis.call('ZADD', KEYS[5], 'GT', now, ARGV[2])
+end
+return now
+""")
+
 #: A run's last step: ADD, then UNLOCK. ARGV: ttl, session id, owner, message JSON
 #: texts... (one or more) -> the new updated_at. KEYS[4] as for ADD.
 ADD_UNLOCK = _script("""
@@ -168,9 +200,9 @@ table.insert(removed, 1, now)
 return removed
 """)
 
-#: -> how many of the session's two keys existed.
+#: KEYS[4]: the session's runs -> how many of the session's three keys existed.
 CLEAR = _script("""
-return redis.call('DEL', messages, session)
+return redis.call('DEL', messages, session, KEYS[4])
 """)
 
 #: ARGV: owner, lease ms -> 1 if owner holds the lease now, 0 if another owner does.
@@ -253,8 +285,10 @@ touch(now, ARGV[1])
 return {1, now}
 """)
 
-#: ARGV: ttl, on_conflict, created_at, updated_at, metadata, stored items...
-#: -> 'ok', 'skip' or 'conflict' (nothing changed for the last two).
+#: KEYS[4]: the session's runs. ARGV: ttl, on_conflict, created_at, updated_at,
+#: metadata, n, n run record JSON texts (oldest first), stored items...
+#: -> 'ok', 'skip' or 'conflict' (nothing changed for the last two). The records
+#: replace the session's ledger.
 IMPORT = _script("""
 if redis.call('EXISTS', messages, session) > 0 then
   if ARGV[2] == 'skip' then
@@ -265,9 +299,17 @@ if redis.call('EXISTS', messages, session) > 0 then
   end
   redis.call('DEL', messages, session)
 end
-push(6, '')
+local n = tonumber(ARGV[6])
+push(7 + n, '')
 redis.call('HSET', session, 'created_at', ARGV[3], 'updated_at', ARGV[4], 'metadata', ARGV[5])
 expire(ARGV[1])
+redis.call('DEL', KEYS[4])
+for i = 7, 6 + n do
+  redis.call('LPUSH', KEYS[4], ARGV[i])
+end
+if n > 0 and ARGV[1] ~= '0' then
+  redis.call('PEXPIRE', KEYS[4], ARGV[1])
+end
 return 'ok'
 """)
 
@@ -288,8 +330,9 @@ expire(ARGV[1])
 return redis.call('HGET', session, 'updated_at')
 """)
 
-#: ARGV: cutoff, budget. Deletes an idle session (updated_at before cutoff, no lease)
-#: whole if it has at most budget messages, else its newest budget messages.
+#: KEYS[4]: the session's runs. ARGV: cutoff, budget. Deletes an idle session
+#: (updated_at before cutoff, no lease) whole, its runs too, if it has at most budget
+#: messages, else its newest budget messages.
 #: -> {messages deleted, 1 if the session is gone}, or {-1, 0} leased, {-2, 0} active
 #: again since it was listed, {-3, 0} no such session (a stale index entry).
 DROP_IDLE = _script("""
@@ -306,7 +349,7 @@ if updated and tonumber(updated) >= tonumber(ARGV[1]) then
 end
 local budget = tonumber(ARGV[2])
 if count <= budget then
-  redis.call('DEL', messages, session)
+  redis.call('DEL', messages, session, KEYS[4])
   return {count, 1}
 end
 redis.call('LTRIM', messages, 0, -(budget + 1))

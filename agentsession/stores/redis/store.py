@@ -30,11 +30,12 @@ from urllib.parse import urlsplit
 from ..._extras import require
 from ...encryption import Encryption
 from ...exceptions import NotSupportedError, SchemaError, StoreBusy, StoreError
-from ...protocol import KeyStore, SessionInfo
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
+from .. import runs
 from ..base import Progress, Row, StoreBase
 from ..jsonl import ImportedSession
-from . import history, jsonl, retention
-from .core import RETRIES, Client, Keyspace, client_from_url, split_item
+from . import history, jsonl, ledger, retention
+from .core import RETRIES, Client, Keyspace, client_from_url, split_item, storable_json
 from .keys import RedisKeyHash
 
 if TYPE_CHECKING:
@@ -245,6 +246,22 @@ class RedisStore(StoreBase):
         # and the session's index entry: one round trip (see ``Keyspace.append``).
         self._keyspace.append(session_id, encoded)
 
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        # The same script pushes the run's record onto the session's ledger: still one
+        # round trip per run.
+        self._keyspace.append_run(session_id, encoded, storable_json(runs.to_json(run)))
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        return ledger.usage(self._keyspace, session_id)
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        return ledger.runs(self._keyspace, session_id, limit)
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        return ledger.usage_by_session(self._keyspace, limit)
+
     def _pop(self, session_id: str) -> Row | None:
         ks = self._keyspace
         reply = ks.run(ks.scripts.pop, session_id, ks.ttl_ms)
@@ -299,7 +316,7 @@ class RedisStore(StoreBase):
         # The session's keys go in one step (a run lease is left alone); its index
         # entry right after.
         ks = self._keyspace
-        ks.run(ks.scripts.clear, session_id)
+        ks.run_ledger(ks.scripts.clear, session_id)
         ks.unindex([session_id])
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:
@@ -333,6 +350,24 @@ class RedisStore(StoreBase):
             return
         try:
             self._keyspace.append_and_unlock(session_id, owner, encoded)
+        except BaseException:
+            # The script did nothing (or its reply was lost): make sure the lease goes.
+            self._unlock(session_id, owner)
+            raise
+
+    def _append_run_and_unlock(
+        self,
+        session_id: str,
+        owner: str,
+        encoded: list[str],
+        messages: list[Any],
+        run: RunRecord,
+    ) -> None:
+        # One script records the run, appends and gives the lease back: still one round
+        # trip at a run's end.
+        record = storable_json(runs.to_json(run))
+        try:
+            self._keyspace.append_run(session_id, encoded, record, owner)
         except BaseException:
             # The script did nothing (or its reply was lost): make sure the lease goes.
             self._unlock(session_id, owner)

@@ -12,6 +12,7 @@ from typing import IO
 
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
+from . import ledger
 from .schema import MESSAGES, SESSIONS
 
 __all__ = ("PAGE", "export_one", "id_page", "missing", "store_session")
@@ -95,4 +96,6 @@ def store_session(conn: sqlite3.Connection, session: ImportedSession, on_conflic
             for seq, created, text, searchable in session.rows
         ],
     )
+    ledger.delete(conn, session.session_id)
+    ledger.insert(conn, session.runs)
     return True

@@ -13,6 +13,7 @@ import sqlite3
 import time
 
 from ..base import plan_idle_batch, plan_trim_batch
+from . import ledger
 from .lease import NOT_LEASED
 from .schema import MESSAGES, SESSIONS
 
@@ -66,6 +67,7 @@ def delete_idle(
     counts = dict(rows)
     removed = 0
     for session in whole:
+        ledger.delete_session_key(conn, session)
         conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
         conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
         removed += counts[session]

@@ -28,6 +28,7 @@ __all__ = (
     "LOCKS",
     "MESSAGES",
     "MESSAGES_FTS",
+    "RUNS",
     "SCHEMA_VERSION",
     "SESSIONS",
     "check_schema",
@@ -43,6 +44,8 @@ LOCKS = "agentsession_locks"
 MESSAGES_FTS = f"{MESSAGES}_fts"
 #: One row: ``last_indexed``, the largest message id the full-text index is caught up to.
 FTS_STATE = "agentsession_fts_state"
+#: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
+RUNS = "agentsession_runs"
 
 #: One row when the database is encrypted (see ``stores.encrypted``): it is then never
 #: opened without its keys, and a database with plaintext sessions never with them.
@@ -72,6 +75,21 @@ class _Migrations:
             return func
 
         return register
+
+    def pending_names(self, conn: sqlite3.Connection) -> list[str]:
+        """The names of the migrations ``conn``'s database has not had, in order: what
+        ``Migrations.pending`` tells, read with one query and no sqlite-utils."""
+        try:
+            applied = {
+                name
+                for (name,) in conn.execute(
+                    "SELECT name FROM _sqlite_migrations WHERE migration_set = ?", (self.name,)
+                )
+            }
+        except sqlite3.OperationalError:  # no such table: nothing was applied
+            applied = set()
+        names = [name or func.__name__ for name, func, _ in self._registered]
+        return [name for name in names if name not in applied]
 
     def __getattr__(self, name: str) -> Any:
         """Anything else of sqlite-utils' ``Migrations`` (``apply``, ``pending``...), on
@@ -104,7 +122,13 @@ def _create_tables(db: Database) -> None:
             "last_seq": int,
         },
         pk="id",
-        not_null={"session_id", "created_at", "updated_at", "message_count", "last_seq"},
+        not_null={
+            "session_id",
+            "created_at",
+            "updated_at",
+            "message_count",
+            "last_seq",
+        },
     )
     db[SESSIONS].create_index(["session_id"], unique=True)  # type: ignore[union-attr]
     db[SESSIONS].create_index(["updated_at"])  # type: ignore[union-attr]
@@ -169,6 +193,23 @@ def _fts_off_the_write_path(db: Database) -> None:
     )
 
 
+@migrations(name="0004_usage_ledger")
+def _usage_ledger(db: Database) -> None:
+    # Keyed by the session id's text, not the sessions row: a run rolled back on a new
+    # session records what it spent without creating the session. (session_id, ended_at)
+    # serves both "newest runs first" and the per-session sums.
+    db.execute(
+        f"CREATE TABLE {RUNS} (id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, "
+        "session_id TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL NOT NULL, "
+        "agent TEXT NOT NULL, model TEXT NOT NULL, requests INTEGER NOT NULL, "
+        "input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, "
+        "total_tokens INTEGER NOT NULL, cached_input_tokens INTEGER NOT NULL, "
+        "reasoning_tokens INTEGER NOT NULL, items_added INTEGER NOT NULL, "
+        "outcome TEXT NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX {RUNS}_session ON {RUNS} (session_id, ended_at)")
+
+
 @migrations(name="0005_encryption")
 def _encryption(db: Database) -> None:
     # The wrapped data keys live in a key file of their own, not here (see sqlite.keys).
@@ -225,10 +266,19 @@ def _refuse_a_file_of_another_application(conn: sqlite3.Connection, where: str) 
         )
 
 
+def _current(conn: sqlite3.Connection, version: int) -> bool:
+    """Whether the schema is current: stamped ``SCHEMA_VERSION`` and every migration of
+    this code applied. The stamp alone is not enough: a migration numbered below the
+    newest may have been added later (a file stamped 5 by a version without 0004)."""
+    if version != SCHEMA_VERSION:
+        return False
+    return not migrations.pending_names(conn)
+
+
 def _migrate(conn: sqlite3.Connection, where: str, wal: bool, shared_file: bool) -> None:
     version = _user_version(conn)
     _check_not_newer(version, where)
-    if version == SCHEMA_VERSION:
+    if _current(conn, version):
         return
     if version == 0 and not shared_file:
         _refuse_a_file_of_another_application(conn, where)
@@ -287,7 +337,7 @@ def ensure_schema(
     where = str(database) if database is not None else "the in-memory database"
     version = _user_version(conn)
     _check_not_newer(version, where)
-    if version == SCHEMA_VERSION:
+    if _current(conn, version):
         return
     if database is None:
         _migrate(conn, where, wal=False, shared_file=shared_file)

@@ -24,11 +24,11 @@ from typing import IO, Any, TypeVar
 
 from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import KeyStore, SessionInfo
+from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase
 from ..encrypted import MemoryKeyStore
 from ..jsonl import ImportedSession
-from . import fts, history, jsonl, retention
+from . import fts, history, jsonl, ledger, retention
 from .base import session_key as _session_key
 from .keys import SQLiteKeyFile
 from .lease import SQL_FUNCTION, FileLeases, Leases, MemoryLeases, TableLeases
@@ -481,6 +481,23 @@ class SQLiteStore(StoreBase):
         )
 
     def _append(self, session_id: str, encoded: list[str], messages: list[Any]) -> None:
+        self._write(self._append_work(session_id, encoded))
+
+    def _append_run(
+        self, session_id: str, encoded: list[str], messages: list[Any], run: RunRecord
+    ) -> None:
+        # The run's record joins its items' transaction: no extra commit per run.
+        append = self._append_work(session_id, encoded) if encoded else None
+
+        def write(conn: sqlite3.Connection) -> None:
+            if append is not None:
+                append(conn)
+            ledger.insert(conn, [run])
+
+        self._write(write)
+
+    @staticmethod
+    def _append_work(session_id: str, encoded: list[str]) -> Callable[[sqlite3.Connection], None]:
         # The searchable text is computed, and indexed, by fts.catch_up before a search.
         count = len(encoded)
 
@@ -501,7 +518,7 @@ class SQLiteStore(StoreBase):
                 [(session, first + i, now, text) for i, text in enumerate(encoded)],
             )
 
-        self._write(write)
+        return write
 
     def _pop(self, session_id: str) -> Row | None:
         def write(conn: sqlite3.Connection) -> Row | None:
@@ -553,7 +570,10 @@ class SQLiteStore(StoreBase):
             (session, start),
         ).fetchall()
         if removed:
-            conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ? AND seq >= ?", (session, start))
+            conn.execute(
+                f"DELETE FROM {MESSAGES} WHERE session = ? AND seq >= ?",
+                (session, start),
+            )
             conn.execute(
                 f"UPDATE {SESSIONS} SET message_count = message_count - ?, last_seq = ?, "
                 "updated_at = ? WHERE id = ?",
@@ -564,7 +584,8 @@ class SQLiteStore(StoreBase):
     def _count(self, session_id: str) -> int:
         row = self._read(
             lambda conn: conn.execute(
-                f"SELECT message_count FROM {SESSIONS} WHERE session_id = ?", (session_id,)
+                f"SELECT message_count FROM {SESSIONS} WHERE session_id = ?",
+                (session_id,),
             ).fetchone()
         )
         return 0 if row is None else int(row[0])
@@ -575,8 +596,20 @@ class SQLiteStore(StoreBase):
             if session is not None:
                 conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
                 conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
+            ledger.delete(conn, session_id)
 
         self._write(write)
+
+    # -- the hooks of StoreBase: the usage ledger (the work is in ``ledger``) ---------------
+
+    def _usage(self, session_id: str) -> SessionUsage:
+        return self._read(lambda conn: ledger.usage(conn, session_id))
+
+    def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
+        return self._read(lambda conn: ledger.runs(conn, session_id, limit))
+
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, SessionUsage]]:
+        return self._read(lambda conn: ledger.usage_by_session(conn, limit))
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:
         # An OFD lock on the side file (see ``lease``): no write, never waits, released by
@@ -662,7 +695,9 @@ class SQLiteStore(StoreBase):
         return sessions
 
     def _batches(
-        self, step: Callable[[sqlite3.Connection], int | None], progress: Progress | None
+        self,
+        step: Callable[[sqlite3.Connection], int | None],
+        progress: Progress | None,
     ) -> int:
         """Run ``step`` in one write transaction after another until it returns ``None``."""
         total = 0
