@@ -356,6 +356,7 @@ def test_export_and_import_carry_the_ledger(
     assert [line["type"] for line in lines] == ["session", "message", "message", "run", "run"] + [
         "session",
         "message",
+        "end",  # the trailer
     ]
     assert [line.get("run_id") for line in lines[3:5]] == ["run-1", "run-2"]  # oldest first
 
