@@ -13,9 +13,11 @@ Promises:
 - A work that raises is rolled back to its savepoint and its caller gets the exception;
   the group's other works commit. A failed ``COMMIT`` (or a transaction SQLite rolled
   back by itself) fails every caller of the group, and nothing of the group is stored.
-- Between processes, ``BEGIN IMMEDIATE`` is retried from Python with pauses of 50 us
-  growing to 1 ms, not SQLite's busy handler (1, 2, 5 ... 100 ms sleeps), until the
-  caller's timeout runs out: then its caller gets SQLite's busy error.
+- Between processes, a leader first waits for its process's turn in the kernel's queue
+  (``turns``; at most until the group's earliest deadline), then ``BEGIN IMMEDIATE`` is
+  retried from Python with pauses of 50 us growing to 1 ms, not SQLite's busy handler
+  (1, 2, 5 ... 100 ms sleeps), until the caller's timeout runs out: then its caller gets
+  SQLite's busy error.
 - A caller that waits past its timeout for its turn in this process gets ``StoreBusy``
   (nothing of its work ran); one whose work is already in a transaction waits for it.
 
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
 from ...exceptions import StoreBusy, StoreError
+from .turns import ProcessTurns
 
 __all__ = ("MAX_GROUP", "Writer", "is_busy", "writer_for")
 
@@ -78,9 +81,14 @@ class Writer:
         max_group: at most this many works per transaction.
     """
 
-    def __init__(self, where: str, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self, where: str, max_group: int = MAX_GROUP, turns: ProcessTurns | None = None
+    ) -> None:
         self.where = where
         self.max_group = max_group
+        #: This process's place in the kernel's queue for the file's write lock (a file
+        #: database on Linux), taken before ``BEGIN IMMEDIATE`` (see ``turns``).
+        self._turns = turns
         self._mutex = threading.Lock()
         self._queue: deque[_Item[Any]] = deque()
         self._leading = False
@@ -214,8 +222,13 @@ class Writer:
         discard: Callable[[sqlite3.Connection], None] | None,
     ) -> None:
         interrupted: BaseException | None = None
+        turns = self._turns
+        turn = False
         try:
             with connect() as conn:
+                if turns is not None:
+                    deadline = min(member.deadline for member in group)
+                    turn = turns.take(deadline - time.monotonic())
                 group = self._begin(conn, group, busy_timeout_ms)
                 if not group:
                     return
@@ -238,6 +251,8 @@ class Writer:
                 if not member.done:
                     member.error = exc
         finally:
+            if turn:
+                turns.give()  # type: ignore[union-attr]
             for member in group:
                 if interrupted is not None and member is not leader:
                     # A KeyboardInterrupt in the leader's thread is for the leader alone.
@@ -351,7 +366,7 @@ def writer_for(path: Path, synchronous: str = "FULL", where: str | None = None) 
     with _writers_guard:
         writer = _writers.get(key)
         if writer is None:
-            writer = _writers[key] = Writer(where or str(path))
+            writer = _writers[key] = Writer(where or str(path), turns=ProcessTurns(path))
         return writer
 
 
