@@ -92,3 +92,13 @@ def test_a_store_write_gives_its_turn_back_and_waits_for_another_processes_turn(
     finally:
         other.give()
         store.close()
+    # No descriptor of the side file stays open once the store is closed.
+    side = str(tmp_path / "sessions.db-leases")
+    assert [fd for fd in os.listdir("/proc/self/fd") if _points_at(fd, side)] == []
+
+
+def _points_at(fd: str, path: str) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == path
+    except OSError:
+        return False

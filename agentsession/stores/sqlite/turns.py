@@ -40,16 +40,24 @@ _TURN_BYTE = 2**63 - 1
 
 
 class _Request:
-    __slots__ = ("abandoned", "done", "held")
+    __slots__ = ("abandoned", "done", "fd", "held")
 
-    def __init__(self) -> None:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
         self.done = threading.Event()
         self.held = False
         self.abandoned = False
 
 
+def _lock(fd: int, command: int, kind: int) -> None:
+    fcntl.fcntl(fd, command, _FLOCK.pack(kind, os.SEEK_SET, _TURN_BYTE, 1, 0))
+
+
 class ProcessTurns:
     """This process's turns at the write lock of one database file.
+
+    A turn is a descriptor of the side file, opened for it and closed to give it back, so
+    no descriptor stays open between writes.
 
     Args:
         database: the database file; the lock is on ``lease_path(database)``.
@@ -59,52 +67,51 @@ class ProcessTurns:
         self.path = lease_path(database)
         self.enabled = ofd_locks_available()
         self._mutex = threading.Lock()
-        self._fd: int | None = None
+        self._held: int | None = None  # the descriptor holding this process's turn
         self._requests: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._waiter: threading.Thread | None = None
-
-    def _descriptor(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        return self._fd
-
-    def _fcntl(self, command: int, kind: int) -> None:
-        fcntl.fcntl(self._descriptor(), command, _FLOCK.pack(kind, os.SEEK_SET, _TURN_BYTE, 1, 0))
 
     def take(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for this process's turn; ``True`` once it has it.
 
         ``False`` (the caller then just tries SQLite's lock, as without turns) when the
-        turn did not come in time or cannot be had here; never raises.
+        turn did not come in time or cannot be had here; never raises. One caller at a
+        time (the writer's leader).
         """
         if not self.enabled:
             return False
         try:
-            self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_WRLCK)
-            return True
-        except OSError as exc:  # (opening the side file failed, too)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False  # a read-only folder, say: SQLite's lock alone decides
+        try:
+            _lock(fd, fcntl.F_OFD_SETLK, fcntl.F_WRLCK)
+        except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                self.enabled = False  # no lock here (a file system without them): poll
+                os.close(fd)
+                self.enabled = False  # a file system without these locks: poll
                 return False
-        request = _Request()
+        else:
+            self._held = fd
+            return True
+        request = _Request(fd)
         self._requests.put(request)
         self._start_waiter()
-        if request.done.wait(max(0.0, timeout)):
-            return request.held
+        if request.done.wait(max(0.0, timeout)) and request.held:
+            self._held = fd
+            return True
         with self._mutex:
             if request.held:
+                self._held = fd
                 return True
-            request.abandoned = True  # the waiter gives it back if it comes later
+            request.abandoned = True  # the waiter closes it (giving the turn back)
             return False
 
     def give(self) -> None:
         """Give the turn back (after the transaction ended); never raises."""
-        if self._fd is None:
-            return
-        try:
-            self._fcntl(fcntl.F_OFD_SETLK, fcntl.F_UNLCK)
-        except OSError:
-            pass  # the next take() finds out
+        fd, self._held = self._held, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases its lock
 
     def _start_waiter(self) -> None:
         with self._mutex:
@@ -119,21 +126,18 @@ class ProcessTurns:
     def _wait_for_turns(self) -> None:
         while True:
             request = self._requests.get()
-            try:
-                self._fcntl(fcntl.F_OFD_SETLKW, fcntl.F_WRLCK)
-            except OSError:
-                request.done.set()  # not held: the leader polls SQLite's lock instead
-                continue
+            held = False
+            if not request.abandoned:
+                try:
+                    _lock(request.fd, fcntl.F_OFD_SETLKW, fcntl.F_WRLCK)
+                    held = True
+                except OSError:
+                    pass  # not held: the leader polls SQLite's lock instead
             with self._mutex:
-                if request.abandoned:
-                    self.give()
+                if held and not request.abandoned:
+                    request.held = True
+                    request.done.set()
                     continue
-                request.held = True
+                request.abandoned = True
+            os.close(request.fd)
             request.done.set()
-
-    def close(self) -> None:
-        """Close the side file's descriptor (a turn held by it ends with it)."""
-        with self._mutex:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
