@@ -196,13 +196,14 @@ def _report(
     )
     write_path = (
         "each process makes its adds one after another, so each of its transactions holds "
-        "one add (the group commit has nothing to group); between processes agentsession "
-        "retries BEGIN IMMEDIATE from Python with pauses of 50 us growing to 1 ms, while raw "
-        "sqlite3 and the SDK wait in SQLite's busy handler (sleeps of 1, 2, 5 ... 100 ms)"
+        "one add (the group commit has nothing to group); between processes agentsession's "
+        "writers queue in the kernel (an OFD lock taken before BEGIN IMMEDIATE, given back "
+        "after COMMIT, so the next process is woken at once), while raw sqlite3 and the SDK "
+        "wait in SQLite's busy handler (sleeps of 1, 2, 5 ... 100 ms)"
     )
     close = (
         "profile the hand-over between processes: the time from one process's COMMIT to "
-        "the next BEGIN IMMEDIATE that succeeds (the retry pauses), and the time of one "
+        "the next BEGIN IMMEDIATE that succeeds (the kernel's wake-up), and the time of one "
         "add outside its transaction (encoding, the JSON check, for the memory the thread hop)"
     )
     raw_rates, raw_p99, sdk_rates = rates.get("raw"), p99s.get("raw"), rates.get("sdk")
