@@ -192,10 +192,7 @@ class RunGuard:
         messages = await self.memory.lock_and_read(
             self.session_id, self.owner, LEASE_SECONDS, read[0], tool_safe=read[1]
         )
-        if messages is None:
-            return False
-        self.session.prefetch(read, messages)
-        return True
+        return self.session.prefetch(read, messages)
 
     def _take_sync(self) -> bool:
         """``_take`` with the store's blocking calls, in the calling thread."""
@@ -206,10 +203,7 @@ class RunGuard:
         messages = store.lock_and_read(
             self.session_id, self.owner, LEASE_SECONDS, read[0], tool_safe=read[1]
         )
-        if messages is None:
-            return False
-        self.session.prefetch(read, messages)
-        return True
+        return self.session.prefetch(read, messages)
 
     async def _unlock(self) -> None:
         if self._leasing:

@@ -165,10 +165,17 @@ class MemorySession:
             return window.max_items, True
         return None, True
 
-    def prefetch(self, read: tuple[int | None, bool], messages: list[dict[str, Any]]) -> None:
+    def prefetch(
+        self, read: tuple[int | None, bool], messages: list[dict[str, Any]] | None
+    ) -> bool:
         """Hand over the result of ``read`` (from ``first_read``), made while taking the
-        run's lease: the run's first matching read returns it instead of reading again."""
+        run's lease (``lock_and_read``): the run's first matching read returns it instead
+        of reading again. Returns whether the lease was taken (``messages`` not ``None``).
+        """
+        if messages is None:
+            return False
         self._prefetched = (read, messages)
+        return True
 
     # -- the SDK's Session protocol --------------------------------------------------------
 
