@@ -83,6 +83,26 @@ local function push(first, stamp)
     redis.call('RPUSH', messages, unpack(chunk))
   end
 end
+
+-- A run's lease is given back if owner holds it.
+local function unlock(owner)
+  if redis.call('GET', lock) == owner then
+    redis.call('DEL', lock)
+  end
+end
+
+-- Append ARGV[first..] stamped with the server's time, as activity (see touch), and raise
+-- the session's entry ARGV[2] in index_key (the sessions index: on one server only, nil
+-- in a Cluster) -> the new updated_at.
+local function append(first, index_key)
+  local now = clock()
+  push(first, now .. ' ')
+  touch(now, ARGV[1])
+  if index_key then
+    redis.call('ZADD', index_key, 'GT', now, ARGV[2])
+  end
+  return now
+end
 """
 
 
@@ -94,13 +114,7 @@ def _script(body: str) -> str:
 #: key (the sessions index: another slot, so only on a single server, not a Cluster),
 #: the session's index entry is raised to updated_at in the same step (``ZADD GT``).
 ADD = _script("""
-local now = clock()
-push(3, now .. ' ')
-touch(now, ARGV[1])
-if KEYS[4] then
-  redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
-end
-return now
+return append(3, KEYS[4])
 """)
 
 #: KEYS[4]: the session's runs; KEYS[5]: the sessions index, as for ``ADD``.
@@ -114,33 +128,20 @@ redis.call('LPUSH', runs, ARGV[3])
 if ARGV[1] ~= '0' then
   redis.call('PEXPIRE', runs, ARGV[1])
 end
-if ARGV[4] ~= '' and redis.call('GET', lock) == ARGV[4] then
-  redis.call('DEL', lock)
+if ARGV[4] ~= '' then
+  unlock(ARGV[4])
 end
 if #ARGV < 5 then
   return false
 end
-local now = clock()
-push(5, now .. ' ')
-touch(now, ARGV[1])
-if KEYS[5] then
-  redis.call('ZADD', KEYS[5], 'GT', now, ARGV[2])
-end
-return now
+return append(5, KEYS[5])
 """)
 
 #: A run's last step: ADD, then UNLOCK. ARGV: ttl, session id, owner, message JSON
 #: texts... (one or more) -> the new updated_at. KEYS[4] as for ADD.
 ADD_UNLOCK = _script("""
-local now = clock()
-push(4, now .. ' ')
-touch(now, ARGV[1])
-if KEYS[4] then
-  redis.call('ZADD', KEYS[4], 'GT', now, ARGV[2])
-end
-if redis.call('GET', lock) == ARGV[3] then
-  redis.call('DEL', lock)
-end
+local now = append(4, KEYS[4])
+unlock(ARGV[3])
 return now
 """)
 
