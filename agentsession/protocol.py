@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 __all__ = (
+    "CompactionRecord",
     "LeaseStore",
     "LeasingMemory",
     "LedgerMemory",
@@ -150,6 +151,35 @@ class RunRecord:
     reasoning_tokens: int
     items_added: int
     outcome: RunOutcome
+
+
+@dataclass(frozen=True)
+class CompactionRecord:
+    """One compaction of a session: its oldest turns summarised, the originals archived.
+
+    See ``docs/compaction.md``. ``Store.compactions`` lists a session's records, oldest
+    first; ``Store.uncompact`` undoes the newest one and returns its record.
+
+    Attributes:
+        session_id: the compacted session.
+        compacted_items: how many stored items were archived (and summarised).
+        kept_items: how many items followed them, kept as they were.
+        summary: the summary's text (without ``compaction.SUMMARY_PREFIX``).
+        tokens_before, tokens_after: about how many tokens the session's visible history
+            held before and after (``window.approximate_tokens``, as ``HistoryWindow``
+            counts them).
+        created_at: when the compaction was stored (UTC).
+        model: the name of the model that wrote the summary (``""`` if not told).
+    """
+
+    session_id: str
+    compacted_items: int
+    kept_items: int
+    summary: str
+    tokens_before: int
+    tokens_after: int
+    created_at: datetime
+    model: str
 
 
 @dataclass(frozen=True)
