@@ -230,10 +230,40 @@ class Store(Protocol):
     reads_block: bool
 
     def get_messages(
-        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+        self,
+        session_id: str,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+        include_archived: bool = False,
     ) -> list[dict[str, Any]]:
         """Return the newest ``limit`` messages (all when ``None``), oldest first; a tool-safe
-        window unless ``tool_safe=False``, which returns exactly the newest ``limit``."""
+        window unless ``tool_safe=False``, which returns exactly the newest ``limit``; with
+        ``include_archived``, of the history with every compaction undone."""
+        ...
+
+    def compaction_candidates(self, session_id: str, keep_turns: int = 2) -> list[dict[str, Any]]:
+        """The oldest messages a compaction keeping ``keep_turns`` turns would archive."""
+        ...
+
+    def compact_with(
+        self,
+        session_id: str,
+        summary: str,
+        *,
+        items: int,
+        model: str = "",
+        lease_owner: str | None = None,
+    ) -> CompactionRecord:
+        """Archive the oldest ``items`` messages, a summary item in their place; atomic."""
+        ...
+
+    def uncompact(self, session_id: str) -> CompactionRecord | None:
+        """Undo the newest compaction exactly; ``None`` if there is none."""
+        ...
+
+    def compactions(self, session_id: str) -> list[CompactionRecord]:
+        """The session's compactions in force, oldest first."""
         ...
 
     def add_messages(

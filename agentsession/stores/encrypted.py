@@ -254,6 +254,10 @@ class EncryptedHooks:
         "_pop",
         "_cut_turns",
         "_cut",
+        "_compact",
+        "_uncompact",
+        "_archive",
+        "_compaction_records",
         "_sessions",
         "_info",
         "_put_metadata",
@@ -378,6 +382,38 @@ class EncryptedHooks:
     def _cut(self, session_id: str, keep: int) -> list[Row]:
         self._check_readable(session_id)
         return self.codec.open(session_id, self.inner["_cut"](session_id, keep))
+
+    # -- compaction: the summary is sealed like a message; archived rows stay as stored ----
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        self._check_readable(session_id)
+        # Sealed once: the engine stores this one text as the first message and in the
+        # archive entry, and tells the summary by comparing the two.
+        (sealed,) = self.codec.seal(session_id, [summary])
+        self.inner["_compact"](session_id, cut, sealed, record)
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        self._check_readable(session_id)
+        entry = self.inner["_uncompact"](session_id)
+        if entry is None:
+            return None
+        record, summary = entry
+        return record, self.codec.open(session_id, [summary])[0]
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        live, entries = self.inner["_archive"](session_id)
+        return self.codec.open(session_id, live), [
+            (
+                record,
+                self.codec.open(session_id, [summary])[0],
+                self.codec.open(session_id, rows),
+            )
+            for record, summary, rows in entries
+        ]
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        found = self.inner["_compaction_records"](session_id)
+        return [(record, self.codec.open(session_id, [summary])[0]) for record, summary in found]
 
     # -- sessions and metadata -------------------------------------------------------------
 

@@ -59,8 +59,7 @@ def uncompact(conn: sqlite3.Connection, session_id: str) -> tuple[str, Row] | No
     if session is None:
         return None
     newest = conn.execute(
-        f"SELECT id, record, summary FROM {COMPACTIONS} WHERE session = ? ORDER BY id DESC "
-        "LIMIT 1",
+        f"SELECT id, record, summary FROM {COMPACTIONS} WHERE session = ? ORDER BY id DESC LIMIT 1",
         (session,),
     ).fetchone()
     if newest is None:
