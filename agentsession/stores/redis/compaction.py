@@ -1,0 +1,54 @@
+"""Compaction for ``RedisStore``: each compaction's archived items in the session's hash.
+
+A compaction in force is one field of the session's hash (``KEYS[2]``), apart from its
+message list, so the list every read and add touches stays as it was::
+
+    compactions     how many compactions are in force (no field: none)
+    compaction:<n>  JSON [record, summary item, [archived items...]], items as the list
+                    stores them ("<created_at> <message JSON>")
+
+The hash shares the session's expiry and goes with it (``clear_session``, prune, expiry,
+a replacing import). Each operation is one script on the session's keys, so one atomic
+step, on one node of a Cluster (the scripts are in ``compaction_scripts``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from ..base import Row
+from .core import split_item, text
+
+if TYPE_CHECKING:
+    from .core import Keyspace
+
+__all__ = ("archive", "compact", "uncompact")
+
+
+def _row(item: str) -> Row:
+    return 1, split_item(item)[1]
+
+
+def compact(ks: Keyspace, session_id: str, cut: int, summary: str, record: str) -> None:
+    if not ks.run(ks.scripts.compact, session_id, cut, summary, record):
+        raise ValueError(f"session {session_id!r} holds no more than {cut} messages")
+
+
+def uncompact(ks: Keyspace, session_id: str) -> tuple[str, Row] | None:
+    reply = ks.run(ks.scripts.uncompact, session_id, ks.ttl_ms)
+    if reply is None:
+        return None
+    record, summary = reply
+    return text(record), _row(text(summary))
+
+
+def archive(ks: Keyspace, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+    items, entries = ks.run(ks.scripts.archive, session_id)
+    live = [(n, split_item(item)[1]) for n, item in enumerate(items, 1)]
+    found = []
+    for entry in entries:
+        record, summary, moved = json.loads(text(entry))
+        rows = [(n, split_item(item)[1]) for n, item in enumerate(moved, 1)]
+        found.append((str(record), _row(summary), rows))
+    return live, found
