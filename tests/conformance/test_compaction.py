@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from agentsession import Agent, RunConfig, Runner, StoreMemory
+from agentsession import Agent, Compaction, RunConfig, Runner, StoreMemory
 from agentsession.cli.offline import OfflineModel
 from agentsession.compaction import SUMMARY_PREFIX, is_summary
+from agentsession.window import approximate_tokens
+from tests.conftest import RUNNER_METHODS, run_with
 
 pytestmark = pytest.mark.anyio
 
@@ -231,3 +233,50 @@ async def test_the_summary_call_is_in_the_usage_ledger(
     assert (run.items_added, run.outcome) == (0, "completed")
     request = model_server.new_requests()[-1]
     assert "question 0" in json.dumps(request["input"])  # the archived turns were sent
+
+
+def long_turns(memory: StoreMemory, turns: int) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    for n in range(turns):
+        items += [user(f"old question number {n} " + "x" * 200), reply(f"old answer {n}")]
+    memory.store.add_messages("auto", items)
+    return items
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_automatic_compaction_above_the_budget(
+    model_server: Any, memory: StoreMemory, method: str
+) -> None:
+    items = long_turns(memory, 4)
+    budget = sum(map(approximate_tokens, items)) - 1  # the history is just over it
+    config = RunConfig(
+        memory=memory,
+        session_id="auto",
+        compaction=Compaction(max_tokens=budget, keep_turns=1, model=OfflineModel()),
+    )
+    await run_with(method, Agent(name="Helper", model="gpt-test"), "new question", config)
+
+    sent = model_server.new_requests()[-1]["input"]
+    assert sent[0]["content"].startswith(SUMMARY_PREFIX + "Offline summary of 6 items")
+    rest = json.dumps(sent[1:])
+    assert "old question number 3" in rest and "new question" in rest
+    assert "old question number 0" not in rest
+    (record,) = memory.store.compactions("auto")
+    assert (record.compacted_items, record.kept_items) == (6, 2)
+    stored = memory.store.get_messages("auto", include_archived=True)
+    assert stored[: len(items)] == items  # nothing lost, the run's turn after it
+
+
+async def test_no_automatic_compaction_at_or_below_the_budget(
+    model_server: Any, memory: StoreMemory
+) -> None:
+    items = long_turns(memory, 4)
+    budget = sum(map(approximate_tokens, items))  # exactly the history: not over
+    config = RunConfig(
+        memory=memory,
+        session_id="auto",
+        compaction=Compaction(max_tokens=budget, keep_turns=1, model=OfflineModel()),
+    )
+    await Runner.run(Agent(name="Helper", model="gpt-test"), "new question", run_config=config)
+    assert memory.store.compactions("auto") == []
+    assert model_server.new_requests()[-1]["input"][: len(items)] == json.loads(json.dumps(items))

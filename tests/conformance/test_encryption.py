@@ -585,3 +585,23 @@ def test_the_sqlite_memory_takes_encryption(tmp_path: Path) -> None:
     memory = SQLiteSessionMemory(tmp_path / "chat.db", encryption=Encryption(OLD))
     assert memory.store.encryption is not None and memory.store.key_store is not None
     memory.close()
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+def test_archived_messages_and_summaries_are_encrypted(engine: Engine) -> None:
+    store = engine.open(Encryption(OLD))
+    turns = [user(f"{MARKER} one"), reply("two"), user("three"), reply("four")]
+    turns += [user("five"), reply("six")]
+    store.add_messages("s1", turns)
+    (first, *_) = store.compaction_candidates("s1", 2)
+    assert first == user(f"{MARKER} one")
+    record = store.compact_with("s1", f"the user said {MARKER}", items=2, model="m")
+
+    assert MARKER not in engine.raw_text()  # neither the archived turn nor the summary
+    assert store.compactions("s1") == [record]
+    assert store.get_messages("s1")[0]["content"].endswith(f"the user said {MARKER}")
+    assert store.get_messages("s1", include_archived=True) == turns
+    assert store.uncompact("s1") == record
+    assert store.get_messages("s1") == turns
