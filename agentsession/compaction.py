@@ -188,6 +188,30 @@ def dump_record(record: CompactionRecord) -> str:
     )
 
 
+def dump_compaction_fields(fields: dict[str, Any]) -> str:
+    """``dump_record``'s text of an exported record's fields, checked.
+
+    Raises:
+        KeyError: a field is missing (named).
+        TypeError, ValueError: a field of the wrong type or range (named).
+    """
+    counts = {}
+    for name in ("compacted_items", "kept_items", "tokens_before", "tokens_after"):
+        value = fields[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} {value!r}")
+        counts[name] = value
+    created = fields["created_at"]
+    if isinstance(created, bool) or not isinstance(created, (int, float)):
+        raise ValueError(f"created_at {created!r}")
+    model = fields["model"]
+    if not isinstance(model, str):
+        raise ValueError(f"model {model!r}")
+    return json.dumps(
+        {**counts, "created_at": float(created), "model": model}, separators=(",", ":")
+    )
+
+
 def load_record(session_id: str, stored: str, summary: Item) -> CompactionRecord:
     """A record from ``dump_record``'s text and its summary item."""
     fields = json.loads(stored)

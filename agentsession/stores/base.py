@@ -1420,8 +1420,16 @@ class StoreBase(JsonlMixin):
 
     def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
         """In one consistent read: the session's messages (as ``_all_rows``) and its
-        archive, oldest entry first, each ``(record, summary row, archived rows)``."""
+        archive, oldest entry first, each ``(record, summary row, archived rows)``, the
+        archived rows keyed by their ``created_at``."""
         raise NotImplementedError
+
+    def _jsonl_archive(self, session_id: str, decrypt: bool) -> list[tuple[str, Row, list[Row]]]:
+        if not self._compaction_records(session_id):
+            return []
+        if self._encrypted is not None and not decrypt:  # as stored: ciphertext
+            return list(self._encrypted.inner["_archive"](session_id)[1])
+        return self._archive(session_id)[1]
 
     def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
         """The session's archive entries' ``(record, summary row)``, oldest first. The

@@ -545,6 +545,7 @@ class EncryptedHooks:
             raise session.conflict()
         sid = session.session_id
         carried = session.header.get("encryption")
+        source: Any = None
         if isinstance(carried, dict):
             source = self.codec.encryption.unwrap(sid, str(carried.get("data_key")))
             metadata = {
@@ -564,7 +565,39 @@ class EncryptedHooks:
             (seq, created, text, "")
             for (seq, created, _, _), text in zip(session.rows, sealed, strict=True)
         ]
+        session.compactions = self._sealed_compactions(session, source, texts, sealed)
         return bool(self.inner["_jsonl_store"](session, on_conflict))
+
+    def _sealed_compactions(
+        self, session: ImportedSession, source: Any, texts: list[str], sealed: list[str]
+    ) -> list[tuple[str, str, list[tuple[float, str]]]]:
+        """An imported session's compactions under this store's data key (opened with
+        ``source``, the file's data key, if it carried one). A summary that is the
+        session's first message gets that message's sealed text, so that the engine
+        still tells it apart (see ``StoreBase._uncompact``)."""
+        sid = session.session_id
+        aad = _message_aad(sid)
+
+        def plain(text: str) -> str:
+            return text if source is None else source.open(text, aad, "message", 0).decode()
+
+        opened = [[plain(text) for _, text in archived] for _, _, archived in session.compactions]
+        items = [self.codec.seal(sid, texts_of) for texts_of in opened]
+        # A summary is stored as the message it became: the session's first, or the
+        # first one a later compaction archived (the engines compare stored texts).
+        heads = [
+            (plain_of[0], sealed_of[0]) for plain_of, sealed_of in zip(opened, items, strict=True)
+        ]
+        if texts:
+            heads.append((texts[0], sealed[0]))
+        found = []
+        for n, (record, summary, archived) in enumerate(session.compactions):
+            summary_text = plain(summary)
+            same = [stored for text, stored in heads[n + 1 :] if text == summary_text]
+            stored = same[0] if same else self.codec.seal(sid, [summary_text])[0]
+            times = [created for created, _ in archived]
+            found.append((record, stored, list(zip(times, items[n], strict=True))))
+        return found
 
     # -- keys ------------------------------------------------------------------------------
 

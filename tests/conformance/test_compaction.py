@@ -280,3 +280,46 @@ async def test_no_automatic_compaction_at_or_below_the_budget(
     await Runner.run(Agent(name="Helper", model="gpt-test"), "new question", run_config=config)
     assert memory.store.compactions("auto") == []
     assert model_server.new_requests()[-1]["input"][: len(items)] == json.loads(json.dumps(items))
+
+
+async def test_export_and_import_carry_the_archive(memory: StoreMemory) -> None:
+    store = memory.store
+    original = history(4)
+    store.add_messages("s", original)
+    await memory.compact("s", model=OfflineModel(), keep_turns=2)
+    store.add_messages("s", [user("later"), reply("later answer")])
+    await memory.compact("s", model=OfflineModel(), keep_turns=1)
+    records = store.compactions("s")
+    visible = store.get_messages("s")
+    buffer = io.StringIO()
+    store.export_jsonl(buffer, session_ids=["s"])
+    text = buffer.getvalue()
+    assert [json.loads(line)["type"] for line in text.splitlines()].count("compaction") == 2
+
+    store.clear_session("s")
+    assert store.import_jsonl(io.StringIO(text)) == 1
+    assert store.get_messages("s") == visible
+    assert store.compactions("s") == records
+    again = io.StringIO()
+    store.export_jsonl(again, session_ids=["s"])
+    assert again.getvalue() == text  # the same stored text, times and records
+    assert store.uncompact("s") == records[1]
+    assert store.uncompact("s") == records[0]
+    assert store.get_messages("s") == [*original, user("later"), reply("later answer")]
+
+
+async def test_a_bad_compaction_line_imports_nothing_of_its_session(memory: StoreMemory) -> None:
+    store = memory.store
+    store.add_messages("s", history(3))
+    await memory.compact("s", model=OfflineModel(), keep_turns=1)
+    buffer = io.StringIO()
+    store.export_jsonl(buffer, session_ids=["s"])
+    lines = buffer.getvalue().splitlines()
+    at = next(n for n, line in enumerate(lines) if '"type":"compaction"' in line)
+    broken = json.loads(lines[at])
+    del broken["record"]["kept_items"]
+    lines[at] = json.dumps(broken)
+    store.clear_session("s")
+    with pytest.raises(ValueError, match=f"line {at + 1}: compaction record: .*kept_items"):
+        store.import_jsonl(io.StringIO("\n".join(lines) + "\n"))
+    assert store.get_messages("s") == [] and store.compactions("s") == []

@@ -605,3 +605,24 @@ def test_archived_messages_and_summaries_are_encrypted(engine: Engine) -> None:
     assert store.get_messages("s1", include_archived=True) == turns
     assert store.uncompact("s1") == record
     assert store.get_messages("s1") == turns
+
+
+def test_compactions_export_and_import_encrypted(engine: Engine) -> None:
+    store = engine.open(Encryption(OLD))
+    turns = [user(f"{MARKER} {n}") if n % 2 == 0 else reply(f"r{n}") for n in range(8)]
+    store.add_messages("s1", turns)
+    first = store.compact_with("s1", f"one {MARKER}", items=2)
+    second = store.compact_with("s1", f"two {MARKER}", items=3)
+    visible = store.get_messages("s1")
+    for decrypt in (False, True):
+        buffer = io.StringIO()
+        store.export_jsonl(buffer, session_ids=["s1"], decrypt=decrypt)
+        assert (MARKER in buffer.getvalue()) is decrypt  # ciphertext unless asked
+        assert store.import_jsonl(io.StringIO(buffer.getvalue()), on_conflict="replace") == 1
+        assert store.get_messages("s1") == visible
+        assert store.compactions("s1") == [first, second]
+        assert store.get_messages("s1", include_archived=True) == turns
+    assert MARKER not in engine.raw_text()
+    assert store.uncompact("s1") == second
+    assert store.uncompact("s1") == first
+    assert store.get_messages("s1") == turns

@@ -8,11 +8,14 @@ first (``FOR UPDATE``), as every other change of a session's messages does.
 
 from __future__ import annotations
 
+import json
+
+from ..._serialize import message_text
 from ..base import Row
-from .base import NOW, Conn
+from .base import NOW, Conn, searchable
 from .schema import Tables
 
-__all__ = ("archive", "compact", "delete_sessions", "records", "uncompact")
+__all__ = ("archive", "compact", "delete_sessions", "insert", "records", "uncompact")
 
 
 def _locked(conn: Conn, t: Tables, key: str) -> int | None:
@@ -120,7 +123,7 @@ def archive(conn: Conn, t: Tables, key: str) -> tuple[list[Row], list[tuple[str,
         (session,),
     ).fetchall():
         rows: list[Row] = conn.execute(
-            f"SELECT seq, message FROM {t.archived} WHERE compaction = %s ORDER BY seq",
+            f"SELECT created_at, message FROM {t.archived} WHERE compaction = %s ORDER BY seq",
             (compaction,),
         ).fetchall()
         entries.append((str(record), (1, str(summary)), rows))
@@ -145,3 +148,33 @@ def delete_sessions(conn: Conn, t: Tables, sessions: list[int]) -> None:
         f"DELETE FROM {t.archived} WHERE compaction IN (SELECT id FROM c)",
         (sessions,),
     )
+
+
+def _words(text: str) -> str:
+    """The search words of a stored message ('' for ciphertext or damage)."""
+    try:
+        return searchable(message_text(json.loads(text)))
+    except (TypeError, ValueError):
+        return ""
+
+
+def insert(
+    conn: Conn, t: Tables, session: int, entries: list[tuple[str, str, list[tuple[float, str]]]]
+) -> None:
+    """Store imported compactions, oldest first (in the caller's transaction)."""
+    for record, summary, archived in entries:
+        row = conn.execute(
+            f"INSERT INTO {t.compactions} (session, record, summary) VALUES (%s, %s, %s) "
+            "RETURNING id",
+            (session, record, summary),
+        ).fetchone()
+        assert row is not None
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {t.archived} (compaction, seq, created_at, message, search_text) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (row[0], seq, created, text, _words(text))
+                    for seq, (created, text) in enumerate(archived, 1)
+                ],
+            )

@@ -141,6 +141,7 @@ def store_session(conn: Conn, t: Tables, key: str, p: Prepared, on_conflict: str
             "%s::text[])",
             (created[0], p.seqs, p.times, p.texts, p.words),
         )
+    compaction.insert(conn, t, created[0], session.compactions)
     ledger.delete(conn, t, key)
     if session.runs:
         with conn.cursor() as cursor:

@@ -18,12 +18,12 @@ import json
 from typing import TYPE_CHECKING
 
 from ..base import Row
-from .core import split_item, text
+from .core import split_item, storable_json, text
 
 if TYPE_CHECKING:
     from .core import Keyspace
 
-__all__ = ("archive", "compact", "uncompact")
+__all__ = ("archive", "compact", "restore", "uncompact")
 
 
 def _row(item: str) -> Row:
@@ -49,6 +49,36 @@ def archive(ks: Keyspace, session_id: str) -> tuple[list[Row], list[tuple[str, R
     found = []
     for entry in entries:
         record, summary, moved = json.loads(text(entry))
-        rows = [(n, split_item(item)[1]) for n, item in enumerate(moved, 1)]
+        rows: list[Row] = [split_item(item) for item in moved]
         found.append((str(record), _row(summary), rows))
     return live, found
+
+
+def restore(
+    ks: Keyspace,
+    session_id: str,
+    entries: list[tuple[str, str, list[tuple[float, str]]]],
+    first: str | None,
+) -> None:
+    """Store an imported session's compactions (oldest first) right after the import
+    wrote it; ``first`` is its first list item as stored (its summary, if it is one).
+    A second step: if it fails, the imported session is deleted again (whole or not at
+    all, as an import promises) and the error raised."""
+    archives = [
+        [f"{float(created)!r} {storable_json(message)}" for created, message in archived]
+        for _, _, archived in entries
+    ]
+    # A summary is stored as the list item it became: the session's first item, or the
+    # first item a later compaction archived (the uncompact script compares items).
+    heads = [items[0] for items in archives] + ([first] if first is not None else [])
+    values = []
+    for n, (record, summary, _) in enumerate(entries):
+        found = [item for item in heads[n + 1 :] if split_item(item)[1] == summary]
+        stored = found[0] if found else f"0.0 {storable_json(summary)}"
+        entry = [record, stored, archives[n]]
+        values.append(json.dumps(entry, ensure_ascii=False, separators=(",", ":")))
+    try:
+        ks.run(ks.scripts.restore, session_id, *values)
+    except BaseException:
+        ks.run_ledger(ks.scripts.clear, session_id)
+        raise

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .scripts import _script
 
-__all__ = ("ARCHIVE", "COMPACT", "UNCOMPACT")
+__all__ = ("ARCHIVE", "COMPACT", "RESTORE", "UNCOMPACT")
 
 #: ARGV: cut, summary message JSON, record -> 1, or nil if the list holds no more than
 #: cut items (nothing is changed then).
@@ -60,4 +60,14 @@ for i = 1, n do
   entries[i] = redis.call('HGET', session, 'compaction:' .. i)
 end
 return {redis.call('LRANGE', messages, 0, -1), entries}
+""")
+
+#: ARGV: compaction entries (JSON, oldest first) -> how many. Run right after an import
+#: wrote the session (which left it with no compaction).
+RESTORE = _script("""
+for i = 1, #ARGV do
+  redis.call('HSET', session, 'compaction:' .. i, ARGV[i])
+end
+redis.call('HSET', session, 'compactions', #ARGV)
+return #ARGV
 """)

@@ -278,6 +278,7 @@ class Scripts:
         self.compact: Script = client.register_script(compaction.COMPACT)
         self.uncompact: Script = client.register_script(compaction.UNCOMPACT)
         self.archive: Script = client.register_script(compaction.ARCHIVE)
+        self.restore: Script = client.register_script(compaction.RESTORE)
 
 
 class Keyspace:

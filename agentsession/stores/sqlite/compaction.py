@@ -14,7 +14,7 @@ from ..base import Row
 from .base import session_key
 from .schema import ARCHIVED, COMPACTIONS, MESSAGES, SESSIONS
 
-__all__ = ("archive", "compact", "delete_session_key", "records", "uncompact")
+__all__ = ("archive", "compact", "delete_session_key", "insert", "records", "uncompact")
 
 
 def _shift(conn: sqlite3.Connection, session: int, first: int, by: int) -> None:
@@ -109,7 +109,7 @@ def archive(
         (session,),
     ).fetchall():
         rows: list[Row] = conn.execute(
-            f"SELECT seq, message FROM {ARCHIVED} WHERE compaction = ? ORDER BY seq",
+            f"SELECT created_at, message FROM {ARCHIVED} WHERE compaction = ? ORDER BY seq",
             (compaction,),
         ).fetchall()
         entries.append((record, (1, summary), rows))
@@ -135,3 +135,20 @@ def delete_session_key(conn: sqlite3.Connection, session: int) -> None:
         (session,),
     )
     conn.execute(f"DELETE FROM {COMPACTIONS} WHERE session = ?", (session,))
+
+
+def insert(
+    conn: sqlite3.Connection,
+    session: int,
+    entries: list[tuple[str, str, list[tuple[float, str]]]],
+) -> None:
+    """Store imported compactions, oldest first (in the caller's write transaction)."""
+    for record, summary, archived in entries:
+        (compaction,) = conn.execute(
+            f"INSERT INTO {COMPACTIONS} (session, record, summary) VALUES (?, ?, ?) RETURNING id",
+            (session, record, summary),
+        ).fetchone()
+        conn.executemany(
+            f"INSERT INTO {ARCHIVED} (compaction, seq, created_at, message) VALUES (?, ?, ?, ?)",
+            [(compaction, seq, created, text) for seq, (created, text) in enumerate(archived, 1)],
+        )

@@ -97,6 +97,7 @@ def store_session(conn: sqlite3.Connection, session: ImportedSession, on_conflic
             for seq, created, text, searchable in session.rows
         ],
     )
+    compaction.insert(conn, new_id, session.compactions)
     ledger.delete(conn, session.session_id)
     ledger.insert(conn, session.runs)
     return True
