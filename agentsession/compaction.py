@@ -12,7 +12,7 @@ the model reads, never a user message, so it never starts a turn (``rewind`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -88,7 +88,7 @@ def summary_item(summary: str) -> Item:
     return {"type": "message", "role": "system", "content": SUMMARY_PREFIX + summary}
 
 
-def is_summary(item: Item) -> bool:
+def is_summary(item: Mapping[str, Any]) -> bool:
     """Whether ``item`` is a compaction's summary item."""
     content = item.get("content")
     return (
@@ -99,7 +99,7 @@ def is_summary(item: Item) -> bool:
     )
 
 
-def summary_text(item: Item) -> str:
+def summary_text(item: Mapping[str, Any]) -> str:
     """The summary's text of a summary item (its content without ``SUMMARY_PREFIX``)."""
     content = str(item.get("content", ""))
     return content[len(SUMMARY_PREFIX) :] if content.startswith(SUMMARY_PREFIX) else content
