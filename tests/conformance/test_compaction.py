@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -323,3 +324,16 @@ async def test_a_bad_compaction_line_imports_nothing_of_its_session(memory: Stor
     with pytest.raises(ValueError, match=f"line {at + 1}: compaction record: .*kept_items"):
         store.import_jsonl(io.StringIO("\n".join(lines) + "\n"))
     assert store.get_messages("s") == [] and store.compactions("s") == []
+
+
+async def test_prune_removes_the_archive_with_the_session(memory: StoreMemory) -> None:
+    store = memory.store
+    store.add_messages("old", history(3))
+    await memory.compact("old", model=OfflineModel(), keep_turns=1)
+    store.add_messages("new", history(1))
+    assert store.prune(older_than=datetime.now(timezone.utc) + timedelta(hours=1)) > 0
+    assert store.compactions("old") == []
+    assert store.get_messages("old", include_archived=True) == []
+    store.add_messages("old", [user("fresh")])  # a new session of the same id
+    assert store.uncompact("old") is None
+    assert store.get_messages("old", include_archived=True) == [user("fresh")]

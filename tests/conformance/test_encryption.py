@@ -17,6 +17,7 @@ import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -626,3 +627,30 @@ def test_compactions_export_and_import_encrypted(engine: Engine) -> None:
     assert store.uncompact("s1") == second
     assert store.uncompact("s1") == first
     assert store.get_messages("s1") == turns
+
+
+@pytest.mark.parametrize("how", ["clear", "prune", "import"])
+def test_no_archived_text_is_left_behind(engine: Engine, how: str) -> None:
+    # Read with the engine's own driver (what this module's Engine does), on a store
+    # without encryption: deleting a session must delete what its compactions archived.
+    store = engine.open()
+    store.add_messages("s1", [user(f"{MARKER} one"), reply("two"), user("three")])
+    store.compact_with("s1", "a summary", items=2)
+    assert MARKER in engine.raw_text()
+    if how == "clear":
+        store.clear_session("s1")
+    elif how == "prune":
+        store.prune(older_than=datetime.now(timezone.utc) + timedelta(hours=1))
+    else:
+        line = {"type": "session", "version": 1, "session_id": "s1", "created_at": 1.0}
+        line.update({"updated_at": 1.0, "message_count": 0, "metadata": {}})
+        store.import_jsonl([json.dumps(line) + "\n"], on_conflict="replace")
+    if engine.kind == "sqlite":  # deleted rows linger in the file's free pages: ask it
+        with sqlite3.connect(engine.path) as conn:
+            left = conn.execute(
+                "SELECT (SELECT count(*) FROM agentsession_archived) + "
+                "(SELECT count(*) FROM agentsession_compactions)"
+            ).fetchone()
+        assert left == (0,)
+    else:  # every row (PostgreSQL) or value (Redis) stored, as text
+        assert MARKER not in engine.raw_text()
