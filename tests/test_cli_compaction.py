@@ -126,3 +126,29 @@ def test_errors_are_one_line_in_flag_words(
 def test_keep_turns_must_be_positive(db: Path) -> None:
     result = run("compact", "trip", "--keep-turns", "0", "--db", str(db))
     assert result.exit_code == 2 and "--keep-turns" in result.output
+
+
+def test_a_failing_model_is_one_line_and_changes_nothing(
+    db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.responses_server import ResponsesServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    with ResponsesServer() as server:  # a path it does not serve: 404 from a real server
+        result = run(
+            "compact",
+            "trip",
+            "--model",
+            "gpt-x",
+            "--base-url",
+            server.base_url + "/nowhere",
+            "--db",
+            str(db),
+        )
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: the model call failed: NotFoundError")
+    assert len(result.output.strip().splitlines()) == 1
+    with SQLiteStore(db) as store:
+        assert store.get_messages("trip") == TURNS
+        (run_record,) = store.runs("trip")
+    assert (run_record.agent, run_record.outcome) == ("agentsession compaction", "failed")

@@ -97,6 +97,16 @@ def compact(
             )
         except (ValueError, TypeError, NotSupportedError) as exc:
             raise click.ClickException(_in_flag_words(str(exc))) from exc
+        except Exception as exc:
+            import openai
+            from agents.exceptions import AgentsException
+
+            if not isinstance(exc, (openai.OpenAIError, AgentsException)):
+                raise
+            # Nothing was changed; what the call spent is in the session's usage.
+            raise click.ClickException(
+                f"the model call failed: {type(exc).__name__}: {exc}"
+            ) from exc
     model_name = "the offline model" if choice.offline else record.model or choice.name
     click.echo(
         f"Compacted {session_id!r}: {record.compacted_items} messages summarised by "

@@ -41,6 +41,11 @@ def compact(
     session = _locked(conn, t, key)
     if session is None:
         raise ValueError(f"no session {key!r} to compact")
+    counted = conn.execute(
+        f"SELECT message_count FROM {t.sessions} WHERE id = %s", (session,)
+    ).fetchone()
+    if counted is None or counted[0] <= cut:  # a message popped since the cut was chosen
+        raise ValueError(f"session {key!r} holds no more than {cut} messages")
     row = conn.execute(
         f"INSERT INTO {t.compactions} (session, record, summary) VALUES (%s, %s, %s) RETURNING id",
         (session, record, summary),

@@ -31,6 +31,11 @@ def compact(conn: sqlite3.Connection, session_id: str, cut: int, summary: str, r
     session = session_key(conn, session_id)
     if session is None:
         raise ValueError(f"no session {session_id!r} to compact")
+    (count,) = conn.execute(
+        f"SELECT message_count FROM {SESSIONS} WHERE id = ?", (session,)
+    ).fetchone()
+    if count <= cut:  # a message popped since the cut was chosen: keep one after it
+        raise ValueError(f"session {session_id!r} holds no more than {cut} messages")
     (compaction,) = conn.execute(
         f"INSERT INTO {COMPACTIONS} (session, record, summary) VALUES (?, ?, ?) RETURNING id",
         (session, record, summary),
