@@ -101,13 +101,16 @@ class CompactionMemoryMixin:
                 with contextlib.suppress(Exception):
                     await self._call(self.store.try_lock, session_id, owner, _LEASE)
 
-        renewal = asyncio.ensure_future(renew())
+        # Only a lease that lapses needs renewing (as a run's: see _run_guard).
+        expires = bool(getattr(self.store, "lease_expires", True))
+        renewal = asyncio.ensure_future(renew()) if expires else None
         try:
             yield owner
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            if renewal is not None:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
             await asyncio.shield(self._call(self.store.unlock, session_id, owner))
 
     async def compact(

@@ -337,3 +337,20 @@ async def test_prune_removes_the_archive_with_the_session(memory: StoreMemory) -
     store.add_messages("old", [user("fresh")])  # a new session of the same id
     assert store.uncompact("old") is None
     assert store.get_messages("old", include_archived=True) == [user("fresh")]
+
+
+async def test_compact_waits_for_a_run_holding_the_session(memory: StoreMemory) -> None:
+    from agentsession import SessionBusy
+
+    store = memory.store
+    store.add_messages("s", history(3))
+    assert store.try_lock("s", "a-run", 30)
+    store.lock_timeout = 0
+    with pytest.raises(SessionBusy, match="'s' is in use by a run"):
+        await memory.compact("s", model=OfflineModel(), keep_turns=1)
+    with pytest.raises(SessionBusy):
+        store.uncompact("s")
+    store.unlock("s", "a-run")
+    assert store.get_messages("s") == history(3) and store.runs("s") == []
+    await memory.compact("s", model=OfflineModel(), keep_turns=1)  # the lease was given back
+    assert store.try_lock("s", "a-run", 30)  # and the compaction's own too
