@@ -202,3 +202,62 @@ def test_an_encrypted_store_keeps_no_plaintext_cache(tmp_path: Path) -> None:
         assert store._history_cache is None
         store.add_messages(S, [user("1")])
         assert store.get_messages(S) == [user("1")]
+
+
+def _turns_of(messages: list[dict[str, Any]]) -> list[int]:
+    """The turn numbers of a history of whole turns (question k, answer k), in order."""
+    assert len(messages) % 2 == 0, messages
+    numbers = []
+    for question, answer in zip(messages[::2], messages[1::2], strict=True):
+        assert question["role"] == "user" and answer["role"] == "assistant", (question, answer)
+        number = int(question["content"])
+        assert answer["content"][0]["text"] == str(number)
+        numbers.append(number)
+    return numbers
+
+
+def test_reads_stay_whole_and_ordered_while_threads_add_and_rewind(path: Path) -> None:
+    """Threads of two stores (two caches) add turns, rewind, clear and read one session
+    at once; every read is a history of whole turns in the order they were added, and
+    afterwards both stores read exactly what a store without a cache reads."""
+    import random
+    import threading
+
+    stores = [SQLiteStore(path), SQLiteStore(path)]
+    numbers = iter(range(1, 10**6))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        store = stores[seed % 2]
+        try:
+            for _ in range(150):
+                action = rng.random()
+                if action < 0.45:
+                    with lock:  # numbered in the order they are added
+                        number = next(numbers)
+                        store.add_messages(S, [user(str(number)), reply(str(number))])
+                elif action < 0.55:
+                    store.rewind(S)
+                elif action < 0.58:
+                    store.clear_session(S)
+                else:
+                    turns = _turns_of(store.get_messages(S))
+                    assert turns == sorted(turns) and len(set(turns)) == len(turns), turns
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert not errors, errors[0]
+        expected = truth(path)
+        for store in stores:
+            assert store.get_messages(S) == expected
+    finally:
+        for store in stores:
+            store.close()
