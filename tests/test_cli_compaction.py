@@ -36,7 +36,8 @@ TURNS = [
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("AGENTSESSION_DB", "AGENTSESSION_MODEL", "OPENAI_API_KEY", "AGENTSESSION_KEY"):
+    names = ("AGENTSESSION_DB", "AGENTSESSION_MODEL", "AGENTSESSION_KEY")
+    for name in (*names, "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
 
