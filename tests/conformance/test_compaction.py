@@ -354,3 +354,20 @@ async def test_compact_waits_for_a_run_holding_the_session(memory: StoreMemory) 
     assert store.get_messages("s") == history(3) and store.runs("s") == []
     await memory.compact("s", model=OfflineModel(), keep_turns=1)  # the lease was given back
     assert store.try_lock("s", "a-run", 30)  # and the compaction's own too
+
+
+async def test_an_agent_writes_the_summary_with_the_instructions_given(
+    model_server: Any, memory: StoreMemory
+) -> None:
+    memory.store.add_messages("s", history(3))
+    agent = Agent(name="Summariser", instructions="its own", model="gpt-agent")
+    record = await memory.compact("s", model=agent, keep_turns=1, instructions="Be brief.")
+    request = model_server.new_requests()[-1]
+    assert (request["model"], request["instructions"]) == ("gpt-agent", "Be brief.")
+    assert record.summary.startswith("echo: Summarise this conversation of 8 items")
+    (run,) = await memory.runs("s")
+    assert (run.agent, run.model) == ("Summariser", "gpt-agent")
+
+    memory.store.uncompact("s")
+    await memory.compact("s", model=agent, keep_turns=1)  # its own instructions
+    assert model_server.new_requests()[-1]["instructions"] == "its own"
