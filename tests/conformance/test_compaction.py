@@ -7,6 +7,7 @@ ledger is checked, from the loopback Responses server through the real ``openai`
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import Iterator
@@ -371,3 +372,40 @@ async def test_an_agent_writes_the_summary_with_the_instructions_given(
     memory.store.uncompact("s")
     await memory.compact("s", model=agent, keep_turns=1)  # its own instructions
     assert model_server.new_requests()[-1]["instructions"] == "its own"
+
+
+class GatedModel(OfflineModel):
+    """The offline model, answering only once ``gate`` is set; ``asked`` is set on a call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> Any:
+        self.asked.set()
+        await self.gate.wait()
+        return await super().get_response(*args, **kwargs)
+
+
+async def test_automatic_compaction_holds_the_session_lease(
+    model_server: Any, memory: StoreMemory
+) -> None:
+    items = long_turns(memory, 3)
+    summariser = GatedModel()
+    config = RunConfig(
+        memory=memory,
+        session_id="auto",
+        compaction=Compaction(max_tokens=10, keep_turns=1, model=summariser),
+    )
+    agent = Agent(name="Helper", model="gpt-test")
+    run = asyncio.ensure_future(Runner.run(agent, "new question", run_config=config))
+    await asyncio.wait_for(summariser.asked.wait(), 10)
+    # While the summary is being written, the session is the run's: no other run, edit
+    # or compaction gets it.
+    assert not memory.store.try_lock("auto", "another-run", 5)
+    assert memory.store.get_messages("auto") == items  # nothing changed yet
+    summariser.gate.set()
+    await asyncio.wait_for(run, 10)
+    assert len(memory.store.compactions("auto")) == 1
+    assert memory.store.try_lock("auto", "another-run", 5)  # given back after the run
