@@ -23,7 +23,7 @@ from .core import split_item, storable_json, text
 if TYPE_CHECKING:
     from .core import Keyspace
 
-__all__ = ("archive", "compact", "restore", "uncompact")
+__all__ = ("archive", "compact", "records", "restore", "uncompact")
 
 
 def _row(item: str) -> Row:
@@ -82,3 +82,11 @@ def restore(
     except BaseException:
         ks.run_ledger(ks.scripts.clear, session_id)
         raise
+
+
+def records(ks: Keyspace, session_id: str) -> list[tuple[str, Row]]:
+    """Each compaction's ``(record, summary row)``, oldest first, without its items."""
+    return [
+        (text(record), _row(text(summary)))
+        for record, summary in ks.run(ks.scripts.records, session_id)
+    ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .scripts import _script
 
-__all__ = ("ARCHIVE", "COMPACT", "RESTORE", "UNCOMPACT")
+__all__ = ("ARCHIVE", "COMPACT", "RECORDS", "RESTORE", "UNCOMPACT")
 
 #: ARGV: cut, summary message JSON, record -> 1, or nil if the list holds no more than
 #: cut items (nothing is changed then).
@@ -70,4 +70,15 @@ for i = 1, #ARGV do
 end
 redis.call('HSET', session, 'compactions', #ARGV)
 return #ARGV
+""")
+
+#: -> {record, summary item} of each compaction, oldest first (no archived items).
+RECORDS = _script("""
+local n = tonumber(redis.call('HGET', session, 'compactions') or '0')
+local found = {}
+for i = 1, n do
+  local entry = cjson.decode(redis.call('HGET', session, 'compaction:' .. i))
+  found[i] = {entry[1], entry[2]}
+end
+return found
 """)

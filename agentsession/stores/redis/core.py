@@ -279,6 +279,7 @@ class Scripts:
         self.uncompact: Script = client.register_script(compaction.UNCOMPACT)
         self.archive: Script = client.register_script(compaction.ARCHIVE)
         self.restore: Script = client.register_script(compaction.RESTORE)
+        self.records: Script = client.register_script(compaction.RECORDS)
 
 
 class Keyspace:

@@ -329,9 +329,7 @@ class RedisStore(StoreBase):
         return compaction.archive(self._keyspace, session_id)
 
     def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
-        # The engine's own read (not self._archive: an encrypted store replaces that).
-        entries = compaction.archive(self._keyspace, session_id)[1]
-        return [(record, summary) for record, summary, _ in entries]
+        return compaction.records(self._keyspace, session_id)
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:
         ks = self._keyspace
