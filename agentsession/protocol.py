@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 __all__ = (
+    "LeaseHolder",
     "LeaseStore",
     "LeasingMemory",
     "LedgerMemory",
@@ -175,6 +176,26 @@ class SessionUsage:
     last_run_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a session's run lease, as far as the backend can tell (see
+    ``Store.lease_holder``).
+
+    Attributes:
+        pid: the holding process's id on its host, or ``None`` when unknown.
+        host: the holding process's host name, or ``None`` when unknown.
+    """
+
+    pid: int | None = None
+    host: str | None = None
+
+    def __str__(self) -> str:
+        """``"pid N on host H"``, or as much of it as is known (``""`` when nothing is)."""
+        pid = "" if self.pid is None else f"pid {self.pid}"
+        host = "" if self.host is None else f"host {self.host}"
+        return " on ".join(part for part in (pid, host) if part)
+
+
 @runtime_checkable
 class Store(Protocol):
     """A blocking, thread-safe session store: the one implementation of every feature.
@@ -256,6 +277,11 @@ class Store(Protocol):
 
     def unlock(self, session_id: str, owner: str) -> None:
         """Give the session's run lease back if ``owner`` holds it."""
+        ...
+
+    def lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the session's run lease now (``None``: nobody); asked by a caller
+        about to wait for it, so it may cost more than taking a lease."""
         ...
 
     def lock_and_read(

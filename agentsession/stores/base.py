@@ -30,6 +30,7 @@ from ..encryption import Encryption
 from ..exceptions import NotSupportedError, SessionBusy
 from ..protocol import (
     KeyStore,
+    LeaseHolder,
     RunRecord,
     SearchHit,
     SessionInfo,
@@ -886,6 +887,26 @@ class StoreBase(JsonlMixin):
         check_lease(session_id, owner)
         self._unlock(session_id, owner)
 
+    def lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the session's run lease now, for a caller about to wait for it.
+
+        Taking a lease records nothing for this (runs pay nothing): the holder is found
+        when asked, which may cost more than a lease (SQLite on Linux reads ``/proc``;
+        PostgreSQL reads ``pg_locks``; Redis reads the lease's owner). The answer can be
+        stale by the time it returns.
+
+        Returns:
+            ``None`` when no run holds the lease; else the holder's pid and host, each
+            ``None`` where the backend cannot tell (a lease taken on another host over
+            NFS, or under an owner name not of agentsession's ``"host:pid:..."`` form).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._lease_holder(session_id)
+
     # -- a run's two calls (protocol.RunStore) ---------------------------------------------
 
     def lock_and_read(
@@ -1299,6 +1320,10 @@ class StoreBase(JsonlMixin):
 
     def _unlock(self, session_id: str, owner: str) -> None:
         """Delete the run lease if ``owner`` holds it."""
+        raise NotImplementedError
+
+    def _lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the run lease (``None``: nobody); see ``lease_holder``."""
         raise NotImplementedError
 
     def _lock_and_rows(
