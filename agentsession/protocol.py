@@ -127,8 +127,11 @@ class RunRecord:
         run_id: unique per run (its lease owner name).
         session_id: the session the run belonged to.
         started_at, ended_at: when the run took the session and when it let it go (UTC).
-        agent: the name of the agent the run started with.
-        model: the model name the run asked for (``""`` if it could not be told).
+        agent: the name of the agent that ended the run: after handoffs, the one that
+            produced the final output; for a failed run, the one running when it failed
+            where the SDK tells, else the starting agent.
+        model: the model name the run asked for (``RunConfig.model``, else the starting
+            agent's; ``""`` if it could not be told).
         requests: how many model calls the run made.
         input_tokens, output_tokens, total_tokens: tokens sent, received, and both.
         cached_input_tokens: of ``input_tokens``, those served from the provider's cache.
