@@ -445,7 +445,10 @@ class JsonlMixin:
         Each session is checked whole, then stored in one transaction with its
         timestamps, metadata, message order and run records (which replace any the
         store had for it): all of it or none of it. Sessions
-        before a failing one stay imported. Memory use is one session at a time.
+        before a failing one stay imported. Memory use is one session at a time. The
+        run records of a session with no record of its own (a ``"runs"`` line) are added
+        where the session's ledger lacks their ``run_id``, one at a time, creating no
+        session; they count in neither the return value nor ``progress``.
 
         Args:
             lines: a text file open for reading, any iterable of its lines, or the
