@@ -18,6 +18,7 @@ from ._threads import WorkerThreads
 from .encryption import Encryption
 from .protocol import LeaseHolder, RunRecord, SessionInfo, SessionMemory, Store
 from .session import MemorySession
+from .stores.history_cache import DEFAULT_LIMIT as DEFAULT_HISTORY_CACHE
 from .stores.sqlite import SQLiteStore
 from .window import HistoryWindow
 
@@ -350,6 +351,8 @@ class SQLiteSessionMemory(StoreMemory):
             ``SQLiteStore`` and ``docs/encryption.md``).
         shared_file: add agentsession's tables to a file holding another application's
             (see ``SQLiteStore``); refused without it.
+        history_cache: bytes of decoded histories kept for full reads (64 MiB by
+            default, 0 for none; see ``SQLiteStore``).
 
     Raises:
         TypeError, ValueError: bad arguments.
@@ -372,6 +375,7 @@ class SQLiteSessionMemory(StoreMemory):
         ttl: timedelta | None = None,
         encryption: Encryption | None = None,
         shared_file: bool = False,
+        history_cache: int = DEFAULT_HISTORY_CACHE,
     ) -> None:
         super().__init__(
             SQLiteStore(
@@ -381,6 +385,7 @@ class SQLiteSessionMemory(StoreMemory):
                 ttl=ttl,
                 encryption=encryption,
                 shared_file=shared_file,
+                history_cache=history_cache,
             ),
             max_threads=max_threads,
             window=window,

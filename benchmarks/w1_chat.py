@@ -167,8 +167,9 @@ def _targets(
         return ", ".join(f"{labels[k]} {v:.2f} ms" for k, v in shown if v is not None)
 
     reads = {
-        "full": "a full read is one query for every row of the session in order and a JSON "
-        "decode per row, so its cost grows with the history",
+        "full": "a full read fetches and decodes only the rows added since the previous "
+        "one (the history cache), but still builds every item of the history anew, so its "
+        "cost grows with the history",
         "window": f"a windowed read is one query through the (session, seq) index for the "
         f"newest {WINDOW} rows and {WINDOW} JSON decodes",
     }
@@ -177,9 +178,8 @@ def _targets(
         "row, one INSERT of the 2 messages)"
     )
     profile = {
-        "full": "profile a late turn against raw sqlite3's, which runs the same query and "
-        "decodes the same JSON: if decoding is most of both, only decoding less (a window, "
-        "or a per-session cache of decoded history re-reading only new rows) can reach 3x",
+        "full": "a late turn is mostly building the history's objects (see W2, full): "
+        "only reading less (a window) keeps a turn's cost flat",
         "window": "profile a late turn against raw sqlite3's: the windowed query, the "
         "decoding and the add",
     }

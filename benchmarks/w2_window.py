@@ -32,7 +32,9 @@ KINDS = ("newest 20", "full")
 _WHAT = {
     "newest 20": "one query through the (session, seq) index for the newest 20 rows, "
     "then 20 JSON decodes",
-    "full": "one query for every row of the session in order, then a JSON decode per row",
+    "full": "one query for the session's generation and the rows after those its history "
+    "cache keeps (none after the first read; see agentsession.stores.history_cache), then the "
+    "kept history unmarshalled into new objects",
 }
 _HOP = (
     "; the memory runs each read in a thread of its own pool (one hop per call), the store "
@@ -156,8 +158,10 @@ def read_targets(
     close = {
         "newest 20": "profile the windowed read against raw sqlite3's: the query, the "
         "decoding, and for the memory the hop into its thread pool",
-        "full": "profile the full read against raw sqlite3's, which runs the same query and "
-        "decodes the same JSON: row fetch against decoding against the rest",
+        "full": "what is left is making the objects: a read that returns new objects "
+        "builds every dict, list and string of the history anew, from marshal bytes here "
+        "and from JSON in the SDK, so only a faster way to build them, or sharing objects "
+        "(unsafe: a caller may change what it got), could go further",
     }
 
     for key in ("store", "memory"):

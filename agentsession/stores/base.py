@@ -39,6 +39,7 @@ from ..protocol import (
 )
 from ..window import tool_safe_tail
 from .encrypted import Codec, EncryptedHooks
+from .history_cache import HistoryCache, Since
 from .jsonl import JsonlMixin
 from .runs import check_run
 from .values import (
@@ -477,6 +478,9 @@ class StoreBase(JsonlMixin):
     #: The master keys, for a store opened with ``encryption=`` (else ``None``).
     encryption: Encryption | None = None
     _encrypted: EncryptedHooks | None = None
+    #: Decoded histories kept for full reads; set by an engine that implements
+    #: ``_rows_since`` (see ``history_cache``).
+    _history_cache: HistoryCache | None = None
 
     #: Whether ``try_lock`` / ``unlock`` wait on I/O (see ``protocol.LeaseStore``).
     lease_blocks: bool
@@ -628,10 +632,27 @@ class StoreBase(JsonlMixin):
         if limit == 0:
             return []
         if limit is None:
-            return _decode_read(session_id, self._all_rows(session_id), limit, tool_safe)
+            return self._full_read(session_id)
         rows = self._newest_rows(session_id, _rows_wanted(limit, tool_safe))
         return _decode_read(
             session_id, rows, limit, tool_safe, lambda n: self._newest_rows(session_id, n)
+        )
+
+    def _full_read(self, session_id: str) -> list[dict[str, Any]]:
+        """Every message of the session, oldest first: from the history cache where the
+        engine has one (only the rows added since are fetched and decoded)."""
+        cache = self._history_cache
+        if cache is None:
+            return decode_messages(self._all_rows(session_id), _rows_where(session_id))
+        where = _rows_where(session_id)
+        kept = cache.get(session_id)
+        since = self._rows_since(session_id, 0 if kept is None else kept.last)
+        return cache.read(
+            session_id,
+            kept,
+            since,
+            lambda rows: decode_messages(rows, where),
+            lambda: self._rows_since(session_id, 0),
         )
 
     def add_messages(
@@ -937,6 +958,14 @@ class StoreBase(JsonlMixin):
         limit = _check_read(limit, tool_safe)
         if limit == 0:
             return [] if self._lock(session_id, owner, seconds) else None
+        if limit is None and self._history_cache is not None:
+            if not self._lock(session_id, owner, seconds):
+                return None
+            try:
+                return self._full_read(session_id)
+            except BaseException:
+                self._unlock(session_id, owner)
+                raise
         wanted = None if limit is None else _rows_wanted(limit, tool_safe)
         rows = self._lock_and_rows(session_id, owner, seconds, wanted)
         if rows is None:
@@ -1262,6 +1291,11 @@ class StoreBase(JsonlMixin):
 
     def _all_rows(self, session_id: str) -> list[Row]:
         """Every stored message of the session, oldest first (one consistent read)."""
+        raise NotImplementedError
+
+    def _rows_since(self, session_id: str, after: Any) -> Since:
+        """The session's mark, row count and rows with ``seq`` above ``after``, oldest
+        first, read in one snapshot (only for an engine that sets ``_history_cache``)."""
         raise NotImplementedError
 
     def _newest_rows(self, session_id: str, count: int) -> list[Row]:

@@ -52,7 +52,7 @@ RUNS = "agentsession_runs"
 ENCRYPTION = "agentsession_encryption"
 
 #: Bumped with every migration added below (to the number of the newest).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -216,6 +216,35 @@ def _encryption(db: Database) -> None:
     db.execute(
         f"CREATE TABLE {ENCRYPTION} (id INTEGER PRIMARY KEY CHECK (id = 1), since REAL NOT NULL)"
     )
+
+
+@migrations(name="0007_history_generation")
+def _history_generation(db: Database) -> None:
+    # A session's generation changes with every change to its history but an append, so
+    # that a kept copy of the history (stores.history_cache) can tell "only appended to
+    # since" from anything else. Triggers, so that no writer (another version's, an
+    # import, a prune) can forget it. A new session row starts at a random generation
+    # (shifted, so that adding one never overflows):
+    # a row id SQLite hands out again, after a session is deleted, must not look unchanged.
+    # An update that changes a message's search text alone (fts.catch_up) changes no
+    # history.
+    db[SESSIONS].add_column("generation", int, not_null_default=0)  # type: ignore[union-attr]
+    db.execute(
+        f"CREATE TRIGGER {SESSIONS}_generation_ai AFTER INSERT ON {SESSIONS} BEGIN "
+        f"UPDATE {SESSIONS} SET generation = random() >> 2 WHERE id = new.id; END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {MESSAGES}_generation_ad AFTER DELETE ON {MESSAGES} BEGIN "
+        f"UPDATE {SESSIONS} SET generation = generation + 1 WHERE id = old.session; END"
+    )
+    db.execute(
+        f"CREATE TRIGGER {MESSAGES}_generation_au AFTER UPDATE ON {MESSAGES} "
+        "WHEN old.text IS new.text OR old.message IS NOT new.message "
+        "OR old.seq IS NOT new.seq OR old.session IS NOT new.session BEGIN "
+        f"UPDATE {SESSIONS} SET generation = generation + 1 "
+        "WHERE id IN (old.session, new.session); END"
+    )
+    db.execute(f"UPDATE {SESSIONS} SET generation = random() >> 2")
 
 
 def text_of_stored(message: str) -> str:

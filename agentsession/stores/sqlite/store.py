@@ -27,6 +27,7 @@ from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
 from ...protocol import KeyStore, LeaseHolder, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase
 from ..encrypted import MemoryKeyStore
+from ..history_cache import DEFAULT_LIMIT, HistoryCache, Since
 from ..jsonl import ImportedSession
 from . import fts, history, jsonl, ledger, retention
 from .base import session_key as _session_key
@@ -163,13 +164,19 @@ class SQLiteStore(StoreBase):
             ``search`` finds what the full-text index held (it is not caught up). This
             works in a folder the user cannot write to, where SQLite cannot create the
             WAL's files: a file closed cleanly there is read as it is (``immutable``).
+        history_cache: bytes of decoded histories this store keeps for full reads
+            (``get_messages(session_id)`` and a run's first read), so that a long
+            session's next full read fetches and decodes only the rows added since;
+            every read is checked against the database, so what other threads and
+            processes changed is always seen (see ``stores.history_cache``). 64 MiB by
+            default; 0 turns it off. Not used on an encrypted store.
 
     Raises:
         TypeError: ``path`` is not a string or path, ``ttl`` not a ``timedelta``,
-            ``encryption`` not an ``Encryption``, or ``shared_file`` or ``read_only``
-            not a bool.
-        ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown, or
-            ``ttl`` is not positive.
+            ``encryption`` not an ``Encryption``, ``shared_file`` or ``read_only``
+            not a bool, or ``history_cache`` not an int.
+        ValueError: ``busy_timeout`` is not positive, ``synchronous`` is unknown,
+            ``ttl`` is not positive, or ``history_cache`` is negative.
         SchemaError: the file was written by a newer agentsession; or it is encrypted
             and ``encryption`` is not given, or holds plaintext sessions and it is, or
             it holds sessions and its key file is missing; or it holds another
@@ -190,8 +197,13 @@ class SQLiteStore(StoreBase):
         encryption: Encryption | None = None,
         shared_file: bool = False,
         read_only: bool = False,
+        history_cache: int = DEFAULT_LIMIT,
     ) -> None:
         self._set_ttl(ttl)
+        if isinstance(history_cache, bool) or not isinstance(history_cache, int):
+            raise TypeError(f"history_cache must be a number of bytes, got {history_cache!r:.80}")
+        if history_cache < 0:
+            raise ValueError(f"history_cache must be 0 or more bytes, got {history_cache!r}")
         for flag, value in (("shared_file", shared_file), ("read_only", read_only)):
             if not isinstance(value, bool):
                 raise TypeError(f"{flag} must be a bool, got {value!r:.80}")
@@ -252,6 +264,8 @@ class SQLiteStore(StoreBase):
                 else:
                     ensure_schema(conn, self.path, self.busy_timeout, shared_file)
             self._set_encryption(encryption, self._default_key_store, self._where)
+            if history_cache and self._encrypted is None:
+                self._history_cache = HistoryCache(history_cache)
         except BaseException:
             self.close()
             raise
@@ -384,6 +398,8 @@ class SQLiteStore(StoreBase):
         with self._shared_lock:
             self._connections.close_all()
         self._leases.close()
+        if self._history_cache is not None:
+            self._history_cache.clear()
 
     def __enter__(self) -> SQLiteStore:
         return self
@@ -470,6 +486,22 @@ class SQLiteStore(StoreBase):
                 (session_id,),
             ).fetchall()
         )
+
+    def _rows_since(self, session_id: str, after: Any) -> Since:
+        # One statement, so one snapshot: the mark, the count and the rows agree.
+        rows = self._read(
+            lambda conn: conn.execute(
+                f"SELECT s.id, s.generation, s.message_count, m.seq, m.message "
+                f"FROM {SESSIONS} s LEFT JOIN {MESSAGES} m ON m.session = s.id AND m.seq > ? "
+                "WHERE s.session_id = ? ORDER BY m.seq",
+                (after, session_id),
+            ).fetchall()
+        )
+        if not rows:
+            return Since(None, 0, [])
+        key, generation, count, seq, _ = rows[0]
+        found = [] if seq is None else [(row[3], row[4]) for row in rows]
+        return Since((key, generation), count, found)
 
     def _newest_rows(self, session_id: str, count: int) -> list[Row]:
         return self._read(
