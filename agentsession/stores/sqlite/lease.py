@@ -138,8 +138,10 @@ def _covers(fdinfo: str, inode: int, offset: int) -> bool:
         if len(fields) >= 9 and fields[0] == "lock:" and fields[2] == "OFDLCK":
             if not fields[6].endswith(f":{inode}"):
                 continue
-            end = fields[8]
-            if int(fields[7]) <= offset and (end == "EOF" or offset <= int(end)):
+            start, end = fields[7], fields[8]
+            if not start.isdigit() or not (end == "EOF" or end.isdigit()):
+                continue  # a format this kernel does not write: no match
+            if int(start) <= offset and (end == "EOF" or offset <= int(end)):
                 return True
     return False
 
