@@ -641,18 +641,15 @@ class StoreBase(JsonlMixin):
     def _full_read(self, session_id: str) -> list[dict[str, Any]]:
         """Every message of the session, oldest first: from the history cache where the
         engine has one (only the rows added since are fetched and decoded)."""
+        where = _rows_where(session_id)
         cache = self._history_cache
         if cache is None:
-            return decode_messages(self._all_rows(session_id), _rows_where(session_id))
-        where = _rows_where(session_id)
-        kept = cache.get(session_id)
-        since = self._rows_since(session_id, 0 if kept is None else kept.last)
-        return cache.read(
+            return decode_messages(self._all_rows(session_id), where)
+        return cache.full_read(
             session_id,
-            kept,
-            since,
+            lambda after: self._rows_since(session_id, after),
+            lambda: self._all_rows(session_id),
             lambda rows: decode_messages(rows, where),
-            lambda: self._rows_since(session_id, 0),
         )
 
     def add_messages(

@@ -14,8 +14,8 @@ Every read gets new objects (``marshal.loads``, about twice as fast as decoding 
 again): a caller that changes the lists it got changes nothing cached.
 
 Thread-safe. Bounded: at most ``limit`` bytes of marshalled histories per store, least
-recently read sessions dropped first; a history bigger than a quarter of ``limit`` is
-not kept.
+recently read sessions dropped first; a history bigger than a quarter of ``limit``, or
+of fewer than ``MIN_ROWS`` rows, is not kept.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ __all__ = ("DEFAULT_LIMIT", "HistoryCache", "Kept", "Since")
 DEFAULT_LIMIT = 64 * 2**20
 #: Chunks of one history before they are merged into one (bounds the loads per read).
 _MAX_CHUNKS = 8
+#: Histories of fewer rows are not kept: fetching and decoding them costs no more than
+#: keeping them up to date would.
+MIN_ROWS = 64
+#: Session ids remembered as holding at least ``MIN_ROWS`` rows, at most.
+_LARGE = 10_000
 
 
 class Since(NamedTuple):
@@ -67,53 +72,67 @@ class HistoryCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[str, Kept] = OrderedDict()
         self._size = 0
+        #: Sessions seen to hold at least MIN_ROWS rows: their next read fills the cache.
+        self._large: OrderedDict[str, None] = OrderedDict()
         #: Reads served from the cache (in part) and reads that started over, for tests.
         self.hits = 0
         self.misses = 0
 
     def get(self, session_id: str) -> Kept | None:
-        """What is kept of the session; read rows after its ``last`` seq (0 if ``None``)."""
+        """What is kept of the session (``None``: nothing)."""
         with self._lock:
             return self._entries.get(session_id)
 
-    def read(
+    def full_read(
         self,
         session_id: str,
-        entry: Kept | None,
-        since: Since,
+        since: Callable[[Any], Since],
+        all_rows: Callable[[], list[tuple[Any, str]]],
         decode: Callable[[list[tuple[Any, str]]], list[dict[str, Any]]],
-        full: Callable[[], Since],
     ) -> list[dict[str, Any]]:
-        """The session's whole history, from what ``get`` returned and what followed it.
+        """The session's whole history, oldest first, as new objects.
 
         Args:
-            entry: what ``get(session_id)`` returned before the engine read.
-            since: what the engine read after ``entry.last`` (after 0 if ``entry`` is None).
+            since: the engine's read of the session's mark, row count and rows with
+                ``seq`` above the one given (one snapshot).
+            all_rows: the engine's plain read of every row (used for a session not seen
+                to hold ``MIN_ROWS`` rows: it costs less than ``since`` per row).
             decode: turns rows into messages (``decode_messages`` for the session).
-            full: reads every row again (a ``Since`` after seq 0); called when the kept
-                part no longer holds.
         """
+        with self._lock:
+            entry = self._entries.get(session_id)
+            large = session_id in self._large
+        if entry is None and not large:
+            self.misses += 1
+            rows = all_rows()
+            if len(rows) >= MIN_ROWS:
+                with self._lock:
+                    self._large[session_id] = None
+                    if len(self._large) > _LARGE:
+                        self._large.popitem(last=False)
+            return decode(rows)
         if entry is not None:
-            if since.mark == entry.mark and entry.rows + len(since.rows) == since.total:
+            read = since(entry.last)
+            if read.mark == entry.mark and entry.rows + len(read.rows) == read.total:
                 self.hits += 1
                 kept: list[dict[str, Any]] = []
                 for chunk in entry.chunks:
                     kept += marshal.loads(chunk)
-                if since.rows:
-                    added = decode(since.rows)
-                    self._keep(session_id, entry, since, added)
+                if read.rows:
+                    added = decode(read.rows)
+                    self._keep(session_id, entry, read, added)
                     return kept + added
                 with self._lock:
                     if session_id in self._entries:
                         self._entries.move_to_end(session_id)
                 return kept
-            since = full()  # changed since it was kept: start over
         self.misses += 1
-        if since.mark is None:
+        read = since(0)  # nothing kept yet, or changed since it was kept: start over
+        if read.mark is None:
             self.discard(session_id)
             return []
-        messages = decode(since.rows)
-        self._keep(session_id, None, since, messages)
+        messages = decode(read.rows)
+        self._keep(session_id, None, read, messages)
         return messages
 
     def discard(self, session_id: str) -> None:
@@ -126,6 +145,7 @@ class HistoryCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._large.clear()
             self._size = 0
 
     def _keep(
@@ -135,6 +155,11 @@ class HistoryCache:
         since: Since,
         added: list[dict[str, Any]],
     ) -> None:
+        if since.total < MIN_ROWS:
+            with self._lock:
+                self._large.pop(session_id, None)
+            self.discard(session_id)
+            return
         if not since.rows:
             chunks: tuple[bytes, ...] = () if entry is None else entry.chunks
             last = 0 if entry is None else entry.last
@@ -152,7 +177,7 @@ class HistoryCache:
             old = self._entries.pop(session_id, None)
             if old is not None:
                 self._size -= old.size
-            if size * 4 > self.limit:
+            if size * 4 > self.limit or since.total < MIN_ROWS:
                 return
             assert since.mark is not None
             self._entries[session_id] = Kept(since.mark, last, since.total, chunks, size)
