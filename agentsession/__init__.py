@@ -29,6 +29,7 @@ from .exceptions import (
     StoreError,
 )
 from .protocol import (
+    LeaseHolder,
     RunRecord,
     SearchHit,
     SessionInfo,
@@ -62,6 +63,7 @@ __all__ = (
     "DecryptionError",
     "Encryption",
     "HistoryWindow",
+    "LeaseHolder",
     "MemorySession",
     "MissingDependencyError",
     "NotSupportedError",

@@ -51,7 +51,7 @@ PROCESSES = 4
 THREADS = 4
 TASKS = 16
 #: Measured runs per worker, and warm-up runs per worker (on a session of its own).
-RUNS = {"full": 30, "quick": 5, "smoke": 2}
+RUNS = {"full": 30, "quick": 3, "smoke": 2}
 WARMUP = {"full": 3, "quick": 1, "smoke": 1}
 SHAPES = {
     "procs": f"{PROCESSES} processes x {THREADS} threads, run_sync",
