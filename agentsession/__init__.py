@@ -31,6 +31,7 @@ from .exceptions import (
 )
 from .protocol import (
     CompactionRecord,
+    LeaseHolder,
     RunRecord,
     SearchHit,
     SessionInfo,
@@ -66,6 +67,7 @@ __all__ = (
     "DecryptionError",
     "Encryption",
     "HistoryWindow",
+    "LeaseHolder",
     "MemorySession",
     "MissingDependencyError",
     "NotSupportedError",

@@ -68,7 +68,8 @@ class RunLedger:
     Not thread-safe: it belongs to one run.
 
     Args:
-        agent: the run's starting agent.
+        agent: the run's starting agent (the record's ``agent`` until ``ended`` says
+            which agent ended the run).
         run_config: the run's ``RunConfig`` (its ``model``, if set, is the run's model).
     """
 
@@ -96,6 +97,22 @@ class RunLedger:
             return kwargs
         self._wrapper = RunContextWrapper(context=context)
         return {**kwargs, "context": self._wrapper}
+
+    def ended(self, outcome: Any) -> None:
+        """Note which agent ended the run, from how it ended: a result's ``last_agent``
+        (after handoffs, the agent that produced the final output; for a streamed run,
+        the one running when it stopped) or an SDK exception's ``run_data.last_agent``.
+        Anything else (an error the SDK attached no run data to) leaves the agent as
+        it was: the starting agent."""
+        try:
+            agent = getattr(outcome, "last_agent", None)
+            if agent is None:
+                agent = getattr(getattr(outcome, "run_data", None), "last_agent", None)
+        except Exception:  # a result whose agent is gone (released): keep what we have
+            return
+        name = getattr(agent, "name", None)
+        if isinstance(name, str) and name:
+            self.agent = name
 
     def start(self) -> None:
         """Mark the moment the run took its session."""

@@ -280,11 +280,14 @@ class RunGuard:
         self._started = True
         self.session.begin_run()
 
-    def _record(self, error: Any) -> RunRecord | None:
-        """The run's record as it ends (``error``: the type it failed with, or ``None``),
-        once; ``None`` without a ledger or for a run that never started."""
+    def _record(self, error: Any, exc: BaseException | None = None) -> RunRecord | None:
+        """The run's record as it ends (``error``: the type it failed with, or ``None``;
+        ``exc``: the exception), once; ``None`` without a ledger or for a run that never
+        started."""
         if self.ledger is None or not self._started:
             return None
+        if exc is not None:
+            self.ledger.ended(exc)  # the agent the SDK says was running when it failed
         self._started = False
         commit = error is None or self.failed_runs == "keep"
         items = self.session.pending if commit else 0
@@ -336,7 +339,7 @@ class RunGuard:
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         commit = exc_type is None or self.failed_runs == "keep"
-        run = self._record(exc_type)
+        run = self._record(exc_type, exc)
         with anyio.CancelScope(shield=True):
             if self._locked and self._combined:
                 await self.stop_renewal()
@@ -410,7 +413,7 @@ class RunGuard:
             StoreError: the backend failed; nothing of the run is stored.
         """
         kind = (type(error) if error is not None else RuntimeError) if failed else None
-        run = self._record(kind)
+        run = self._record(kind, error)
         items = self.session.take_run(commit=not failed or self.failed_runs == "keep")
         if self._locked:
             self._locked = False

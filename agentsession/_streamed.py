@@ -75,6 +75,8 @@ def guard_stream(result: RunResultStreaming, guard: RunGuard) -> None:
         if state["done"]:
             return
         state["done"] = True
+        if guard.ledger is not None:
+            guard.ledger.ended(result)  # the agent running when the stream ended
         await guard.__aexit__(failed, None, None)
 
     def failure(task: asyncio.Task[Any] | None) -> type[BaseException] | None:

@@ -17,7 +17,7 @@ from ._history_memory import HistoryMemoryMixin
 from ._ledger_memory import LedgerMemoryMixin
 from ._threads import WorkerThreads
 from .encryption import Encryption
-from .protocol import RunRecord, SessionInfo, SessionMemory, Store
+from .protocol import LeaseHolder, RunRecord, SessionInfo, SessionMemory, Store
 from .session import MemorySession
 from .stores.history_cache import DEFAULT_LIMIT as DEFAULT_HISTORY_CACHE
 from .stores.sqlite import SQLiteStore
@@ -84,6 +84,12 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin, CompactionMemoryMixin):
         self.max_threads = max_threads
         self.window = window
         self._threads = WorkerThreads(max_threads)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: every later call raises ``StoreClosed``."""
+        return self._closed
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.store!r})"
@@ -220,6 +226,16 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin, CompactionMemoryMixin):
         else:
             self.store.unlock(session_id, owner)
 
+    async def lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the session's run lease now (``store.lease_holder``), in a worker
+        thread: ``None`` if nobody.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreError: the backend failed.
+        """
+        return await self._call(self.store.lease_holder, session_id)
+
     async def lock_and_read(
         self,
         session_id: str,
@@ -310,6 +326,7 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin, CompactionMemoryMixin):
     def close(self) -> None:
         """Close the store and every connection it opened, after the calls running now
         have finished, and end the worker threads. Later calls raise ``StoreClosed``."""
+        self._closed = True
         self._threads.close()
         self.store.close()
 

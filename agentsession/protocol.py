@@ -20,6 +20,7 @@ from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 __all__ = (
     "CompactionRecord",
+    "LeaseHolder",
     "LeaseStore",
     "LeasingMemory",
     "LedgerMemory",
@@ -127,8 +128,11 @@ class RunRecord:
         run_id: unique per run (its lease owner name).
         session_id: the session the run belonged to.
         started_at, ended_at: when the run took the session and when it let it go (UTC).
-        agent: the name of the agent the run started with.
-        model: the model name the run asked for (``""`` if it could not be told).
+        agent: the name of the agent that ended the run: after handoffs, the one that
+            produced the final output; for a failed run, the one running when it failed
+            where the SDK tells, else the starting agent.
+        model: the model name the run asked for (``RunConfig.model``, else the starting
+            agent's; ``""`` if it could not be told).
         requests: how many model calls the run made.
         input_tokens, output_tokens, total_tokens: tokens sent, received, and both.
         cached_input_tokens: of ``input_tokens``, those served from the provider's cache.
@@ -203,6 +207,26 @@ class SessionUsage:
     reasoning_tokens: int = 0
     first_run_at: datetime | None = None
     last_run_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """Who holds a session's run lease, as far as the backend can tell (see
+    ``Store.lease_holder``).
+
+    Attributes:
+        pid: the holding process's id on its host, or ``None`` when unknown.
+        host: the holding process's host name, or ``None`` when unknown.
+    """
+
+    pid: int | None = None
+    host: str | None = None
+
+    def __str__(self) -> str:
+        """``"pid N on host H"``, or as much of it as is known (``""`` when nothing is)."""
+        pid = "" if self.pid is None else f"pid {self.pid}"
+        host = "" if self.host is None else f"host {self.host}"
+        return " on ".join(part for part in (pid, host) if part)
 
 
 @runtime_checkable
@@ -316,6 +340,11 @@ class Store(Protocol):
 
     def unlock(self, session_id: str, owner: str) -> None:
         """Give the session's run lease back if ``owner`` holds it."""
+        ...
+
+    def lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the session's run lease now (``None``: nobody); asked by a caller
+        about to wait for it, so it may cost more than taking a lease."""
         ...
 
     def lock_and_read(

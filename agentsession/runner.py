@@ -175,6 +175,13 @@ def _watch(
     return guard.ledger.watch(input, kwargs)
 
 
+def _ended(guard: RunGuard, result: RunResult) -> RunResult:
+    """Tell the run's ledger (if any) which agent ended it; return ``result``."""
+    if guard.ledger is not None:
+        guard.ledger.ended(result)
+    return result
+
+
 def bind_session(
     memory: Any, session_id: str, window: HistoryWindow | None = None
 ) -> MemorySession:
@@ -236,8 +243,11 @@ async def _run(
         )
     kwargs = _watch(guard, starting_agent, input, run_config, kwargs)
     async with guard:
-        return await agents.Runner.run(
-            starting_agent, input, run_config=run_config, session=session, **kwargs
+        return _ended(
+            guard,
+            await agents.Runner.run(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            ),
         )
 
 
@@ -252,8 +262,11 @@ async def _run_held(
     """The SDK's run on a session its guard already holds (``RunGuard.enter_sync``)."""
     guard.start_renewal()
     try:
-        return await agents.Runner.run(
-            starting_agent, input, run_config=run_config, session=session, **kwargs
+        return _ended(
+            guard,
+            await agents.Runner.run(
+                starting_agent, input, run_config=run_config, session=session, **kwargs
+            ),
         )
     finally:
         await guard.stop_renewal()

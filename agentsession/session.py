@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
 from ._serialize import EncodedMessages, encode_messages
 from ._validate import check_limit, check_session_id
+from .exceptions import StoreClosed
 from .window import HistoryWindow
 
 if TYPE_CHECKING:
@@ -261,6 +262,8 @@ class MemorySession:
 
         Raises:
             TypeError: an item is not JSON-ready; nothing of this call is stored.
+            StoreClosed: the memory is closed (an empty ``items`` too, as the SDK's
+                ``SQLiteSession`` does after ``close()``).
             StoreError: the backend failed.
         """
         if self._pending is not None:
@@ -269,6 +272,8 @@ class MemorySession:
         copies = [json.loads(text) for text in encode_messages(items)]
         if copies:
             await self.memory.add_messages(self.session_id, copies)
+        elif getattr(self.memory, "closed", False) is True:  # as the SDK's SQLiteSession
+            raise StoreClosed(f"{self.memory!r} is closed")
 
     async def pop_item(self) -> TResponseInputItem | None:
         """Remove and return the newest item, or ``None`` if the session is empty.

@@ -64,7 +64,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small sizes, 1 round (about a minute)")
+    size.add_argument("--quick", action="store_true", help="small sizes, 1 round (about 30 s)")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, to test the harness")
     parser.add_argument(
         "--only", default=",".join(WORKLOADS), help="workloads to run (W3 includes W3b)"

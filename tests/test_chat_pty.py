@@ -12,6 +12,8 @@ import codecs
 import os
 import re
 import select
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -294,7 +296,13 @@ def test_a_turn_on_a_session_another_run_holds_says_it_waits(spawn: Any, tmp_pat
         chat = spawn("--db", str(db), "--session", "trip")
         chat.expect(PROMPT)
         chat.send("hello\n")
-        chat.expect(re.escape("(waiting for session 'trip', held by another run"))
+        # The holder's own pid and host, though its owner name says neither.
+        chat.expect(
+            re.escape(
+                f"(waiting for session 'trip', held by another run (pid {holder.pid} on host "
+                f"{socket.gethostname()}))"
+            )
+        )
         holder.stdin.write("release\n")
         holder.stdin.flush()
         assert holder.stdout.readline() == "released\n"
@@ -306,3 +314,53 @@ def test_a_turn_on_a_session_another_run_holds_says_it_waits(spawn: Any, tmp_pat
     finally:
         holder.kill()
         holder.wait(10)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def killed_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``(engine, --db value)``; a Redis session of the test's own is deleted after it."""
+    if request.param == "sqlite":
+        yield "sqlite", str(tmp_path / "chat.db")
+        return
+    from agentsession.stores.redis import RedisStore
+    from tests import services
+
+    url = services.redis_url()
+    yield "redis", url
+    with RedisStore(url) as store:  # the command line's default prefix
+        store.clear_session(KILLED_SESSION)
+
+
+KILLED_SESSION = f"killed-{os.getpid()}"
+
+
+def test_after_kill_9_of_a_chat_mid_reply_the_next_chat_waits_only_for_a_lapsing_lease(
+    spawn: Any, held_server: ResponsesServer, killed_db: tuple[str, str]
+) -> None:
+    engine, db = killed_db
+    args = ("--db", db, "--session", KILLED_SESSION, "--base-url", held_server.base_url)
+    extra = {"OPENAI_API_KEY": "sk-test-dummy", "AGENTSESSION_MODEL": "gpt-test"}
+    first = spawn(*args, extra=extra)
+    first.expect(PROMPT)
+    first.send("please answer slowly\n")
+    first.expect("Assistant: echo: ")  # mid-reply: its run holds the session's lease
+    os.kill(first.process.pid, signal.SIGKILL)
+    first.process.wait(10)
+
+    second = spawn(*args, extra=extra)
+    second.expect(PROMPT)
+    if engine == "redis":  # the dead chat's lease lapses by itself; it is named meanwhile
+        second.send("after the kill\n")
+        second.expect(
+            re.escape(
+                f"(waiting for session {KILLED_SESSION!r}, held by another run "
+                f"(pid {first.process.pid} on host {socket.gethostname()}))"
+            )
+        )
+        reply = second.expect(PROMPT, timeout=TIMEOUT + 5)
+    else:  # the kernel let go of the dead chat's lock: no wait at all
+        reply = second.line("after the kill")
+        assert "waiting" not in reply
+    assert "Assistant: echo: after the kill (seen 1 user messages)" in reply
+    second.send("/exit\n")
+    assert second.wait() == 0

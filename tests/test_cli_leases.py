@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -97,7 +98,10 @@ def test_a_command_waits_for_the_run_then_acts_on_its_whole_turn(
         env={**os.environ, "NO_COLOR": "1"},
     )
     assert waiting.stderr is not None
-    assert waiting.stderr.readline().startswith("Waiting for session 'chat', held by another run")
+    assert waiting.stderr.readline() == (  # the run's own pid, found though its owner says none
+        f"Waiting for session 'chat', held by another run (pid {run.pid} on host "
+        f"{socket.gethostname()}); Ctrl-C to give up.\n"
+    )
     assert run.stdin is not None
     run.stdin.write("go\n")  # the run stores its turn and lets go
     run.stdin.flush()
@@ -124,7 +128,7 @@ def test_no_wait_fails_at_once_and_changes_nothing(
 ) -> None:
     result = CliRunner().invoke(cli, [*command, "--no-wait", "--db", str(db)])
     assert result.exit_code == 1
-    assert "session 'chat' is in use by a run" in result.output
+    assert f"session 'chat' is in use by a run (pid {run.pid} on host " in result.output
     assert "Traceback" not in result.output
     assert _messages(db) == FIRST_TURN
 

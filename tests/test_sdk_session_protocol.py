@@ -12,7 +12,11 @@ The SDK tests' private helper ``tests.test_responses.get_text_message`` is repla
 ``agents.testing.assistant_message``, ``model.calls[-1].input`` by
 ``model.last_call.input`` and ``asyncio`` by ``anyio``. A few assertions were added where
 the SDK's were too weak to fail on a broken session (each marked "Added:"); none was
-removed or loosened.
+removed or loosened. The cases with a corrupt stored row write it into the backend
+itself (``_add_corrupt``), where the SDK's write it through ``SQLiteSession``'s private
+connection; the closed-session case closes the memory (a bound session has no
+``close``) and expects ``StoreClosed``, where the SDK's ``SQLiteSession`` raises
+``RuntimeError``.
 
 Checked against: repository openai/openai-agents-python at commit
 7f7a44f8dc0650296bd5ab6c745c9bcbaa6ac3b7 (SDK 0.22.0; the newest version of both files
@@ -29,15 +33,6 @@ protocol; none has a public half beyond what is noted):
   private ``agents.memory.sqlite_session._await_mutation`` helper; no session.
 * ``test_sqlite_session_close_closes_worker_thread_connections``: inspects
   ``SQLiteSession._connections`` and sqlite3 connection objects.
-* ``test_sqlite_session_closed_rejects_empty_add_items``: ``SQLiteSession.close()`` and its
-  error text; ``close`` is not part of the ``Session`` protocol and our bound sessions
-  have none (the memory is closed instead).
-* ``test_sqlite_session_pop_item_skips_corrupt_most_recent``,
-  ``test_sqlite_session_pop_item_returns_none_after_dropping_only_corrupt_rows``,
-  ``test_sqlite_session_get_items_limit_skips_corrupt_newest_rows``,
-  ``test_sqlite_session_get_items_session_settings_limit_skips_corrupt_rows``: write a
-  corrupt row into the SDK's ``agent_messages`` table through the private
-  ``SQLiteSession._locked_connection()``; no public method stores a corrupt item.
 * ``test_sqlite_session_file_lock_is_shared_across_instances``: its ``_lock`` /
   ``_file_lock_counts`` / ``_file_locks`` assertions are SQLiteSession internals; its
   public half (two sessions of one database written concurrently stay separate) is
@@ -96,8 +91,12 @@ from agents.testing import ScriptedModel, assistant_message
 from agentsession import (
     MemorySession,
     PostgresSessionMemory,
+    PostgresStore,
     RedisSessionMemory,
+    RedisStore,
     SQLiteSessionMemory,
+    SQLiteStore,
+    StoreClosed,
     StoreMemory,
 )
 from tests import services
@@ -179,6 +178,46 @@ def _close(backend: Backend) -> None:
         backend.memory.close()
     if backend.cleanup is not None:
         backend.cleanup()
+
+
+CORRUPT = "not valid json {{{"
+
+
+async def _add_corrupt(backend: Backend, session: Any) -> None:
+    """Store one row that is not JSON at the end of ``session``, as the SDK's tests do
+    through ``SQLiteSession``'s own connection: a placeholder item is added, then its
+    stored text overwritten in the backend itself (no public method stores one)."""
+    await session.add_items([{"role": "user", "content": "placeholder"}])
+    store = backend.memory.store
+    sid = session.session_id
+    if isinstance(store, SQLiteStore):
+        store._write(
+            lambda conn: conn.execute(
+                "UPDATE agentsession_messages SET message = ? WHERE session = "
+                "(SELECT id FROM agentsession_sessions WHERE session_id = ?) AND seq = "
+                "(SELECT message_count FROM agentsession_sessions WHERE session_id = ?)",
+                (CORRUPT, sid, sid),
+            )
+        )
+    elif isinstance(store, PostgresStore):
+        import psycopg
+
+        with psycopg.connect(services.postgres_dsn(), autocommit=True) as conn:
+            table = f'"{store.schema}"'
+            conn.execute(
+                f"UPDATE {table}.agentsession_messages SET message = %s WHERE session = "
+                f"(SELECT id FROM {table}.agentsession_sessions WHERE session_id = %s) "
+                f"AND seq = (SELECT message_count FROM {table}.agentsession_sessions "
+                "WHERE session_id = %s)",
+                (CORRUPT, sid, sid),
+            )
+    else:
+        import redis
+
+        assert isinstance(store, RedisStore)
+        client = redis.Redis.from_url(services.redis_url())
+        client.lset(f"{store.prefix}:{{{sid}}}:messages", -1, f"0 {CORRUPT}")
+        client.close()
 
 
 @pytest.fixture(params=ALL_BACKENDS)
@@ -454,6 +493,84 @@ async def test_session_memory_pop_different_sessions(pop_backend: Backend) -> No
     session_2_items = await session_2.get_items()
     assert len(session_2_items) == 1
     assert session_2_items[0].get("content") == "Session 2 message 1"
+
+
+async def test_closed_memory_rejects_empty_add_items(pop_backend: Backend) -> None:
+    """add_items([]) must not bypass the closed check through the empty-list fast path."""
+    session = pop_backend.session("closed_empty_add_test")
+    pop_backend.memory.close()
+
+    with pytest.raises(StoreClosed, match="is closed"):
+        await session.add_items([])
+    # Added: the same as a non-empty add.
+    with pytest.raises(StoreClosed, match="is closed"):
+        await session.add_items([{"role": "user", "content": "x"}])
+
+
+async def test_pop_item_skips_corrupt_most_recent(pop_backend: Backend) -> None:
+    """pop_item skips corrupt newest rows and returns the next valid item."""
+    session = pop_backend.session("pop_corrupt")
+
+    valid_item = {"role": "user", "content": "valid"}
+    await session.add_items([valid_item])
+    await _add_corrupt(pop_backend, session)
+
+    assert await session.pop_item() == valid_item
+    assert await session.get_items() == []
+
+
+async def test_pop_item_returns_none_after_dropping_only_corrupt_rows(
+    pop_backend: Backend,
+) -> None:
+    """pop_item removes corrupt rows and returns None when no valid items remain."""
+    session = pop_backend.session("pop_only_corrupt")
+    await _add_corrupt(pop_backend, session)
+
+    assert await session.pop_item() is None
+    assert await session.get_items() == []
+
+
+async def test_get_items_limit_skips_corrupt_newest_rows(pop_backend: Backend) -> None:
+    """limit counts valid items, expanding past corrupt newest rows."""
+    session = pop_backend.session("limit_corrupt")
+    await session.add_items(
+        [
+            {"role": "user", "content": "valid 0"},
+            {"role": "assistant", "content": "valid 1"},
+            {"role": "user", "content": "valid 2"},
+        ]
+    )
+    await _add_corrupt(pop_backend, session)
+
+    # Newest row is corrupt; limit=2 should still return the two latest valid items.
+    limited = await session.get_items(limit=2)
+    assert [item.get("content") for item in limited] == ["valid 1", "valid 2"]
+    # Added: several corrupt rows, more than the limit, among the newest.
+    for _ in range(3):
+        await _add_corrupt(pop_backend, session)
+    limited = await session.get_items(limit=2)
+    assert [item.get("content") for item in limited] == ["valid 1", "valid 2"]
+    assert [item.get("content") for item in await session.get_items(limit=5)] == [
+        "valid 0",
+        "valid 1",
+        "valid 2",
+    ]
+
+
+async def test_get_items_session_settings_limit_skips_corrupt_rows(pop_backend: Backend) -> None:
+    """session_settings.limit also counts valid items when newest rows are corrupt."""
+    session = pop_backend.session("settings_limit_corrupt", SessionSettings(limit=2))
+    await session.add_items(
+        [
+            {"role": "user", "content": "valid 0"},
+            {"role": "assistant", "content": "valid 1"},
+            {"role": "user", "content": "valid 2"},
+        ]
+    )
+    await _add_corrupt(pop_backend, session)
+
+    limited = await session.get_items()
+    assert [item.get("content") for item in limited] == ["valid 1", "valid 2"]
 
 
 async def test_sqlite_session_get_items_with_limit(backend: Backend) -> None:
@@ -1048,23 +1165,27 @@ SDK_CASES: dict[str, Ported | LeftOut] = {
     ),
     _SESSION + "test_sqlite_session_memory_direct": Ported("test_sqlite_session_memory_direct"),
     _SESSION + "test_sqlite_session_close_closes_worker_thread_connections": LeftOut(_INTERNALS),
-    _SESSION + "test_sqlite_session_closed_rejects_empty_add_items": LeftOut(
-        "SQLiteSession.close(), not part of the Session protocol"
+    _SESSION + "test_sqlite_session_closed_rejects_empty_add_items": Ported(
+        "test_closed_memory_rejects_empty_add_items"
     ),
     _SESSION + "test_sqlite_session_memory_pop_item": Ported("test_sqlite_session_memory_pop_item"),
     _SESSION + "test_session_memory_pop_different_sessions": Ported(
         "test_session_memory_pop_different_sessions"
     ),
-    _SESSION + "test_sqlite_session_pop_item_skips_corrupt_most_recent": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_pop_item_skips_corrupt_most_recent": Ported(
+        "test_pop_item_skips_corrupt_most_recent"
+    ),
     _SESSION + "test_sqlite_session_pop_item_returns_none_after_dropping_only_corrupt_rows": (
-        LeftOut(_INTERNALS)
+        Ported("test_pop_item_returns_none_after_dropping_only_corrupt_rows")
     ),
     _SESSION + "test_sqlite_session_get_items_with_limit": Ported(
         "test_sqlite_session_get_items_with_limit"
     ),
-    _SESSION + "test_sqlite_session_get_items_limit_skips_corrupt_newest_rows": LeftOut(_INTERNALS),
+    _SESSION + "test_sqlite_session_get_items_limit_skips_corrupt_newest_rows": Ported(
+        "test_get_items_limit_skips_corrupt_newest_rows"
+    ),
     _SESSION + "test_sqlite_session_get_items_session_settings_limit_skips_corrupt_rows": (
-        LeftOut(_INTERNALS)
+        Ported("test_get_items_session_settings_limit_skips_corrupt_rows")
     ),
     _SESSION + "test_session_memory_appends_list_input_by_default": Ported(
         "test_session_memory_appends_list_input_by_default", runner_methods=True

@@ -113,6 +113,24 @@ def test_a_corrupt_row_does_not_hide_the_valid_ones(
         assert store.pop_message("s") == user("1")
 
 
+def test_a_window_counts_only_valid_rows_when_the_newest_are_corrupt(tmp_path: Path) -> None:
+    # As the SDK's SQLiteSession: corrupt rows among the newest do not count toward the
+    # limit, for a tool-safe window and for a run's first read (lock_and_read) too.
+    path = tmp_path / "corrupt.db"
+    with SQLiteStore(path) as store:
+        store.add_messages("s", [user(str(n)) for n in range(1, 8)])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE agentsession_messages SET message = 'not json{' WHERE seq >= 4")
+    conn.commit()
+    conn.close()
+    with SQLiteStore(path) as store:
+        assert store.get_messages("s", 2) == [user("2"), user("3")]
+        assert store.get_messages("s", 2, tool_safe=False) == [user("2"), user("3")]
+        assert store.get_messages("s", 5) == [user("1"), user("2"), user("3")]
+        assert store.lock_and_read("s", "run", 5, 2) == [user("2"), user("3")]
+        store.unlock("s", "run")
+
+
 def test_in_memory_database_is_shared_by_threads_but_not_by_objects() -> None:
     first, second = SQLiteStore(), SQLiteStore()
     thread = threading.Thread(target=first.add_messages, args=("s", [user("from thread")]))

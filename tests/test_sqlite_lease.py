@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from agentsession.protocol import LeaseHolder
 from agentsession.stores.sqlite.lease import (
     NOT_LEASED,
     SQL_FUNCTION,
@@ -212,5 +213,11 @@ def test_table_leases_the_fallback_expire_unless_renewed(database: Path) -> None
     assert not leases.is_held("s") and leases.try_lock("s", "b", 30)
     # An expired lease (its holder died) is taken over.
     conn.execute("UPDATE agentsession_locks SET expires_at = 0")
+    assert leases.holder("s") is None
     assert not leases.is_held("s") and leases.try_lock("s", "c", 30)
+    # The holder is read from the owner name, when it is agentsession's "host:pid:...".
+    assert leases.holder("s") == LeaseHolder()
+    leases.unlock("s", "c")
+    assert leases.try_lock("s", "box:4242:run:1", 30)
+    assert leases.holder("s") == LeaseHolder(4242, "box")
     conn.close()

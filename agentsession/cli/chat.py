@@ -35,11 +35,13 @@ from ..memory import StoreMemory
 from ..runner import RunConfig, Runner
 from ..stores.sqlite import SQLiteStore
 from ._db import CliStore
+from .inspecting import lease_holder
 from .models import BuiltModel, ModelChoice
 from .render import (
     StreamPrinter,
     dim,
     format_transcript,
+    held_by,
     label,
     sessions_table,
     write,
@@ -145,10 +147,12 @@ class Chat:
         outcome: Outcome
         try:
             if await self._held_by_another_run():  # the run waits for it; say so meanwhile
+                holder = await asyncio.to_thread(lease_holder, self.store, self.session_id)
+                unknown = "a chat replying, or one killed whose lease has not lapsed yet"
                 click.echo(
                     dim(
-                        f"(waiting for session {self.session_id!r}, held by another run: "
-                        "a chat replying, or one killed whose lease has not lapsed yet)"
+                        f"(waiting for session {self.session_id!r}, held by another run "
+                        f"({held_by(holder, unknown)}))"
                     )
                 )
             result = Runner.run_streamed(self.agent, text, run_config=config)

@@ -15,11 +15,20 @@ from typing import TypeVar
 import click
 
 from ..compaction import is_summary
-from ..exceptions import SessionBusy
+from ..exceptions import SessionBusy, StoreError
+from ..protocol import LeaseHolder
 from ._db import CliStore, Database, open_store, resolve_db
-from .render import dim, format_transcript, label, session_to_json, sessions_table
+from .render import dim, format_transcript, held_by, label, session_to_json, sessions_table
 
-__all__ = ("clear", "db_option", "no_wait_option", "sessions", "show", "waiting_for_runs")
+__all__ = (
+    "clear",
+    "db_option",
+    "lease_holder",
+    "no_wait_option",
+    "sessions",
+    "show",
+    "waiting_for_runs",
+)
 
 T = TypeVar("T")
 
@@ -41,6 +50,15 @@ no_wait_option = click.option(
 )
 
 
+def lease_holder(store: CliStore, session_id: str) -> LeaseHolder | None:
+    """``store.lease_holder(session_id)``, or ``None`` if the store could not tell (a
+    waiting message then names no holder rather than failing)."""
+    try:
+        return store.lease_holder(session_id)
+    except StoreError:
+        return None
+
+
 def waiting_for_runs(store: CliStore, session_id: str, no_wait: bool, work: Callable[[], T]) -> T:
     """Call ``work`` (which changes ``session_id``) once no run holds the session.
 
@@ -55,14 +73,15 @@ def waiting_for_runs(store: CliStore, session_id: str, no_wait: bool, work: Call
     try:
         return work()
     except SessionBusy:
+        holder = lease_holder(store, session_id)
         if no_wait:
             raise click.ClickException(
-                f"session {session_id!r} is in use by a run (a chat replying, say); "
+                f"session {session_id!r} is in use by a run ({held_by(holder)}); "
                 "try again later, or leave out --no-wait to wait for it"
             ) from None
     click.echo(
-        f"Waiting for session {session_id!r}, held by another run (a chat replying, "
-        "say); Ctrl-C to give up.",
+        f"Waiting for session {session_id!r}, held by another run ({held_by(holder)}); "
+        "Ctrl-C to give up.",
         err=True,
     )
     store.lock_timeout = math.inf

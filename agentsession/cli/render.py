@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from ..compaction import is_summary, summary_text
-from ..protocol import RunRecord, SessionInfo, SessionUsage
+from ..protocol import LeaseHolder, RunRecord, SessionInfo, SessionUsage
 
 __all__ = (
     "RESULT_LIMIT",
@@ -26,6 +26,7 @@ __all__ = (
     "dim",
     "format_message",
     "format_transcript",
+    "held_by",
     "label",
     "printable",
     "run_to_json",
@@ -356,3 +357,10 @@ class StreamPrinter:
             elif event.name == "handoff_occured":
                 self.end_line()
                 click.echo(dim(f"(handed off to {item.target_agent.name})"))
+
+
+def held_by(holder: LeaseHolder | None, unknown: str = "a chat replying, say") -> str:
+    """``"pid N on host H"``: how a message names the run holding a session (from
+    ``Store.lease_holder``), terminal-safe; ``unknown`` when nothing of it is known."""
+    known = "" if holder is None else printable(str(holder))
+    return known or unknown

@@ -31,6 +31,7 @@ from ..exceptions import NotSupportedError, SessionBusy
 from ..protocol import (
     CompactionRecord,
     KeyStore,
+    LeaseHolder,
     RunRecord,
     SearchHit,
     SessionInfo,
@@ -75,7 +76,6 @@ __all__ = (
     "load_metadata",
     "merge_metadata",
     "metadata_matches",
-    "newest_window",
     "prune_cutoff",
 )
 
@@ -349,29 +349,6 @@ def merge_metadata(
     return merged
 
 
-# -- windows -------------------------------------------------------------------------------
-
-
-def newest_window(rows: list[tuple[Any, str]], limit: int, where: str) -> list[dict[str, Any]]:
-    """The tool-safe window of a session's newest ``limit`` messages, oldest first.
-
-    Args:
-        rows: ``(row_key, json_text)`` of up to ``limit + 1`` stored messages, newest
-            first. The one past the window, if read, tells whether the window's first
-            item lost its reasoning item (see ``window.tool_safe_tail``).
-        limit: the window's size (1 or more).
-        where: names the session, for the log message of a corrupt row.
-    """
-    # Fewer rows than limit + 1 came back: they are the whole session.
-    whole = len(rows) <= limit
-    rows = rows[::-1]
-    outside = len(rows) - limit if len(rows) > limit else 0
-    earlier = decode_messages(rows[:outside], where)
-    return tool_safe_tail(
-        earlier + decode_messages(rows[outside:], where), len(earlier), whole=whole
-    )
-
-
 K = TypeVar("K")
 
 
@@ -444,17 +421,39 @@ def _rows_wanted(limit: int, tool_safe: bool) -> int:
 
 
 def _decode_read(
-    session_id: str, rows: list[Row], limit: int | None, tool_safe: bool
+    session_id: str,
+    rows: list[Row],
+    limit: int | None,
+    tool_safe: bool,
+    fetch: Callable[[int], list[Row]] | None = None,
 ) -> list[dict[str, Any]]:
-    """The messages of a read: ``rows`` oldest first (``limit`` None) or newest first."""
+    """The messages of a read: ``rows`` oldest first (``limit`` None), or the newest
+    ``_rows_wanted(limit, tool_safe)`` rows, newest first.
+
+    Corrupt rows do not count toward ``limit``, as in the SDK's ``SQLiteSession``: when
+    one was skipped and the session may hold more, ``fetch(n)`` (the newest ``n`` rows,
+    newest first) reads twice as many, until enough valid ones are read or the session
+    ends. A read with no corrupt row decodes its rows once, as before.
+    """
     where = _rows_where(session_id)
     if limit is None:
         return decode_messages(rows, where)
     if limit == 0:
         return []
+    wanted = read = _rows_wanted(limit, tool_safe)
+    messages = decode_messages(rows[::-1], where)
+    while fetch is not None and len(messages) < min(len(rows), wanted) and len(rows) == read:
+        read *= 2
+        rows = fetch(read)
+        messages = decode_messages(rows[::-1], where)
+    if len(messages) > wanted:
+        messages = messages[len(messages) - wanted :]
     if not tool_safe:
-        return decode_messages(rows[::-1], where)
-    return newest_window(rows, limit, where)
+        return messages
+    # limit + 1 valid messages: the one past the window tells whether the window's
+    # first item lost its reasoning item (window.tool_safe_tail); fewer: the whole session.
+    earlier = len(messages) - limit if len(messages) > limit else 0
+    return tool_safe_tail(messages, earlier, whole=len(messages) <= limit)
 
 
 def _rows_where(session_id: str) -> str:
@@ -652,7 +651,9 @@ class StoreBase(JsonlMixin):
         if limit is None:
             return self._full_read(session_id)
         rows = self._newest_rows(session_id, _rows_wanted(limit, tool_safe))
-        return _decode_read(session_id, rows, limit, tool_safe)
+        return _decode_read(
+            session_id, rows, limit, tool_safe, lambda n: self._newest_rows(session_id, n)
+        )
 
     def _full_read(self, session_id: str) -> list[dict[str, Any]]:
         """Every message of the session, oldest first: from the history cache where the
@@ -1018,6 +1019,26 @@ class StoreBase(JsonlMixin):
         check_lease(session_id, owner)
         self._unlock(session_id, owner)
 
+    def lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the session's run lease now, for a caller about to wait for it.
+
+        Taking a lease records nothing for this (runs pay nothing): the holder is found
+        when asked, which may cost more than a lease (SQLite on Linux reads ``/proc``;
+        PostgreSQL reads ``pg_locks``; Redis reads the lease's owner). The answer can be
+        stale by the time it returns.
+
+        Returns:
+            ``None`` when no run holds the lease; else the holder's pid and host, each
+            ``None`` where the backend cannot tell (a lease taken on another host over
+            NFS, or under an owner name not of agentsession's ``"host:pid:..."`` form).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return self._lease_holder(session_id)
+
     # -- a run's two calls (protocol.RunStore) ---------------------------------------------
 
     def lock_and_read(
@@ -1060,7 +1081,17 @@ class StoreBase(JsonlMixin):
         rows = self._lock_and_rows(session_id, owner, seconds, wanted)
         if rows is None:
             return None
-        return _decode_read(session_id, rows, limit, tool_safe)
+        if limit is None:
+            return _decode_read(session_id, rows, limit, tool_safe)
+
+        def fetch(count: int) -> list[Row]:  # corrupt rows were read: read more (leased)
+            try:
+                return self._newest_rows(session_id, count)
+            except BaseException:
+                self._unlock(session_id, owner)
+                raise
+
+        return _decode_read(session_id, rows, limit, tool_safe, fetch)
 
     def write_and_unlock(
         self,
@@ -1477,6 +1508,10 @@ class StoreBase(JsonlMixin):
 
     def _unlock(self, session_id: str, owner: str) -> None:
         """Delete the run lease if ``owner`` holds it."""
+        raise NotImplementedError
+
+    def _lease_holder(self, session_id: str) -> LeaseHolder | None:
+        """Who holds the run lease (``None``: nobody); see ``lease_holder``."""
         raise NotImplementedError
 
     def _lock_and_rows(

@@ -18,7 +18,17 @@ record, its summary item and the messages it archived, as stored::
     {"type":"compaction","record":{"compacted_items":4,...},"summary":{"message":{...}},
      "archived":[{"created_at":1717171717.25,"message":{...}},...]}
 
-and after the last session a trailer, ``{"type":"end","sessions":1,"records":4}``.
+Run records of a session the store has no record of (a new session's run rolled back:
+``add_messages(session_id, [], run=...)`` records a run without creating the session)
+follow the sessions of a full export, each such session's as a ``"runs"`` line and its
+run lines::
+
+    {"type":"runs","session_id":"s2"}
+    {"type":"run","run_id":"...","session_id":"s2",...}
+
+An import adds those of them whose ``run_id`` the session's ledger lacks (so importing
+a file twice adds nothing more), and creates no session, whatever ``on_conflict`` says.
+Then comes a trailer, ``{"type":"end","sessions":1,"records":4}``.
 An encrypted store (see ``stores.encrypted``) exports its
 messages as ``"raw"`` ciphertext and its metadata values encrypted, and adds
 ``"encryption": {"data_key": "<the session's data key, wrapped by a master key>"}`` to
@@ -46,7 +56,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 from .._files import replaced_text_file
 from .._serialize import _decode, _encoder, encode_messages, message_text
@@ -58,6 +68,7 @@ from .values import Progress, check_timestamp, dump_metadata
 
 __all__ = (
     "FORMAT_VERSION",
+    "ImportedRuns",
     "ImportedSession",
     "JsonlMixin",
     "Trailer",
@@ -112,6 +123,24 @@ class ImportedSession:
             f"line {self.line}: session {self.session_id!r} is already in the "
             "database (use on_conflict='skip' or 'replace')"
         )
+
+
+class ImportedRuns:
+    """The run records of a session with no record of its own, read from a file."""
+
+    def __init__(self, session_id: str, line: int) -> None:
+        self.line = line
+        self.session_id = session_id
+        #: The run records, oldest first.
+        self.runs: list[RunRecord] = []
+
+
+def _runs_header(record: dict[str, Any], line: int) -> ImportedRuns:
+    try:
+        check_session_id(record.get("session_id"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"line {line}: runs line {exc}") from None
+    return ImportedRuns(record["session_id"], line)
 
 
 def _header(record: dict[str, Any], line: int) -> ImportedSession:
@@ -265,7 +294,7 @@ class Trailer:
             )
 
 
-def _run(record: dict[str, Any], line: int, session: ImportedSession) -> None:
+def _run(record: dict[str, Any], line: int, session: ImportedSession | ImportedRuns) -> None:
     fields = {key: value for key, value in record.items() if key != "type"}
     try:
         session.runs.append(from_json(fields, session.session_id))
@@ -373,6 +402,10 @@ class JsonlMixin:
         (ciphertext on an encrypted store unless ``decrypt``); ``[]``: none."""
         return []
 
+    def _usage_by_session(self, limit: int | None) -> list[tuple[str, Any]]:
+        """``(session_id, usage)`` of every session with run records (``StoreBase``)."""
+        raise NotImplementedError
+
     def _jsonl_export_plain(self, session_id: str, fp: IO[str]) -> bool:
         """``_jsonl_export_one`` in plaintext: the same, unless the store is encrypted."""
         return self._jsonl_export_one(session_id, fp)
@@ -399,9 +432,10 @@ class JsonlMixin:
         Sessions are read a page at a time and each session's messages streamed, so
         memory use stays small whatever the size of the database. Each session is read
         in one read transaction (a consistent snapshot of it); writers are not blocked.
-        Its run records (the usage ledger) are read right after it. Records of a
-        session the store has no record of (a run rolled back on a new session) are not
-        exported.
+        Its run records (the usage ledger) are read right after it. A full export
+        (``session_ids`` None) then writes the run records of the sessions the store has
+        no record of (a run rolled back on a new session), which ``import_jsonl`` adds
+        back without creating those sessions.
 
         Args:
             fp: a text file open for writing (UTF-8), or a path: the file is then
@@ -443,8 +477,29 @@ class JsonlMixin:
                     written += 1
                     if progress is not None:
                         progress(1)
+            if session_ids is None:
+                self._jsonl_export_sessionless_runs(trailer)
             out.write(trailer.line(written))
         return written
+
+    def _jsonl_export_sessionless_runs(self, trailer: Trailer) -> None:
+        """Write the run records of every session id the store has runs but no session
+        record for: a ``"runs"`` line, then its run lines (see the module docstring)."""
+        ledger = [session_id for session_id, _ in self._usage_by_session(None)]
+        for session_id in sorted(self._jsonl_missing(ledger)):
+            records = self._runs(session_id, _ALL_RUNS)[::-1]
+            if records:
+                runs = {"type": "runs", "session_id": session_id}
+                trailer.write(_encoder.encode(runs) + "\n" + run_lines(records))
+
+    def _jsonl_store_runs(self, imported: ImportedRuns) -> None:
+        """Add the imported run records the session's ledger lacks (by ``run_id``)."""
+        known = {record.run_id for record in self._runs(imported.session_id, _ALL_RUNS)}
+        add_messages = cast(Any, self).add_messages  # StoreBase's, which checks the record
+        for record in imported.runs:
+            if record.run_id not in known:
+                add_messages(imported.session_id, [], run=record)
+                known.add(record.run_id)
 
     def _known(self, session_ids: Iterable[str]) -> list[str]:
         """``session_ids`` without repeats, once every one is known to exist."""
@@ -471,7 +526,10 @@ class JsonlMixin:
         Each session is checked whole, then stored in one transaction with its
         timestamps, metadata, message order and run records (which replace any the
         store had for it): all of it or none of it. Sessions
-        before a failing one stay imported. Memory use is one session at a time.
+        before a failing one stay imported. Memory use is one session at a time. The
+        run records of a session with no record of its own (a ``"runs"`` line) are added
+        where the session's ledger lacks their ``run_id``, one at a time, creating no
+        session; they count in neither the return value nor ``progress``.
 
         Args:
             lines: a text file open for reading, any iterable of its lines, or the
@@ -501,12 +559,15 @@ class JsonlMixin:
             with open(lines, encoding="utf-8") as fp:
                 return self.import_jsonl(fp, on_conflict=on_conflict, progress=progress)
         imported = 0
-        current: ImportedSession | None = None
+        current: ImportedSession | ImportedRuns | None = None
         counts = Trailer()
         ended = 0  # the trailer's line number, once read
 
-        def flush(session: ImportedSession) -> None:
+        def flush(session: ImportedSession | ImportedRuns) -> None:
             nonlocal imported
+            if isinstance(session, ImportedRuns):
+                self._jsonl_store_runs(session)
+                return
             if len(session.rows) != session.message_count:
                 raise ValueError(
                     f"line {session.line}: session {session.session_id!r} declares "
@@ -544,14 +605,29 @@ class JsonlMixin:
                     flush(current)
                 current = _header(record, number)
                 counts.seen(record)
+            elif kind == "runs":
+                if current is not None:
+                    flush(current)
+                current = _runs_header(record, number)
+                counts.seen(record)
             elif kind == "message":
                 if current is None:
                     raise ValueError(f"line {number}: a message line before any session header")
+                if isinstance(current, ImportedRuns):
+                    raise ValueError(
+                        f"line {number}: a message line among the run records of session "
+                        f"{current.session_id!r}, which has no session header"
+                    )
                 _message(record, number, current)
                 counts.seen(record)
             elif kind == "compaction":
                 if current is None:
                     raise ValueError(f"line {number}: a compaction line before any session header")
+                if isinstance(current, ImportedRuns):
+                    raise ValueError(
+                        f"line {number}: a compaction line among the run records of session "
+                        f"{current.session_id!r}, which has no session header"
+                    )
                 _compaction(record, number, current)
                 counts.seen(record)
             elif kind == "run":
@@ -562,7 +638,7 @@ class JsonlMixin:
             else:
                 raise ValueError(
                     f"line {number}: expected a JSON object with type 'session', 'message', "
-                    "'run' or 'compaction'"
+                    "'run', 'runs' or 'compaction'"
                 )
         if current is not None:
             flush(current)

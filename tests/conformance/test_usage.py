@@ -181,6 +181,95 @@ async def test_a_cancelled_run_records_what_it_spent(metered: Any, memory: Store
     assert record.requests == 1
 
 
+def triage_agent() -> Agent[Any]:
+    """Hands every request that says "help" to the Specialist (which has a tool)."""
+    specialist = Agent(name="Specialist", model="gpt-test", tools=[get_weather])
+    return Agent(name="Triage", model="gpt-test", handoffs=[specialist])
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_a_run_records_the_agent_that_produced_its_final_output(
+    metered: Any, memory: StoreMemory, method: str
+) -> None:
+    metered.responder = tool_responder("help", "transfer_to_specialist", {})
+    config = RunConfig(memory=memory, session_id="handoff")
+    await run_with(method, triage_agent(), "I need help", config)
+
+    (record,) = await memory.runs("handoff")
+    assert record.agent == "Specialist"  # not the starting agent, Triage
+    assert counts(record) == summed(metered.new_usages())  # both agents' model calls
+    assert record.requests == 2
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_a_run_failing_after_a_handoff_records_the_agent_running_then(
+    metered: Any, memory: StoreMemory, method: str
+) -> None:
+    metered.responder = tool_responder("help", "transfer_to_specialist", {})
+    config = RunConfig(memory=memory, session_id="handoff-failed")
+    agent, text = triage_agent(), "I need help"
+    with pytest.raises(MaxTurnsExceeded):  # the handoff is the one turn allowed
+        if method == "run":
+            await Runner.run(agent, text, run_config=config, max_turns=1)
+        elif method == "run_sync":
+            Runner.run_sync(agent, text, run_config=config, max_turns=1)
+        else:
+            result = Runner.run_streamed(agent, text, run_config=config, max_turns=1)
+            async for _ in result.stream_events():
+                pass
+
+    (record,) = await memory.runs("handoff-failed")
+    assert (record.agent, record.outcome) == ("Specialist", "failed")
+    assert counts(record) == summed(metered.new_usages())
+
+
+@function_tool(needs_approval=True)
+def book_trip(city: str) -> str:
+    """Book a trip (a person approves it first)."""
+    return f"booked {city}"
+
+
+async def run_state(method: str, agent: Agent[Any], input: Any, config: RunConfig) -> Any:
+    """Run (or resume, ``input`` a ``RunState``) through the named method; the result."""
+    if method == "run":
+        return await Runner.run(agent, input, run_config=config)
+    if method == "run_sync":
+        return Runner.run_sync(agent, input, run_config=config)
+    result = Runner.run_streamed(agent, input, run_config=config)
+    async for _ in result.stream_events():
+        pass
+    return result
+
+
+@pytest.mark.parametrize("method", RUNNER_METHODS)
+async def test_a_resumed_run_records_what_its_resumed_part_spent(
+    metered: Any, memory: StoreMemory, method: str
+) -> None:
+    # Human in the loop: the run stops at a tool call awaiting approval; the person
+    # approves; the run resumes from its state, runs the tool and calls the model again.
+    metered.responder = tool_responder("trip", "book_trip", {"city": "Kyoto"})
+    agent = Agent(name="Planner", model="gpt-test", tools=[book_trip])
+    config = RunConfig(memory=memory, session_id="approval")
+    first = await run_state(method, agent, "Plan a trip", config)
+    assert first.interruptions
+    before = metered.new_usages()
+    assert len(before) == 1
+
+    state = first.to_state()
+    state.approve(first.interruptions[0])
+    resumed = await run_state(method, agent, state, config)
+    assert not resumed.interruptions
+    after = metered.new_usages()[len(before) :]
+    assert len(after) == 1
+
+    newest, oldest = await memory.runs("approval")
+    assert counts(oldest) == summed(before)
+    assert counts(newest) == summed(after)  # only the resumed part, nothing twice
+    assert (newest.outcome, newest.agent) == ("completed", "Planner")
+    assert counts(await memory.usage("approval")) == summed(before + after)
+    assert oldest.items_added + newest.items_added == memory.store.message_count("approval")
+
+
 @pytest.mark.parametrize("method", RUNNER_METHODS)
 async def test_a_spent_budget_refuses_the_run_before_any_model_call(
     metered: Any, memory: StoreMemory, method: str
@@ -371,6 +460,48 @@ def test_export_and_import_carry_the_ledger(
     with pytest.raises(ValueError, match=r"line 4: bad run record for session 's'"):
         target.import_jsonl(io.StringIO(bad), on_conflict="replace")
     assert target.runs("s") == runs[::-1]  # the failing session was not touched
+
+
+def test_export_and_import_carry_the_runs_of_a_session_with_no_record(
+    store: Any, store_factory: Any, store_kind: str
+) -> None:
+    # A run rolled back on a new session records what it spent, but creates no session.
+    store.add_messages("s", [{"role": "user", "content": "a"}], run=record("s", 1))
+    ghost = [record("ghost", n) for n in (2, 3)]
+    for run in ghost:
+        store.add_messages("ghost", [], run=run)
+    assert store.session_info("ghost") is None
+    out = io.StringIO()
+    assert store.export_jsonl(out) == 1  # sessions written
+    text = out.getvalue()
+    lines = [json.loads(line) for line in text.splitlines()]
+    kinds = ["session", "message", "run", "runs", "run", "run", "end"]
+    assert [line["type"] for line in lines] == kinds
+    assert lines[3] == {"type": "runs", "session_id": "ghost"}
+
+    target = store_factory(store_kind)
+    assert target.import_jsonl(io.StringIO(text)) == 1
+    assert target.runs("ghost") == ghost[::-1]
+    assert target.usage("ghost") == store.usage("ghost")
+    assert target.session_info("ghost") is None  # still no session
+    assert target.import_jsonl(io.StringIO(text), on_conflict="skip") == 0
+    assert target.runs("ghost") == ghost[::-1]  # a second import adds nothing more
+
+    named = io.StringIO()
+    store.export_jsonl(named, session_ids=["s"])  # only what was named
+    assert [json.loads(line)["type"] for line in named.getvalue().splitlines()] == [
+        "session",
+        "message",
+        "run",
+        "end",
+    ]
+    bad = text.replace('{"type":"runs","session_id":"ghost"}\n', "", 1)
+    with pytest.raises(ValueError, match="bad run record for session 's'"):
+        store_factory(store_kind).import_jsonl(io.StringIO(bad))
+    message = '{"type":"message","seq":1,"created_at":1.5,"message":{"role":"user"}}\n'
+    bad = text.replace('"session_id":"ghost"}\n', '"session_id":"ghost"}\n' + message, 1)
+    with pytest.raises(ValueError, match="line 5: a message line among the run records"):
+        store_factory(store_kind).import_jsonl(io.StringIO(bad))
 
 
 def test_write_and_unlock_records_the_run_and_gives_the_lease_back(store: Any) -> None:

@@ -16,13 +16,24 @@ on without it until they end.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
-__all__ = ("AdvisoryLeases", "lease_key_sql", "not_leased_sql")
+from ...protocol import LeaseHolder
+
+__all__ = (
+    "HOLDER_SQL",
+    "AdvisoryLeases",
+    "application_name",
+    "holder_of_backend",
+    "lease_key_sql",
+    "not_leased_sql",
+)
 
 
 def lease_key_sql(schema_param: str = "%s") -> str:
@@ -44,6 +55,39 @@ def not_leased_sql(schema: str, column: str = "s.session_id") -> str:
         f"AND l.classid::bigint = (({key} >> 32) & 4294967295) "
         f"AND l.objid::bigint = ({key} & 4294967295))"
     )
+
+
+#: The backend holding the advisory lock of the key given as the one parameter (as
+#: ``lease_key_sql``): its ``application_name`` and client address, or no row.
+HOLDER_SQL = (
+    "SELECT a.application_name, host(a.client_addr) FROM pg_locks l "
+    "JOIN pg_stat_activity a ON a.pid = l.pid "
+    "CROSS JOIN (SELECT " + lease_key_sql() + " AS key) k "
+    "WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid::bigint = ((k.key >> 32) & 4294967295) "
+    "AND l.objid::bigint = (k.key & 4294967295) LIMIT 1"
+)
+
+# The lease connection's application_name: "agentsession:<pid>@<host>" (63 bytes at most).
+_APPLICATION = re.compile(r"agentsession:([0-9]{1,10})@(.*)")
+
+
+def application_name() -> str:
+    """The ``application_name`` of this process's lease connections: its pid and host,
+    so that a process waiting for a lease can tell who holds it (``holder_of_backend``);
+    set once per connection, so runs pay nothing for it."""
+    host = socket.gethostname().encode("ascii", "replace").decode("ascii")
+    return f"agentsession:{os.getpid()}@{host}"[:63]
+
+
+def holder_of_backend(application: str | None, client_addr: str | None) -> LeaseHolder:
+    """The holder a backend's ``application_name`` names (see ``application_name``);
+    else just its client address (``None`` over a Unix socket)."""
+    match = _APPLICATION.fullmatch(application or "")
+    if match is None:
+        return LeaseHolder(None, client_addr)
+    return LeaseHolder(int(match.group(1)), match.group(2))
 
 
 class AdvisoryLeases:
@@ -127,6 +171,11 @@ class AdvisoryLeases:
                 return
             del self._held[session_id]
             self._execute(f"SELECT pg_advisory_unlock({lease_key_sql()})", self._key(session_id))
+
+    def held_here(self, session_id: str) -> bool:
+        """Whether an owner of this process holds the lease of ``session_id`` (as stored)."""
+        with self._lock:
+            return self._pid == os.getpid() and session_id in self._held
 
     def close(self) -> None:
         """Close the lease connection, releasing every lease this process holds."""

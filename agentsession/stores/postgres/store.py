@@ -49,13 +49,14 @@ except ImportError:
 from ..._serialize import message_text
 from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
+from ...protocol import KeyStore, LeaseHolder, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase, check_count, load_metadata
+from ..holders import this_process
 from ..jsonl import ImportedSession
 from . import compaction, history, jsonl, ledger, retention
 from .base import MAX_ROWS, NOW, Conn, db_id, metadata_for_db, metadata_from_db, searchable
 from .keys import PostgresKeyTable
-from .lease import AdvisoryLeases
+from .lease import HOLDER_SQL, AdvisoryLeases, application_name, holder_of_backend
 from .schema import Tables, check_schema_name, ensure_schema
 
 __all__ = ("PostgresStore",)
@@ -676,6 +677,17 @@ class PostgresStore(StoreBase):
         except psycopg.Error as exc:
             raise self._translate(exc) from exc
 
+    def _lease_holder(self, session_id: str) -> LeaseHolder | None:
+        # In this process: the table of owners. Elsewhere: the backend holding the
+        # advisory lock, named by its lease connection's application_name.
+        self._check_usable()
+        key = db_id(session_id)
+        if self._leases.held_here(key):
+            return this_process()
+        schema = self._tables.name
+        row = self._read(lambda conn: conn.execute(HOLDER_SQL, (f"{schema}:{key}",)).fetchone())
+        return None if row is None else holder_of_backend(row[0], row[1])
+
     def _check_usable(self) -> None:
         if self._closed:
             raise StoreClosed(f"{self!r} is closed")
@@ -695,6 +707,7 @@ class PostgresStore(StoreBase):
                 "when it connects; give the pool a conninfo string"
             )
         kwargs["autocommit"] = True
+        kwargs["application_name"] = application_name()  # who holds its leases
         if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(conninfo):
             kwargs.setdefault("connect_timeout", max(2, math.ceil(self.pool_timeout)))
         return psycopg.connect(conninfo, **kwargs)

@@ -30,9 +30,10 @@ from urllib.parse import urlsplit
 from ..._extras import require
 from ...encryption import Encryption
 from ...exceptions import NotSupportedError, SchemaError, StoreBusy, StoreError
-from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
+from ...protocol import KeyStore, LeaseHolder, RunRecord, SessionInfo, SessionUsage
 from .. import runs
 from ..base import Progress, Row, StoreBase
+from ..holders import holder_of_owner
 from ..jsonl import ImportedSession
 from . import compaction, history, jsonl, ledger, retention
 from .core import RETRIES, Client, Keyspace, client_from_url, split_item, storable_json
@@ -339,6 +340,17 @@ class RedisStore(StoreBase):
     def _unlock(self, session_id: str, owner: str) -> None:
         ks = self._keyspace
         ks.run(ks.scripts.unlock, session_id, owner)
+
+    def _lease_holder(self, session_id: str) -> LeaseHolder | None:
+        # The lease's value is its owner, "<host>:<pid>:..." for agentsession's runs.
+        ks = self._keyspace
+        with ks.mapped():
+            owner = ks.client.get(ks.keys(session_id)[2])
+        if owner is None:
+            return None
+        if isinstance(owner, bytes):
+            owner = owner.decode("utf-8", "replace")
+        return holder_of_owner(owner)
 
     def _lock_and_rows(
         self, session_id: str, owner: str, lease: float, count: int | None

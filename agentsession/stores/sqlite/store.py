@@ -24,7 +24,7 @@ from typing import IO, Any, TypeVar
 
 from ...encryption import Encryption
 from ...exceptions import SchemaError, StoreBusy, StoreClosed, StoreError
-from ...protocol import KeyStore, RunRecord, SessionInfo, SessionUsage
+from ...protocol import KeyStore, LeaseHolder, RunRecord, SessionInfo, SessionUsage
 from ..base import Progress, Row, StoreBase
 from ..encrypted import MemoryKeyStore
 from ..history_cache import DEFAULT_LIMIT, HistoryCache, Since
@@ -676,6 +676,11 @@ class SQLiteStore(StoreBase):
         if self._closed:
             raise StoreClosed(f"{self!r} is closed")
         self._leases.unlock(session_id, owner)
+
+    def _lease_holder(self, session_id: str) -> LeaseHolder | None:
+        if self._closed:
+            raise StoreClosed(f"{self!r} is closed")
+        return self._leases.holder(session_id)
 
     # -- the hooks of StoreBase: history (the work is in ``history``) ------------------------
 
