@@ -33,7 +33,10 @@ def check_compaction(compaction: Any, memory: Any) -> None:
     if not isinstance(compaction, Compaction):
         raise TypeError(f"compaction must be a Compaction or None, got {compaction!r:.80}")
     store = getattr(memory, "store", None)
-    if memory is not None and not callable(getattr(store, "compact_with", None)):
+    usable = callable(getattr(store, "compact_with", None)) and callable(
+        getattr(memory, "_call", None)  # a StoreMemory's way to call its store
+    )
+    if memory is not None and not usable:
         raise TypeError(
             "compaction needs an agentsession memory (a StoreMemory over a store); "
             f"{type(memory).__name__} cannot compact"
