@@ -409,3 +409,23 @@ async def test_automatic_compaction_holds_the_session_lease(
     await asyncio.wait_for(run, 10)
     assert len(memory.store.compactions("auto")) == 1
     assert memory.store.try_lock("auto", "another-run", 5)  # given back after the run
+
+
+async def test_full_reads_after_compaction_see_it(memory: StoreMemory) -> None:
+    # Long enough for the SQLite history cache (sessions of 64 rows or more) to keep the
+    # session after the first full read: the compaction must not be read past.
+    store = memory.store
+    original = history(20)  # 80 items
+    store.add_messages("s", original)
+    assert store.get_messages("s") == original
+    await memory.compact("s", model=OfflineModel(), keep_turns=2)
+    assert store.get_messages("s")[1:] == original[-8:]
+    store.add_messages("s", [user("after")])
+    assert store.get_messages("s")[1:] == [*original[-8:], user("after")]
+    store.uncompact("s")
+    for _ in range(2):  # the SQLite cache keeps a long session from its second read on
+        assert store.get_messages("s") == [*original, user("after")]
+    # One item for one summary: the session keeps its length, and still reads changed.
+    store.compact_with("s", "just the first question", items=1)
+    assert store.get_messages("s")[0]["content"].endswith("just the first question")
+    assert store.get_messages("s")[1:] == [*original[1:], user("after")]
