@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from .compaction import Compaction
 from .encryption import Encryption, generate_key
 from .exceptions import (
     AgentSessionError,
@@ -29,6 +30,7 @@ from .exceptions import (
     StoreError,
 )
 from .protocol import (
+    CompactionRecord,
     LeaseHolder,
     RunRecord,
     SearchHit,
@@ -60,6 +62,8 @@ __version__ = "0.1.0"
 __all__ = (
     "Agent",
     "AgentSessionError",
+    "Compaction",
+    "CompactionRecord",
     "DecryptionError",
     "Encryption",
     "HistoryWindow",

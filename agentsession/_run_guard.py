@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._auto_compaction import compact_before_run
 from ._ledger import outcome_of
 from .exceptions import SessionBudgetExceeded, SessionBusy
 from .memory import StoreMemory
@@ -46,6 +47,7 @@ from .protocol import LeasingMemory, RunMemory
 
 if TYPE_CHECKING:
     from ._ledger import RunLedger
+    from .compaction import Compaction
     from .protocol import RunRecord
     from .session import MemorySession
 
@@ -147,8 +149,10 @@ class RunGuard:
         lock_timeout: float,
         session_settings: Any = None,
         budget: int | None = None,
+        compaction: Compaction | None = None,
     ) -> None:
         self.memory = memory
+        self.compaction = compaction
         self.ledger: RunLedger | None = None
         self.budget = budget
         self._started = False
@@ -171,6 +175,7 @@ class RunGuard:
         memory = type(self.memory)
         return (
             self.session_lock != "off"
+            and self.compaction is None  # the summary model call needs the event loop
             and issubclass(memory, StoreMemory)
             and memory.lock_and_read is StoreMemory.lock_and_read
             and memory.write_and_unlock is StoreMemory.write_and_unlock
@@ -313,9 +318,24 @@ class RunGuard:
                 with anyio.CancelScope(shield=True):
                     await self._release()
                 raise error
+        if self.compaction is not None:
+            await self._compact()
         self._begin()
-        self.start_renewal()
+        if self._renewal is None:
+            self.start_renewal()
         return self
+
+    async def _compact(self) -> None:
+        """Automatic compaction (``_auto_compaction``), the lease renewed meanwhile; on
+        failure the lease is given back and the error raised: the run does not start."""
+        assert self.compaction is not None
+        self.start_renewal()
+        try:
+            await compact_before_run(self, self.compaction)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._release()
+            raise
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         commit = exc_type is None or self.failed_runs == "keep"

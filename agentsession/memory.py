@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ._compaction_memory import CompactionMemoryMixin
 from ._history_memory import HistoryMemoryMixin
 from ._ledger_memory import LedgerMemoryMixin
 from ._threads import WorkerThreads
@@ -48,7 +49,7 @@ T = TypeVar("T")
 DEFAULT_THREADS = 16
 
 
-class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
+class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin, CompactionMemoryMixin):
     """The async face of a blocking ``Store``; what the runner and the SDK talk to.
 
     Every public method of the store has an async twin here with the same name,
@@ -105,12 +106,18 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
     # or in HistoryMemoryMixin; tests/test_memory_parity.py keeps the two sides equal.
 
     async def get_messages(
-        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+        self,
+        session_id: str,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+        include_archived: bool = False,
     ) -> list[dict[str, Any]]:
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
         A window (``limit`` set) is tool-safe unless ``tool_safe=False``, which returns
-        exactly the newest ``limit`` items (``store.get_messages``). Runs in a worker
+        exactly the newest ``limit`` items (``store.get_messages``); with
+        ``include_archived=True``, the history with every compaction undone. Runs in a worker
         thread, or right here when the store's reads wait for nothing
         (``store.reads_block`` is false: a SQLite file).
 
@@ -118,6 +125,14 @@ class StoreMemory(HistoryMemoryMixin, LedgerMemoryMixin):
             TypeError, ValueError: a bad ``session_id``, ``limit`` or ``tool_safe``.
             StoreError: the backend failed (see ``agentsession.exceptions``).
         """
+        if include_archived is not False:  # a compacted session's whole history
+            return await self._call(
+                self.store.get_messages,
+                session_id,
+                limit,
+                tool_safe=tool_safe,
+                include_archived=include_archived,
+            )
         if not self.store.reads_block:
             # A read that waits for nothing (SQLite in WAL mode) costs only its CPU, which
             # under the GIL holds the event loop up as long in a worker thread as here;

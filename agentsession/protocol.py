@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import IO, Any, Literal, Protocol, runtime_checkable
 
 __all__ = (
+    "CompactionRecord",
     "LeaseHolder",
     "LeaseStore",
     "LeasingMemory",
@@ -157,6 +158,35 @@ class RunRecord:
 
 
 @dataclass(frozen=True)
+class CompactionRecord:
+    """One compaction of a session: its oldest turns summarised, the originals archived.
+
+    See ``docs/compaction.md``. ``Store.compactions`` lists a session's records, oldest
+    first; ``Store.uncompact`` undoes the newest one and returns its record.
+
+    Attributes:
+        session_id: the compacted session.
+        compacted_items: how many stored items were archived (and summarised).
+        kept_items: how many items followed them, kept as they were.
+        summary: the summary's text (without ``compaction.SUMMARY_PREFIX``).
+        tokens_before, tokens_after: about how many tokens the session's visible history
+            held before and after (``window.approximate_tokens``, as ``HistoryWindow``
+            counts them).
+        created_at: when the compaction was stored (UTC).
+        model: the name of the model that wrote the summary (``""`` if not told).
+    """
+
+    session_id: str
+    compacted_items: int
+    kept_items: int
+    summary: str
+    tokens_before: int
+    tokens_after: int
+    created_at: datetime
+    model: str
+
+
+@dataclass(frozen=True)
 class SessionUsage:
     """The sum of a session's run records (see ``Store.usage``).
 
@@ -224,10 +254,40 @@ class Store(Protocol):
     reads_block: bool
 
     def get_messages(
-        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+        self,
+        session_id: str,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+        include_archived: bool = False,
     ) -> list[dict[str, Any]]:
         """Return the newest ``limit`` messages (all when ``None``), oldest first; a tool-safe
-        window unless ``tool_safe=False``, which returns exactly the newest ``limit``."""
+        window unless ``tool_safe=False``, which returns exactly the newest ``limit``; with
+        ``include_archived``, of the history with every compaction undone."""
+        ...
+
+    def compaction_candidates(self, session_id: str, keep_turns: int = 2) -> list[dict[str, Any]]:
+        """The oldest messages a compaction keeping ``keep_turns`` turns would archive."""
+        ...
+
+    def compact_with(
+        self,
+        session_id: str,
+        summary: str,
+        *,
+        items: int,
+        model: str = "",
+        lease_owner: str | None = None,
+    ) -> CompactionRecord:
+        """Archive the oldest ``items`` messages, a summary item in their place; atomic."""
+        ...
+
+    def uncompact(self, session_id: str) -> CompactionRecord | None:
+        """Undo the newest compaction exactly; ``None`` if there is none."""
+        ...
+
+    def compactions(self, session_id: str) -> list[CompactionRecord]:
+        """The session's compactions in force, oldest first."""
         ...
 
     def add_messages(

@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING, Any
 import agents
 from agents.models.interface import ModelProvider
 
+from ._auto_compaction import check_compaction
 from ._ledger import RunLedger
 from ._loop_thread import run_blocking
 from ._provider import LoopLocalProvider
 from ._run_guard import FailedRuns, RunGuard, SessionLock
 from ._streamed import GuardedSession, guard_stream
 from ._validate import check_session_id
+from .compaction import Compaction
 from .protocol import LedgerMemory
 from .session import MemorySession
 from .window import HistoryWindow
@@ -75,6 +77,10 @@ class RunConfig(agents.RunConfig):
             ``SessionBudgetExceeded`` before any model call. ``None`` (the default): no
             budget. Needs a memory that keeps a ledger (``LedgerMemory``, as every
             agentsession memory does).
+        compaction: compact the session before a run when the history the model would
+            be sent holds more than ``Compaction.max_tokens`` tokens (see
+            ``docs/compaction.md``), under the run's lease. ``None`` (the default): never.
+            Needs an agentsession memory and the session lock.
 
     Raises:
         TypeError: ``memory`` lacks one of the three methods, or ``session_id`` is not a
@@ -82,7 +88,10 @@ class RunConfig(agents.RunConfig):
         ValueError: ``session_id`` is an empty string, or ``failed_runs``,
             ``session_lock``, ``lock_timeout`` or ``max_session_tokens`` is not one of
             its allowed values.
-        TypeError: ``max_session_tokens`` is set and ``memory`` keeps no usage ledger.
+        TypeError: ``max_session_tokens`` is set and ``memory`` keeps no usage ledger;
+            or ``compaction`` is not a ``Compaction``, or set with a memory that cannot
+            compact.
+        ValueError: ``compaction`` with ``session_lock="off"``.
     """
 
     model_provider: ModelProvider = field(default_factory=_default_provider)
@@ -93,6 +102,7 @@ class RunConfig(agents.RunConfig):
     session_lock: SessionLock = "wait"
     lock_timeout: float = 300.0
     max_session_tokens: int | None = None
+    compaction: Compaction | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -130,6 +140,12 @@ class RunConfig(agents.RunConfig):
                     f"max_session_tokens needs a memory that keeps a usage ledger "
                     f"(LedgerMemory: usage, runs, add_messages(run=...)); "
                     f"{type(self.memory).__name__} does not"
+                )
+        if self.compaction is not None:
+            check_compaction(self.compaction, self.memory)
+            if self.session_lock == "off":
+                raise ValueError(
+                    'compaction needs the session lease: it cannot run with session_lock="off"'
                 )
         if self.history_window is not None and not isinstance(self.history_window, HistoryWindow):
             raise TypeError(
@@ -207,6 +223,7 @@ def _prepare(
         lock_timeout=run_config.lock_timeout,
         budget=run_config.max_session_tokens,
         session_settings=run_config.session_settings,
+        compaction=run_config.compaction,
     )
     return run_config, bound, guard
 

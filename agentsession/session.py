@@ -178,6 +178,10 @@ class MemorySession:
         self._prefetched = (read, messages)
         return True
 
+    def prefetched(self) -> tuple[tuple[int | None, bool], list[dict[str, Any]]] | None:
+        """The read handed over by ``prefetch`` and not used yet, as ``(read, messages)``."""
+        return self._prefetched
+
     # -- the SDK's Session protocol --------------------------------------------------------
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:

@@ -125,6 +125,14 @@ def test_demo_offline_remembers_and_survives_a_fresh_memory(tmp_path: Path) -> N
         "in 4 runs, 4 model calls"
     ) in out
     assert "agentsession usage conversation_123" in out
+    assert "agentsession compact conversation_123 --keep-turns 1" in out
+    # The hint works as printed: the three older turns are summarised and archived.
+    assert (
+        invoke("compact", "conversation_123", "--keep-turns", "1", "--db", str(path)).exit_code == 0
+    )
+    with SQLiteStore(path) as store:
+        assert store.get_messages("conversation_123", include_archived=True) == messages
+        assert len(store.get_messages("conversation_123")) == 3
 
 
 def test_demo_is_repeatable_and_uses_the_default_database(tmp_path: Path) -> None:

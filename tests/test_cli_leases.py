@@ -69,9 +69,23 @@ def _messages(db: Path) -> Any:
         return store.get_messages("chat") if store.session_info("chat") else None
 
 
+def _compacted(db: Path) -> Any:
+    """The session with its compaction undone, once it is seen to be compacted."""
+    with SQLiteStore(db) as store:
+        (record,) = store.compactions("chat")
+        assert (record.compacted_items, record.kept_items) == (2, 2)
+        store.uncompact("chat")
+        return store.get_messages("chat")
+
+
 @pytest.mark.parametrize(
     ("command", "after"),
-    [(["clear", "chat", "--yes"], None), (["rewind", "chat", "--yes"], FIRST_TURN)],
+    [
+        (["clear", "chat", "--yes"], None),
+        (["rewind", "chat", "--yes"], FIRST_TURN),
+        # Compacts the run's turn too (waited for): the first turn is archived.
+        (["compact", "chat", "--keep-turns", "1", "--model", "offline"], "compacted"),
+    ],
 )
 def test_a_command_waits_for_the_run_then_acts_on_its_whole_turn(
     db: Path, run: subprocess.Popen[str], command: list[str], after: Any
@@ -94,10 +108,21 @@ def test_a_command_waits_for_the_run_then_acts_on_its_whole_turn(
     out, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 0, err
     assert run.wait(10) == 0
-    assert _messages(db) == after
+    if after == "compacted":
+        assert _compacted(db) == FIRST_TURN + RUN_TURN
+    else:
+        assert _messages(db) == after
 
 
-@pytest.mark.parametrize("command", [["clear", "chat", "--yes"], ["rewind", "chat", "--yes"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["clear", "chat", "--yes"],
+        ["rewind", "chat", "--yes"],
+        ["compact", "chat", "--keep-turns", "1", "--model", "offline"],
+        ["uncompact", "chat"],
+    ],
+)
 def test_no_wait_fails_at_once_and_changes_nothing(
     db: Path, run: subprocess.Popen[str], command: list[str]
 ) -> None:

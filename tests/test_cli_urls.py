@@ -312,6 +312,7 @@ def test_a_password_in_the_url_is_never_printed(
         ["agentsession", "chat"],
         ["agentsession", "show"],
         ["agentsession", "usage"],
+        ["agentsession", "compact"],
     ]
 
     dump = tmp_path / "dump.jsonl"

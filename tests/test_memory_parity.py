@@ -36,7 +36,7 @@ PAIRS = [
 LEASE_METHODS = {"try_lock", "unlock", "lock_and_read", "write_and_unlock"}
 
 #: Memory methods that are not a store method's twin.
-MEMORY_ONLY = {"aclose", "session"}
+MEMORY_ONLY = {"aclose", "session", "compact"}
 
 
 def public_methods(cls: type) -> set[str]:

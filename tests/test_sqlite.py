@@ -222,6 +222,7 @@ def test_processes_create_the_schema_once_and_lose_nothing(tmp_path: Path) -> No
         ("0003_fts_off_the_write_path",),
         ("0004_usage_ledger",),
         ("0005_encryption",),
+        ("0006_compaction",),
         ("0007_history_generation",),
     ]
 

@@ -438,3 +438,17 @@ def test_the_command_refuses_a_port_in_use(sqlite_store: Any, tmp_path: Path) ->
         )
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: cannot listen on --host 127.0.0.1 --port {ui.port}")
+
+
+def test_the_session_page_marks_a_compaction_summary(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "compacted.db") as store:
+        store.add_messages("c", weather_conversation() + [{"role": "user", "content": "next"}])
+        store.compact_with("c", "they talked about the weather", items=7)
+        with running_ui(store) as ui:
+            _, _, body = ui.request("GET", "/session?id=c")
+            article = re.search(
+                r'<article class="entry summary[^"]*" id="m1">(.*?)</article>', body, re.S
+            )
+            assert article is not None
+            assert "summary of earlier turns" in article.group(1)
+            assert "they talked about the weather" in article.group(1)

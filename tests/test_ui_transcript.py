@@ -63,3 +63,14 @@ def test_snippets_are_cut_at_the_highlight_marks() -> None:
         Segment(".", False),
     ]
     assert highlighted("no match", marks) == [Segment("no match", False)]
+
+
+def test_a_compaction_summary_is_marked_as_one() -> None:
+    from agentsession.compaction import summary_item
+
+    messages = [summary_item("the user asked about Paris"), {"role": "user", "content": "and?"}]
+    entries = build_transcript(messages, 1)
+    assert [(e.kind, e.text) for e in entries] == [
+        ("summary", "the user asked about Paris"),
+        ("message", "and?"),
+    ]

@@ -21,10 +21,12 @@ from ..exceptions import (
     StoreError,
 )
 from ._db import cli_words, data_dir, is_default, open_memory, redact, resolve_db
+from .compacting import compact, uncompact
 from .history import COMMANDS as HISTORY_COMMANDS
 from .inspecting import clear, db_option, sessions, show
 from .keys import COMMANDS as KEY_COMMANDS
-from .models import API_CHOICES, MODEL_ENV, choose_model
+from .models import choose_model
+from .models import model_options as _model_options
 from .ui import ui
 from .usage import usage
 
@@ -55,33 +57,6 @@ class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         """The commands in the order a new user meets them, not alphabetically."""
         return list(self.commands)
-
-
-def _model_options(command: Any) -> Any:
-    """``--model``, ``--base-url`` and ``--api``, shared by ``demo`` and ``chat``."""
-    command = click.option(
-        "--api",
-        type=click.Choice(API_CHOICES),
-        default="responses",
-        show_default=True,
-        help="Which OpenAI API to call (chat_completions for most local servers).",
-    )(command)
-    command = click.option(
-        "--base-url",
-        metavar="URL",
-        envvar="OPENAI_BASE_URL",
-        show_envvar=True,
-        help="An OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama.",
-    )(command)
-    command = click.option(
-        "--model",
-        metavar="NAME",
-        envvar=MODEL_ENV,
-        show_envvar=True,
-        help="Model name (default: the Agents SDK's default); 'offline' picks the "
-        "offline demo model, used anyway when OPENAI_API_KEY is not set.",
-    )(command)
-    return command
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -171,6 +146,8 @@ def chat(
 cli.add_command(sessions)
 cli.add_command(show)
 cli.add_command(clear)
+cli.add_command(compact)
+cli.add_command(uncompact)
 cli.add_command(usage)
 for _command in (*HISTORY_COMMANDS, *KEY_COMMANDS):
     cli.add_command(_command)

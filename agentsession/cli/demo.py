@@ -117,6 +117,10 @@ async def _demo(target: Database, choice: ModelChoice, session_id: str) -> None:
     click.echo(dim(f"  {_command('agentsession', 'chat', *db, '--session', session_id)}"))
     click.echo(dim(f"  {_command('agentsession', 'show', session_id, *db)}"))
     click.echo(dim(f"  {_command('agentsession', 'usage', session_id, *db)}"))
+    compact = ("agentsession", "compact", session_id, "--keep-turns", "1", *db)
+    click.echo(
+        dim(f"  {_command(*compact)}") + "   (summarise the older turns, keep them archived)"
+    )
 
 
 def run_demo(target: Database, choice: ModelChoice, session_id: str = DEMO_SESSION) -> None:

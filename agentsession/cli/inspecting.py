@@ -14,10 +14,11 @@ from typing import TypeVar
 
 import click
 
+from ..compaction import is_summary
 from ..exceptions import SessionBusy, StoreError
 from ..protocol import LeaseHolder
 from ._db import CliStore, Database, open_store, resolve_db
-from .render import format_transcript, held_by, label, session_to_json, sessions_table
+from .render import dim, format_transcript, held_by, label, session_to_json, sessions_table
 
 __all__ = (
     "clear",
@@ -146,9 +147,17 @@ def sessions(db: str | None, as_json: bool) -> None:
 @click.argument("session_id")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the stored messages as JSON.")
-def show(session_id: str, db: str | None, as_json: bool) -> None:
+@click.option(
+    "--archived",
+    is_flag=True,
+    help="Show the turns compaction archived in place of their summaries "
+    "(see 'agentsession compact').",
+)
+def show(session_id: str, db: str | None, as_json: bool, archived: bool) -> None:
     """Print a session's transcript, as people read it.
 
+    A compaction's summary is labelled as one. With --archived, the history as it was
+    before any compaction: the archived messages, marked, where the summaries stand.
     With --json, the stored messages (Responses API input items), oldest first.
     """
     session_id = _session_id(session_id)
@@ -156,12 +165,38 @@ def show(session_id: str, db: str | None, as_json: bool) -> None:
     with open_store(target, reading=True) as store:
         _require_session(store, session_id, target)
         messages = store.get_messages(session_id)
+        if archived:
+            visible = messages
+            messages = store.get_messages(session_id, include_archived=True)
     if as_json:
         click.echo(json.dumps(messages, indent=2, ensure_ascii=False))
         return
     click.echo(label(f"Session {session_id!r} in {target}: {len(messages)} messages"))
-    if messages:
-        click.echo(format_transcript(messages, numbered=True))
+    if not messages:
+        return
+    transcript = format_transcript(messages, numbered=True)
+    if archived:
+        # What is not visible (besides the summaries) is archived: the oldest messages.
+        kept = len([item for item in visible if not is_summary(item)])
+        hidden = max(0, len(messages) - kept)
+        lines = transcript.split("\n")
+        entries = _entry_starts(lines, len(messages))
+        for index in entries[:hidden]:
+            lines[index] += " " + dim("(archived)")
+        transcript = "\n".join(lines)
+    click.echo(transcript)
+
+
+def _entry_starts(lines: list[str], count: int) -> list[int]:
+    """The line index of each of ``count`` numbered entries of a transcript."""
+    width = len(str(count))
+    starts = []
+    number = 1
+    for index, line in enumerate(lines):
+        if click.unstyle(line)[:width].strip() == str(number):
+            starts.append(index)
+            number += 1
+    return starts
 
 
 @click.command()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from agents.models.interface import Model
 
 __all__ = (
+    "model_options",
     "API_CHOICES",
     "BuiltModel",
     "MODEL_ENV",
@@ -170,3 +171,30 @@ def choose_model(
 
         name = get_default_model()
     return ModelChoice(name, api, base_url, key or PLACEHOLDER_KEY)
+
+
+def model_options(command: Any) -> Any:
+    """``--model``, ``--base-url`` and ``--api``, shared by ``demo``, ``chat`` and ``compact``."""
+    command = click.option(
+        "--api",
+        type=click.Choice(API_CHOICES),
+        default="responses",
+        show_default=True,
+        help="Which OpenAI API to call (chat_completions for most local servers).",
+    )(command)
+    command = click.option(
+        "--base-url",
+        metavar="URL",
+        envvar="OPENAI_BASE_URL",
+        show_envvar=True,
+        help="An OpenAI-compatible server, e.g. http://localhost:11434/v1 for Ollama.",
+    )(command)
+    command = click.option(
+        "--model",
+        metavar="NAME",
+        envvar=MODEL_ENV,
+        show_envvar=True,
+        help="Model name (default: the Agents SDK's default); 'offline' picks the "
+        "offline demo model, used anyway when OPENAI_API_KEY is not set.",
+    )(command)
+    return command

@@ -44,6 +44,7 @@ from openai.types.responses import (
 )
 
 from .._sdk import TResponseOutputItem, TResponseStreamEvent
+from ..compaction import REQUEST_HEAD
 from ..window import approximate_tokens
 from .models import OFFLINE_MODEL_NAME
 
@@ -55,7 +56,13 @@ if TYPE_CHECKING:
     from agents.tool import Tool
     from openai.types.responses.response_prompt_param import ResponsePromptParam
 
-__all__ = ("OFFLINE_MODEL_NAME", "OfflineModel", "TIME_TOOL_NAME", "offline_reply")
+__all__ = (
+    "OFFLINE_MODEL_NAME",
+    "OfflineModel",
+    "TIME_TOOL_NAME",
+    "offline_reply",
+    "offline_summary",
+)
 
 #: The one tool the offline model knows how to call, when the agent offers it.
 TIME_TOOL_NAME = "current_time"
@@ -153,6 +160,8 @@ def offline_reply(
     users = [index for index, item in enumerate(items) if _is_user_message(item)]
     current = users[-1] if users else len(items)
     question = _text_of(items[current].get("content")) if users else ""
+    if question.startswith(REQUEST_HEAD):
+        return assistant_message(offline_summary(question), item_id=f"msg_offline_{len(items)}")
     offered = {getattr(tool, "name", None) for tool in tools or ()}
     if TIME_TOOL_NAME in offered and _ASKS_TIME.search(question):
         call_id = f"call_offline_{len(items)}"
@@ -160,6 +169,26 @@ def offline_reply(
     intro = _INTRO_RECALL if _ASKS_RECALL.search(question) else _INTRO
     text = f"{intro} {_memory_report(items[:current])}"
     return assistant_message(text, item_id=f"msg_offline_{len(items)}")
+
+
+def offline_summary(request: str) -> str:
+    """The offline model's summary of a compaction's request (``compaction.summary_request``):
+    deterministic, and saying that no model wrote it. It names how many items it covers,
+    the user's questions in them (quoted, shortened) and how many tool calls they hold."""
+    head, _, transcript = request.partition("\n\n")
+    counted = re.search(r"(\d+) items", head)
+    count = int(counted.group(1)) if counted else 0
+    lines = transcript.splitlines()
+    questions = [line[len("user: ") :] for line in lines if line.startswith("user: ")]
+    calls = sum(1 for line in lines if line.startswith("tool call "))
+    text = f"Offline summary of {_plural(count, 'item')} (no model wrote this): "
+    if questions:
+        text += "the user asked " + ", then ".join(_quote(q) for q in questions)
+    else:
+        text += "no user questions"
+    if calls:
+        text += f"; {_plural(calls, 'tool call')}"
+    return text + "."
 
 
 def _words(text: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from ..compaction import is_summary, summary_text
 from ..protocol import LeaseHolder, RunRecord, SessionInfo, SessionUsage
 
 __all__ = (
@@ -147,6 +148,7 @@ def tool_result_line(output: Any) -> str:
 def format_message(message: Mapping[str, Any]) -> str:
     """One stored message (a Responses API input item) as one labeled entry.
 
+    A compaction's summary item is labelled as a summary (``Summary of earlier turns:``).
     Messages of every role get their role as label (``User:``, ``Assistant:``...); a
     function call shows its name and arguments, its output the result; reasoning shows
     its summary; any other item its type and fields as JSON. Control characters are
@@ -154,6 +156,9 @@ def format_message(message: Mapping[str, Any]) -> str:
     """
     kind = message.get("type")
     role = message.get("role")
+    if is_summary(message):  # a compaction's summary: context, not something said
+        text = printable(summary_text(message), lines=True)
+        return f"{label('Summary of earlier turns:', 'yellow')} {text}"
     if role is not None and kind in (None, "message"):
         name = _ROLE_LABELS.get(str(role), str(role).capitalize())
         text = printable(text_of(message.get("content")), lines=True)

@@ -29,6 +29,7 @@ from .._validate import check_limit, check_session_id
 from ..encryption import Encryption
 from ..exceptions import NotSupportedError, SessionBusy
 from ..protocol import (
+    CompactionRecord,
     KeyStore,
     LeaseHolder,
     RunRecord,
@@ -38,6 +39,7 @@ from ..protocol import (
     SessionUsage,
 )
 from ..window import tool_safe_tail
+from . import compacting
 from .encrypted import Codec, EncryptedHooks
 from .history_cache import HistoryCache, Since
 from .jsonl import JsonlMixin
@@ -609,7 +611,12 @@ class StoreBase(JsonlMixin):
     # -- messages --------------------------------------------------------------------------
 
     def get_messages(
-        self, session_id: str, limit: int | None = None, *, tool_safe: bool = True
+        self,
+        session_id: str,
+        limit: int | None = None,
+        *,
+        tool_safe: bool = True,
+        include_archived: bool = False,
     ) -> list[dict[str, Any]]:
         """Return the session's newest ``limit`` messages (all if ``None``), oldest first.
 
@@ -621,14 +628,24 @@ class StoreBase(JsonlMixin):
         Reads never wait for writers. A stored row that is not valid JSON is skipped
         with a warning on the ``agentsession`` logger.
 
+        With ``include_archived=True`` the messages are the session's history as it
+        would be with every compaction undone (``uncompact``): the archived items in
+        their places, the summary items left out, in one consistent read (see
+        ``docs/compaction.md``); ``limit`` then counts in that history.
+
         Raises:
-            TypeError, ValueError: a bad ``session_id``, ``limit`` or ``tool_safe``.
+            TypeError, ValueError: a bad ``session_id``, ``limit``, ``tool_safe`` or
+                ``include_archived``.
             StoreBusy: (PostgreSQL) no pooled connection came free in time.
             StoreClosed: the store is closed.
             StoreError: the backend failed.
         """
         check_session_id(session_id)
         limit = _check_read(limit, tool_safe)
+        if include_archived is not False:
+            if not isinstance(include_archived, bool):
+                raise TypeError(f"include_archived must be a bool, got {include_archived!r:.80}")
+            return compacting.with_archived(self, session_id, limit, tool_safe)
         if limit == 0:
             return []
         if limit is None:
@@ -803,6 +820,103 @@ class StoreBase(JsonlMixin):
         """
         check_session_id(session_id)
         self._edit(session_id, lambda: self._clear(session_id))
+
+    # -- compaction (the work is in ``compacting``) ------------------------------------------
+
+    def compaction_candidates(self, session_id: str, keep_turns: int = 2) -> list[dict[str, Any]]:
+        """The oldest messages a compaction keeping the newest ``keep_turns`` turns would
+        archive and summarise (``[]``: nothing to compact), oldest first.
+
+        The cut never splits a tool exchange or a reasoning item from what follows it
+        (``compaction.compaction_cut``). Pass ``len()`` of the result to
+        ``compact_with(..., items=)``.
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``, or ``keep_turns`` not an int >= 1.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        check_count(keep_turns, "keep_turns", minimum=1)
+        return compacting.candidates(self, session_id, keep_turns)
+
+    def compact_with(
+        self,
+        session_id: str,
+        summary: str,
+        *,
+        items: int,
+        model: str = "",
+        lease_owner: str | None = None,
+    ) -> CompactionRecord:
+        """Archive the session's oldest ``items`` messages and put one summary item
+        (``compaction.summary_item(summary)``) in their place, atomically.
+
+        The archived messages are kept as stored, byte for byte (``uncompact`` puts them
+        back; ``get_messages(include_archived=True)`` reads them). ``memory.compact`` calls
+        this after the summary model has written ``summary``; call it yourself to store a
+        summary you wrote. Holds the session's run lease while it works, as ``rewind``
+        does (see ``_edit``), unless ``lease_owner`` names the lease the caller holds
+        already (a run compacting its own session).
+
+        Args:
+            session_id: the session.
+            summary: the summary's text.
+            items: how many of the oldest messages to archive (1 or more), e.g. ``len()``
+                of ``compaction_candidates``; at least one message must stay after them.
+            model: the name of the model that wrote ``summary``, for the record.
+            lease_owner: the owner of the run lease the caller holds on the session.
+
+        Returns:
+            The compaction's record (also listed by ``compactions``).
+
+        Raises:
+            TypeError: a bad argument type.
+            ValueError: a bad ``session_id``; ``items`` below 1 or not leaving a message
+                after the cut; or a cut that would split a tool exchange (the message
+                says so). Nothing is changed.
+            SessionBusy: a run held the session for longer than ``lock_timeout``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        check_text(summary, "summary")
+        check_count(items, "items", minimum=1)
+        check_text(model, "model")
+
+        def work() -> CompactionRecord:
+            return compacting.compact(self, session_id, summary, items, model)
+
+        if lease_owner is None:
+            return self._edit(session_id, work)
+        check_lease(session_id, lease_owner)
+        return work()
+
+    def uncompact(self, session_id: str) -> CompactionRecord | None:
+        """Undo the session's newest compaction: its archived messages go back in front,
+        exactly as they were stored, in place of its summary item; return its record
+        (``None``: the session has no compaction, nothing is changed).
+
+        Atomic. Repeated calls undo earlier compactions in turn, newest first. If the
+        summary item is no longer the session's first message (a ``truncate`` removed
+        it), the archived messages are put back in front of what is there, so nothing
+        is lost. Waits for a run holding the session (see ``_edit``).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            SessionBusy: a run held the session for longer than ``lock_timeout``.
+            StoreBusy, StoreClosed, StoreError: as for ``add_messages``.
+        """
+        check_session_id(session_id)
+        return self._edit(session_id, lambda: compacting.uncompact(self, session_id))
+
+    def compactions(self, session_id: str) -> list[CompactionRecord]:
+        """The session's compactions still in force, oldest first (``[]``: none).
+
+        Raises:
+            TypeError, ValueError: a bad ``session_id``.
+            StoreBusy, StoreClosed, StoreError: as for ``get_messages``.
+        """
+        check_session_id(session_id)
+        return compacting.records(self, session_id)
 
     # -- the usage ledger ------------------------------------------------------------------
 
@@ -1350,6 +1464,39 @@ class StoreBase(JsonlMixin):
     def _count(self, session_id: str) -> int:
         """How many messages the session holds (0 if it has no record)."""
         raise NotImplementedError
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        """Atomically: move the session's oldest ``cut`` stored messages (as stored, with
+        their times) to a new newest entry of its archive, holding ``record`` (the text
+        of ``compaction.dump_record``) and the stored summary; store the message JSON
+        ``summary`` as its first message, the rest renumbered after it. The caller has
+        checked that the session holds more than ``cut`` messages."""
+        raise NotImplementedError
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        """Atomically: take the newest entry off the session's archive, remove the
+        session's first message if it is that entry's stored summary, and put the
+        archived messages back in front (as stored, with their times). Return the
+        entry's ``(record, (key, summary message JSON))``, or ``None`` (no entry)."""
+        raise NotImplementedError
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        """In one consistent read: the session's messages (as ``_all_rows``) and its
+        archive, oldest entry first, each ``(record, summary row, archived rows)``, the
+        archived rows keyed by their ``created_at``."""
+        raise NotImplementedError
+
+    def _jsonl_archive(self, session_id: str, decrypt: bool) -> list[tuple[str, Row, list[Row]]]:
+        if not self._compaction_records(session_id):
+            return []
+        if self._encrypted is not None and not decrypt:  # as stored: ciphertext
+            return list(self._encrypted.inner["_archive"](session_id)[1])
+        return self._archive(session_id)[1]
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        """The session's archive entries' ``(record, summary row)``, oldest first. The
+        default reads the whole archive; an engine may read less."""
+        return [(record, summary) for record, summary, _ in self._archive(session_id)[1]]
 
     def _clear(self, session_id: str) -> None:
         """Delete the session's record and all its messages, atomically."""

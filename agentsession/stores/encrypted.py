@@ -254,6 +254,10 @@ class EncryptedHooks:
         "_pop",
         "_cut_turns",
         "_cut",
+        "_compact",
+        "_uncompact",
+        "_archive",
+        "_compaction_records",
         "_sessions",
         "_info",
         "_put_metadata",
@@ -378,6 +382,38 @@ class EncryptedHooks:
     def _cut(self, session_id: str, keep: int) -> list[Row]:
         self._check_readable(session_id)
         return self.codec.open(session_id, self.inner["_cut"](session_id, keep))
+
+    # -- compaction: the summary is sealed like a message; archived rows stay as stored ----
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        self._check_readable(session_id)
+        # Sealed once: the engine stores this one text as the first message and in the
+        # archive entry, and tells the summary by comparing the two.
+        (sealed,) = self.codec.seal(session_id, [summary])
+        self.inner["_compact"](session_id, cut, sealed, record)
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        self._check_readable(session_id)
+        entry = self.inner["_uncompact"](session_id)
+        if entry is None:
+            return None
+        record, summary = entry
+        return record, self.codec.open(session_id, [summary])[0]
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        live, entries = self.inner["_archive"](session_id)
+        return self.codec.open(session_id, live), [
+            (
+                record,
+                self.codec.open(session_id, [summary])[0],
+                self.codec.open(session_id, rows),
+            )
+            for record, summary, rows in entries
+        ]
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        found = self.inner["_compaction_records"](session_id)
+        return [(record, self.codec.open(session_id, [summary])[0]) for record, summary in found]
 
     # -- sessions and metadata -------------------------------------------------------------
 
@@ -509,6 +545,7 @@ class EncryptedHooks:
             raise session.conflict()
         sid = session.session_id
         carried = session.header.get("encryption")
+        source: Any = None
         if isinstance(carried, dict):
             source = self.codec.encryption.unwrap(sid, str(carried.get("data_key")))
             metadata = {
@@ -528,7 +565,39 @@ class EncryptedHooks:
             (seq, created, text, "")
             for (seq, created, _, _), text in zip(session.rows, sealed, strict=True)
         ]
+        session.compactions = self._sealed_compactions(session, source, texts, sealed)
         return bool(self.inner["_jsonl_store"](session, on_conflict))
+
+    def _sealed_compactions(
+        self, session: ImportedSession, source: Any, texts: list[str], sealed: list[str]
+    ) -> list[tuple[str, str, list[tuple[float, str]]]]:
+        """An imported session's compactions under this store's data key (opened with
+        ``source``, the file's data key, if it carried one). A summary that is the
+        session's first message gets that message's sealed text, so that the engine
+        still tells it apart (see ``StoreBase._uncompact``)."""
+        sid = session.session_id
+        aad = _message_aad(sid)
+
+        def plain(text: str) -> str:
+            return text if source is None else source.open(text, aad, "message", 0).decode()
+
+        opened = [[plain(text) for _, text in archived] for _, _, archived in session.compactions]
+        items = [self.codec.seal(sid, texts_of) for texts_of in opened]
+        # A summary is stored as the message it became: the session's first, or the
+        # first one a later compaction archived (the engines compare stored texts).
+        heads = [
+            (plain_of[0], sealed_of[0]) for plain_of, sealed_of in zip(opened, items, strict=True)
+        ]
+        if texts:
+            heads.append((texts[0], sealed[0]))
+        found = []
+        for n, (record, summary, archived) in enumerate(session.compactions):
+            summary_text = plain(summary)
+            same = [stored for text, stored in heads[n + 1 :] if text == summary_text]
+            stored = same[0] if same else self.codec.seal(sid, [summary_text])[0]
+            times = [created for created, _ in archived]
+            found.append((record, stored, list(zip(times, items[n], strict=True))))
+        return found
 
     # -- keys ------------------------------------------------------------------------------
 

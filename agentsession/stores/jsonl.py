@@ -12,6 +12,12 @@ first (see ``protocol.RunRecord``; its fields, times as Unix seconds)::
 
     {"type":"run","run_id":"...","session_id":"s1","started_at":1717171716.5,...}
 
+then one line per compaction in force (see ``docs/compaction.md``), oldest first: its
+record, its summary item and the messages it archived, as stored::
+
+    {"type":"compaction","record":{"compacted_items":4,...},"summary":{"message":{...}},
+     "archived":[{"created_at":1717171717.25,"message":{...}},...]}
+
 Run records of a session the store has no record of (a new session's run rolled back:
 ``add_messages(session_id, [], run=...)`` records a run without creating the session)
 follow the sessions of a full export, each such session's as a ``"runs"`` line and its
@@ -55,6 +61,7 @@ from typing import IO, Any, Literal, cast
 from .._files import replaced_text_file
 from .._serialize import _decode, _encoder, encode_messages, message_text
 from .._validate import check_session_id
+from ..compaction import dump_compaction_fields
 from ..protocol import RunRecord
 from .runs import COLUMNS, from_json, to_row
 from .values import Progress, check_timestamp, dump_metadata
@@ -77,6 +84,9 @@ _ALL_RUNS = 2**62
 FORMAT_VERSION = 1
 
 _CONFLICTS = ("error", "skip", "replace")
+
+#: A stored message as the hooks hand it over: ``(row key, message JSON text)``.
+Row = tuple[Any, str]
 
 
 def _reject_constant(name: str) -> Any:
@@ -103,6 +113,9 @@ class ImportedSession:
         self.rows: list[tuple[int, float, str, str]] = []
         #: The session's run records, oldest first.
         self.runs: list[RunRecord] = []
+        #: Its compactions in force, oldest first: ``(record text, summary message JSON
+        #: text, [(created_at, archived message JSON text)...])`` (see ``compaction``).
+        self.compactions: list[tuple[str, str, list[tuple[float, str]]]] = []
 
     def conflict(self) -> ValueError:
         """The error for a session the store already has, with ``on_conflict="error"``."""
@@ -289,6 +302,68 @@ def _run(record: dict[str, Any], line: int, session: ImportedSession | ImportedR
         raise ValueError(f"line {line}: {exc}") from None
 
 
+def _stored_text(item: Any, line: int, what: str) -> str:
+    """The stored JSON text of an exported ``{"message": {...}}`` or ``{"raw": "..."}``."""
+    if isinstance(item, dict) and "message" in item:
+        try:
+            (text,) = encode_messages([item["message"]])
+        except TypeError as exc:
+            raise ValueError(f"line {line}: {what}: {exc}") from None
+        return text
+    if isinstance(item, dict) and isinstance(item.get("raw"), str):
+        return str(item["raw"])
+    raise ValueError(f"line {line}: {what} needs a 'message' object")
+
+
+def _compaction(record: dict[str, Any], line: int, session: ImportedSession) -> None:
+    fields = record.get("record")
+    archived = record.get("archived")
+    if not isinstance(fields, dict) or not isinstance(archived, list) or not archived:
+        raise ValueError(
+            f"line {line}: a compaction line needs a 'record' object and a non-empty "
+            "'archived' list"
+        )
+    try:
+        stored = dump_compaction_fields(fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"line {line}: compaction record: bad or missing {exc}") from None
+    summary = _stored_text(record.get("summary"), line, "compaction summary")
+    items: list[tuple[float, str]] = []
+    for item in archived:
+        created = item.get("created_at") if isinstance(item, dict) else None
+        if created is None or not check_timestamp(created):
+            raise ValueError(f"line {line}: archived message needs created_at as a number")
+        items.append((float(created), _stored_text(item, line, "archived message")))
+    session.compactions.append((stored, summary, items))
+
+
+def compaction_lines(entries: Iterable[tuple[str, Row, list[Row]]]) -> str:
+    """The compaction lines of ``(record text, summary row, archived rows)`` entries
+    (``StoreBase._archive``; archived rows keyed by their ``created_at``), oldest first."""
+    out = []
+    for stored, (_, summary), archived in entries:
+        items = [_exported(text, {"created_at": created}) for created, text in archived]
+        line = {
+            "type": "compaction",
+            "record": json.loads(stored),
+            "summary": _exported(summary, {}),
+            "archived": items,
+        }
+        out.append(_encoder.encode(line) + "\n")
+    return "".join(out)
+
+
+def _exported(text: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with the stored ``text`` as ``"message"`` (a JSON object) or ``"raw"``."""
+    try:
+        decoded = _decode(text)
+    except (TypeError, ValueError):
+        decoded = None
+    if isinstance(decoded, dict):
+        return {**fields, "message": decoded}
+    return {**fields, "raw": text}
+
+
 def run_lines(records: Iterable[RunRecord]) -> str:
     """The run lines of ``records`` (oldest first)."""
     out = []
@@ -321,6 +396,11 @@ class JsonlMixin:
     def _runs(self, session_id: str, limit: int) -> list[RunRecord]:
         """The session's newest ``limit`` run records, newest first (``StoreBase``)."""
         raise NotImplementedError
+
+    def _jsonl_archive(self, session_id: str, decrypt: bool) -> list[tuple[str, Row, list[Row]]]:
+        """The session's compactions for its export, as ``StoreBase._archive`` gives them
+        (ciphertext on an encrypted store unless ``decrypt``); ``[]``: none."""
+        return []
 
     def _usage_by_session(self, limit: int | None) -> list[tuple[str, Any]]:
         """``(session_id, usage)`` of every session with run records (``StoreBase``)."""
@@ -393,6 +473,7 @@ class JsonlMixin:
             for session_id in ids:
                 if export_one(session_id, trailer):  # type: ignore[arg-type]
                     trailer.write(run_lines(self._runs(session_id, _ALL_RUNS)[::-1]))
+                    trailer.write(compaction_lines(self._jsonl_archive(session_id, decrypt)))
                     written += 1
                     if progress is not None:
                         progress(1)
@@ -539,6 +620,16 @@ class JsonlMixin:
                     )
                 _message(record, number, current)
                 counts.seen(record)
+            elif kind == "compaction":
+                if current is None:
+                    raise ValueError(f"line {number}: a compaction line before any session header")
+                if isinstance(current, ImportedRuns):
+                    raise ValueError(
+                        f"line {number}: a compaction line among the run records of session "
+                        f"{current.session_id!r}, which has no session header"
+                    )
+                _compaction(record, number, current)
+                counts.seen(record)
             elif kind == "run":
                 if current is None:
                     raise ValueError(f"line {number}: a run line before any session header")
@@ -547,7 +638,7 @@ class JsonlMixin:
             else:
                 raise ValueError(
                     f"line {number}: expected a JSON object with type 'session', 'message', "
-                    "'run' or 'runs'"
+                    "'run', 'runs' or 'compaction'"
                 )
         if current is not None:
             flush(current)

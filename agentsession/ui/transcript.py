@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cli.render import text_of
+from ..compaction import is_summary, summary_text
 
 __all__ = ("HANDOFF_PREFIX", "Entry", "Segment", "build_transcript", "highlighted")
 
@@ -24,9 +25,10 @@ class Entry:
     """One thing the transcript shows.
 
     Attributes:
-        kind: ``"message"``, ``"tool"`` (a call, with its output when the page holds
-            it), ``"tool_output"`` (an output whose call is on an earlier page),
-            ``"handoff"``, ``"reasoning"`` or ``"other"``.
+        kind: ``"message"``, ``"summary"`` (a compaction's summary item), ``"tool"``
+            (a call, with its output when the page holds it), ``"tool_output"`` (an
+            output whose call is on an earlier page), ``"handoff"``, ``"reasoning"`` or
+            ``"other"``.
         position: the 1-based position of the entry's first stored item.
         role: the message's role (``kind == "message"``).
         title: the tool's name, the agent handed to, or the other item's type.
@@ -80,7 +82,9 @@ def build_transcript(messages: Sequence[Mapping[str, Any]], first: int) -> list[
         position = first + offset
         kind = message.get("type")
         role = message.get("role")
-        if role is not None and kind in (None, "message"):
+        if is_summary(message):
+            entries.append(Entry("summary", position, role=str(role), text=summary_text(message)))
+        elif role is not None and kind in (None, "message"):
             entries.append(
                 Entry(
                     "message",

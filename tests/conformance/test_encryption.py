@@ -17,6 +17,7 @@ import sqlite3
 import stat
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -585,3 +586,71 @@ def test_the_sqlite_memory_takes_encryption(tmp_path: Path) -> None:
     memory = SQLiteSessionMemory(tmp_path / "chat.db", encryption=Encryption(OLD))
     assert memory.store.encryption is not None and memory.store.key_store is not None
     memory.close()
+
+
+# -- compaction -------------------------------------------------------------------------------
+
+
+def test_archived_messages_and_summaries_are_encrypted(engine: Engine) -> None:
+    store = engine.open(Encryption(OLD))
+    turns = [user(f"{MARKER} one"), reply("two"), user("three"), reply("four")]
+    turns += [user("five"), reply("six")]
+    store.add_messages("s1", turns)
+    (first, *_) = store.compaction_candidates("s1", 2)
+    assert first == user(f"{MARKER} one")
+    record = store.compact_with("s1", f"the user said {MARKER}", items=2, model="m")
+
+    assert MARKER not in engine.raw_text()  # neither the archived turn nor the summary
+    assert store.compactions("s1") == [record]
+    assert store.get_messages("s1")[0]["content"].endswith(f"the user said {MARKER}")
+    assert store.get_messages("s1", include_archived=True) == turns
+    assert store.uncompact("s1") == record
+    assert store.get_messages("s1") == turns
+
+
+def test_compactions_export_and_import_encrypted(engine: Engine) -> None:
+    store = engine.open(Encryption(OLD))
+    turns = [user(f"{MARKER} {n}") if n % 2 == 0 else reply(f"r{n}") for n in range(8)]
+    store.add_messages("s1", turns)
+    first = store.compact_with("s1", f"one {MARKER}", items=2)
+    second = store.compact_with("s1", f"two {MARKER}", items=3)
+    visible = store.get_messages("s1")
+    for decrypt in (False, True):
+        buffer = io.StringIO()
+        store.export_jsonl(buffer, session_ids=["s1"], decrypt=decrypt)
+        assert (MARKER in buffer.getvalue()) is decrypt  # ciphertext unless asked
+        assert store.import_jsonl(io.StringIO(buffer.getvalue()), on_conflict="replace") == 1
+        assert store.get_messages("s1") == visible
+        assert store.compactions("s1") == [first, second]
+        assert store.get_messages("s1", include_archived=True) == turns
+    assert MARKER not in engine.raw_text()
+    assert store.uncompact("s1") == second
+    assert store.uncompact("s1") == first
+    assert store.get_messages("s1") == turns
+
+
+@pytest.mark.parametrize("how", ["clear", "prune", "import"])
+def test_no_archived_text_is_left_behind(engine: Engine, how: str) -> None:
+    # Read with the engine's own driver (what this module's Engine does), on a store
+    # without encryption: deleting a session must delete what its compactions archived.
+    store = engine.open()
+    store.add_messages("s1", [user(f"{MARKER} one"), reply("two"), user("three")])
+    store.compact_with("s1", "a summary", items=2)
+    assert MARKER in engine.raw_text()
+    if how == "clear":
+        store.clear_session("s1")
+    elif how == "prune":
+        store.prune(older_than=datetime.now(timezone.utc) + timedelta(hours=1))
+    else:
+        line = {"type": "session", "version": 1, "session_id": "s1", "created_at": 1.0}
+        line.update({"updated_at": 1.0, "message_count": 0, "metadata": {}})
+        store.import_jsonl([json.dumps(line) + "\n"], on_conflict="replace")
+    if engine.kind == "sqlite":  # deleted rows linger in the file's free pages: ask it
+        with sqlite3.connect(engine.path) as conn:
+            left = conn.execute(
+                "SELECT (SELECT count(*) FROM agentsession_archived) + "
+                "(SELECT count(*) FROM agentsession_compactions)"
+            ).fetchone()
+        assert left == (0,)
+    else:  # every row (PostgreSQL) or value (Redis) stored, as text
+        assert MARKER not in engine.raw_text()

@@ -13,7 +13,7 @@ from typing import IO
 
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
-from . import ledger
+from . import compaction, ledger
 from .base import (
     Conn,
     from_db_id,
@@ -115,6 +115,7 @@ def store_session(conn: Conn, t: Tables, key: str, p: Prepared, on_conflict: str
         if on_conflict == "error":
             raise session.conflict()
         conn.execute(f"DELETE FROM {t.messages} WHERE session = %s", old)
+        compaction.delete_sessions(conn, t, [old[0]])
         conn.execute(f"DELETE FROM {t.sessions} WHERE id = %s", old)
     created = conn.execute(
         f"INSERT INTO {t.sessions} (session_id, created_at, updated_at, message_count, "
@@ -140,6 +141,7 @@ def store_session(conn: Conn, t: Tables, key: str, p: Prepared, on_conflict: str
             "%s::text[])",
             (created[0], p.seqs, p.times, p.texts, p.words),
         )
+    compaction.insert(conn, t, created[0], session.compactions)
     ledger.delete(conn, t, key)
     if session.runs:
         with conn.cursor() as cursor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..base import plan_idle_batch, plan_trim_batch
+from . import compaction
 from .base import MAX_ROWS, Conn, not_leased
 from .schema import Tables
 
@@ -69,6 +70,7 @@ def delete_idle(conn: Conn, t: Tables, cutoff: float, batch: int) -> tuple[int |
         f"DELETE FROM {t.runs} WHERE session_id IN (SELECT session_id FROM s)",
         {"whole": whole},
     )
+    compaction.delete_sessions(conn, t, whole)
     removed = sum(counts[session] for session in whole)
     if partial is not None:
         session, newest = partial

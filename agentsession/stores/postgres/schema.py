@@ -22,6 +22,8 @@ import psycopg
 from ...exceptions import SchemaError
 
 __all__ = (
+    "ARCHIVED",
+    "COMPACTIONS",
     "ENCRYPTION",
     "KEYS",
     "KEYS_TABLE",
@@ -44,6 +46,11 @@ MESSAGES = "agentsession_messages"
 LOCKS = "agentsession_locks"
 #: The usage ledger: one row per run (``stores.runs.COLUMNS``), keyed by session id.
 RUNS = "agentsession_runs"
+#: Compactions in force (see ``agentsession.compaction``), one row each, keyed by the
+#: sessions row; the messages each archived are in ``ARCHIVED``, apart from ``MESSAGES``
+#: so that no read of a session's history ever meets them.
+COMPACTIONS = "agentsession_compactions"
+ARCHIVED = "agentsession_archived"
 #: One row per applied migration.
 VERSIONS = "agentsession_migrations"
 #: The wrapped data keys of an encrypted store (the default ``PostgresKeyTable``).
@@ -88,6 +95,8 @@ class Tables:
     """The quoted, schema-qualified names of agentsession's tables, for SQL text."""
 
     __slots__ = (
+        "archived",
+        "compactions",
         "encryption",
         "keys",
         "locks",
@@ -110,6 +119,8 @@ class Tables:
         self.versions = f"{self.quoted}.{VERSIONS}"
         self.keys = f"{self.quoted}.{KEYS}"
         self.encryption = f"{self.quoted}.{ENCRYPTION}"
+        self.compactions = f"{self.quoted}.{COMPACTIONS}"
+        self.archived = f"{self.quoted}.{ARCHIVED}"
 
 
 @dataclass(frozen=True)
@@ -204,6 +215,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE TABLE {encryption} (id integer PRIMARY KEY CHECK (id = 1), "
             "since double precision NOT NULL)",
             KEYS_TABLE,
+        ),
+    ),
+    Migration(
+        6,
+        "0006_compaction",
+        (
+            # Archived messages live in a table of their own: the messages table, its
+            # indexes and every read of it stay as they were, and a compaction moves rows
+            # (message text, time and search words) rather than rewriting them.
+            """CREATE TABLE {compactions} (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                session bigint NOT NULL,
+                record text NOT NULL,
+                summary text NOT NULL
+            )""",
+            "CREATE INDEX agentsession_compactions_session ON {compactions} (session, id)",
+            """CREATE TABLE {archived} (
+                compaction bigint NOT NULL,
+                seq integer NOT NULL,
+                created_at double precision NOT NULL,
+                message text NOT NULL,
+                search_text text NOT NULL,
+                PRIMARY KEY (compaction, seq)
+            )""",
         ),
     ),
 )
@@ -305,6 +340,8 @@ def _migrate(conn: psycopg.Connection[Any], tables: Tables, timeout: float) -> N
         "runs": tables.runs,
         "keys": tables.keys,
         "encryption": tables.encryption,
+        "compactions": tables.compactions,
+        "archived": tables.archived,
     }
     for migration in MIGRATIONS:
         if migration.version in applied:

@@ -53,7 +53,7 @@ from ...protocol import KeyStore, LeaseHolder, RunRecord, SessionInfo, SessionUs
 from ..base import Progress, Row, StoreBase, check_count, load_metadata
 from ..holders import this_process
 from ..jsonl import ImportedSession
-from . import history, jsonl, ledger, retention
+from . import compaction, history, jsonl, ledger, retention
 from .base import MAX_ROWS, NOW, Conn, db_id, metadata_for_db, metadata_from_db, searchable
 from .keys import PostgresKeyTable
 from .lease import HOLDER_SQL, AdvisoryLeases, application_name, holder_of_backend
@@ -616,9 +616,36 @@ class PostgresStore(StoreBase):
             ).fetchone()
             if row is not None:
                 conn.execute(f"DELETE FROM {t.messages} WHERE session = %s", row)
+                compaction.delete_sessions(conn, t, [row[0]])
             ledger.delete(conn, t, key)
 
         self._write(write)
+
+    # -- the hooks of StoreBase: compaction (the work is in ``compaction``) -----------------
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        key, t = db_id(session_id), self._tables
+        # An encrypted store's summary is ciphertext: no words of it go to the server.
+        words = "" if self._encrypted is not None else searchable(message_text(json.loads(summary)))
+        self._write(lambda conn: compaction.compact(conn, t, key, cut, summary, words, record))
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        key, t = db_id(session_id), self._tables
+        return self._write(lambda conn: compaction.uncompact(conn, t, key))
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        key, t = db_id(session_id), self._tables
+
+        def read(conn: Conn) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+            with conn.transaction():  # one snapshot for the messages and the archive
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return compaction.archive(conn, t, key)
+
+        return self._read(read)
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        key, t = db_id(session_id), self._tables
+        return self._read(lambda conn: compaction.records(conn, t, key))
 
     # -- the hooks of StoreBase: the usage ledger (the work is in ``ledger``) ---------------
 

@@ -41,6 +41,7 @@ from ..._extras import require
 from ...exceptions import StoreBusy, StoreClosed, StoreError
 from ...protocol import SessionInfo
 from ..base import info_from_row
+from . import compaction_scripts as compaction
 from . import scripts as lua
 
 if TYPE_CHECKING:
@@ -274,6 +275,11 @@ class Scripts:
         self.put_metadata: Script = client.register_script(lua.PUT_METADATA)
         self.drop_idle: Script = client.register_script(lua.DROP_IDLE)
         self.trim: Script = client.register_script(lua.TRIM)
+        self.compact: Script = client.register_script(compaction.COMPACT)
+        self.uncompact: Script = client.register_script(compaction.UNCOMPACT)
+        self.archive: Script = client.register_script(compaction.ARCHIVE)
+        self.restore: Script = client.register_script(compaction.RESTORE)
+        self.records: Script = client.register_script(compaction.RECORDS)
 
 
 class Keyspace:

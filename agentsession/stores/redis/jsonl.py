@@ -16,6 +16,7 @@ from typing import IO
 from .. import runs
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
+from . import compaction
 from .core import Keyspace, split_item, storable_json, text
 
 __all__ = ("export_one", "missing", "session_ids", "store_session")
@@ -85,5 +86,8 @@ def store_session(ks: Keyspace, session: ImportedSession, on_conflict: str) -> b
         return False
     if outcome == "conflict":
         raise session.conflict()
+    if session.compactions:
+        first = items[0].decode("utf-8", "surrogatepass") if items else None
+        compaction.restore(ks, session.session_id, session.compactions, first)
     ks.indexed(session.session_id, updated_at, exact=True)
     return True

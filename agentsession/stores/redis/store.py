@@ -35,7 +35,7 @@ from .. import runs
 from ..base import Progress, Row, StoreBase
 from ..holders import holder_of_owner
 from ..jsonl import ImportedSession
-from . import history, jsonl, ledger, retention
+from . import compaction, history, jsonl, ledger, retention
 from .core import RETRIES, Client, Keyspace, client_from_url, split_item, storable_json
 from .keys import RedisKeyHash
 
@@ -319,6 +319,18 @@ class RedisStore(StoreBase):
         ks = self._keyspace
         ks.run_ledger(ks.scripts.clear, session_id)
         ks.unindex([session_id])
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        compaction.compact(self._keyspace, session_id, cut, storable_json(summary), record)
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        return compaction.uncompact(self._keyspace, session_id)
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        return compaction.archive(self._keyspace, session_id)
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        return compaction.records(self._keyspace, session_id)
 
     def _lock(self, session_id: str, owner: str, lease: float) -> bool:
         ks = self._keyspace

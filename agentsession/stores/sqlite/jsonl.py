@@ -12,7 +12,7 @@ from typing import IO
 
 from ..base import load_metadata
 from ..jsonl import ImportedSession, header_line, message_lines
-from . import ledger
+from . import compaction, ledger
 from .schema import MESSAGES, SESSIONS
 
 __all__ = ("PAGE", "export_one", "id_page", "missing", "store_session")
@@ -75,6 +75,7 @@ def store_session(conn: sqlite3.Connection, session: ImportedSession, on_conflic
             return False
         if on_conflict == "error":
             raise session.conflict()
+        compaction.delete_session_key(conn, row[0])
         conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", row)
         conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", row)
     (new_id,) = conn.execute(
@@ -96,6 +97,7 @@ def store_session(conn: sqlite3.Connection, session: ImportedSession, on_conflic
             for seq, created, text, searchable in session.rows
         ],
     )
+    compaction.insert(conn, new_id, session.compactions)
     ledger.delete(conn, session.session_id)
     ledger.insert(conn, session.runs)
     return True

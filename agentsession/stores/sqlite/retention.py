@@ -13,7 +13,7 @@ import sqlite3
 import time
 
 from ..base import plan_idle_batch, plan_trim_batch
-from . import ledger
+from . import compaction, ledger
 from .lease import NOT_LEASED
 from .schema import MESSAGES, SESSIONS
 
@@ -68,6 +68,7 @@ def delete_idle(
     removed = 0
     for session in whole:
         ledger.delete_session_key(conn, session)
+        compaction.delete_session_key(conn, session)
         conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
         conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
         removed += counts[session]

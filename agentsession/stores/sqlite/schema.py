@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from sqlite_utils import Database
 
 __all__ = (
+    "ARCHIVED",
+    "COMPACTIONS",
     "ENCRYPTION",
     "FTS_STATE",
     "LOCKS",
@@ -50,6 +52,12 @@ RUNS = "agentsession_runs"
 #: One row when the database is encrypted (see ``stores.encrypted``): it is then never
 #: opened without its keys, and a database with plaintext sessions never with them.
 ENCRYPTION = "agentsession_encryption"
+
+#: Compactions (see ``agentsession.compaction``): one row per compaction in force, keyed by
+#: the sessions row; the messages it archived are in ``ARCHIVED``, apart from
+#: ``MESSAGES`` so that no read of a session's history ever meets them.
+COMPACTIONS = "agentsession_compactions"
+ARCHIVED = "agentsession_archived"
 
 #: Bumped with every migration added below (to the number of the newest).
 SCHEMA_VERSION = 7
@@ -216,6 +224,22 @@ def _encryption(db: Database) -> None:
     db.execute(
         f"CREATE TABLE {ENCRYPTION} (id INTEGER PRIMARY KEY CHECK (id = 1), since REAL NOT NULL)"
     )
+
+
+@migrations(name="0006_compaction")
+def _compaction(db: Database) -> None:
+    # Archived messages live in a table of their own: the messages table, its index and
+    # every read of it stay as they were, and a compaction moves rows, never rewrites them.
+    db.execute(
+        f"CREATE TABLE {COMPACTIONS} (id INTEGER PRIMARY KEY, session INTEGER NOT NULL, "
+        "record TEXT NOT NULL, summary TEXT NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX {COMPACTIONS}_session ON {COMPACTIONS} (session, id)")
+    db.execute(
+        f"CREATE TABLE {ARCHIVED} (id INTEGER PRIMARY KEY, compaction INTEGER NOT NULL, "
+        "seq INTEGER NOT NULL, created_at REAL NOT NULL, message TEXT NOT NULL)"
+    )
+    db.execute(f"CREATE INDEX {ARCHIVED}_compaction ON {ARCHIVED} (compaction, seq)")
 
 
 @migrations(name="0007_history_generation")

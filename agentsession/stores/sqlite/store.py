@@ -29,7 +29,7 @@ from ..base import Progress, Row, StoreBase
 from ..encrypted import MemoryKeyStore
 from ..history_cache import DEFAULT_LIMIT, HistoryCache, Since
 from ..jsonl import ImportedSession
-from . import fts, history, jsonl, ledger, retention
+from . import compaction, fts, history, jsonl, ledger, retention
 from .base import session_key as _session_key
 from .keys import SQLiteKeyFile
 from .lease import SQL_FUNCTION, FileLeases, Leases, MemoryLeases, TableLeases
@@ -626,11 +626,33 @@ class SQLiteStore(StoreBase):
         def write(conn: sqlite3.Connection) -> None:
             session = _session_key(conn, session_id)
             if session is not None:
+                compaction.delete_session_key(conn, session)
                 conn.execute(f"DELETE FROM {MESSAGES} WHERE session = ?", (session,))
                 conn.execute(f"DELETE FROM {SESSIONS} WHERE id = ?", (session,))
             ledger.delete(conn, session_id)
 
         self._write(write)
+
+    # -- the hooks of StoreBase: compaction (the work is in ``compaction``) -----------------
+
+    def _compact(self, session_id: str, cut: int, summary: str, record: str) -> None:
+        self._write(lambda conn: compaction.compact(conn, session_id, cut, summary, record))
+
+    def _uncompact(self, session_id: str) -> tuple[str, Row] | None:
+        return self._write(lambda conn: compaction.uncompact(conn, session_id))
+
+    def _archive(self, session_id: str) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+        def read(conn: sqlite3.Connection) -> tuple[list[Row], list[tuple[str, Row, list[Row]]]]:
+            conn.execute("BEGIN")  # one snapshot for the messages and the archive
+            try:
+                return compaction.archive(conn, session_id)
+            finally:
+                conn.execute("COMMIT")
+
+        return self._read(read)
+
+    def _compaction_records(self, session_id: str) -> list[tuple[str, Row]]:
+        return self._read(lambda conn: compaction.records(conn, session_id))
 
     # -- the hooks of StoreBase: the usage ledger (the work is in ``ledger``) ---------------
 
