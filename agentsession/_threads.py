@@ -27,6 +27,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
+
 __all__ = ("WorkerThreads",)
 
 T = TypeVar("T")
@@ -80,11 +82,16 @@ class WorkerThreads:
             if future.cancel():  # it had not started: nothing ran
                 raise
             # It is running: wait for it to end, however often we are cancelled meanwhile.
+            # Inside a shielded anyio scope: an anyio cancel scope (move_on_after, a task
+            # group's cancel) re-delivers its cancellation on every turn of the loop to a
+            # task that is not shielded from it, which would spin here, holding the GIL
+            # the worker thread needs to finish (seconds for a large write).
             while not waiting.done():
                 try:
-                    await asyncio.shield(waiting)
+                    with anyio.CancelScope(shield=True):
+                        await asyncio.shield(waiting)
                 except asyncio.CancelledError:
-                    pass
+                    pass  # a plain asyncio cancellation, delivered once
             waiting.exception()  # retrieved, so a failure is not logged as unhandled
             raise
 

@@ -125,3 +125,58 @@ async def test_a_task_reading_in_a_loop_lets_the_others_run(tmp_path: Any) -> No
                 await memory.get_messages("s")
             assert ticks - before >= 25
             group.cancel_scope.cancel()
+
+
+def test_a_caller_cancelled_by_an_anyio_scope_waits_for_its_running_call_without_spinning() -> None:
+    """An anyio cancel scope re-delivers its cancellation on every turn of the event loop
+    to a task it has not seen shielded; a caller waiting for its running store call must
+    not be woken each time (it would spin, holding the GIL the worker thread needs, and a
+    large cancelled write took seconds). One cancellation reaches it, however long the
+    call runs and however busy the loop is meanwhile."""
+    import asyncio
+
+    from agentsession._threads import WorkerThreads
+
+    cancels = 0
+
+    class CountingTask(asyncio.tasks._PyTask):  # type: ignore[name-defined,misc]
+        def cancel(self, msg: Any = None) -> bool:
+            nonlocal cancels
+            cancels += 1
+            return bool(super().cancel(msg))
+
+    threads = WorkerThreads(1)
+    started, release = threading.Event(), threading.Event()
+    finished: list[str] = []
+
+    def call() -> None:
+        started.set()
+        release.wait(30)
+        finished.append("call")
+
+    scopes: list[anyio.CancelScope] = []
+
+    async def caller() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await threads.run(call)
+        finished.append("caller")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(lambda loop, coro, **kw: CountingTask(coro, loop=loop, **kw))
+        task = loop.create_task(caller())
+        while not started.is_set():  # the call is running in its thread
+            await asyncio.sleep(0)
+        scopes[0].cancel()
+        for _ in range(200):  # the loop turns while the call still runs
+            await asyncio.sleep(0)
+        release.set()
+        await task
+
+    try:
+        asyncio.run(main())
+    finally:
+        threads.close()
+    assert finished == ["call", "caller"]
+    assert cancels <= 2, f"the waiting caller was cancelled {cancels} times"

@@ -132,10 +132,7 @@ def test_cancelled_writes_are_all_or_nothing_and_leak_no_thread_or_connection(
     rng = random.Random(scale.seed)
     path = tmp_path / "cancel.db"
     threads_before = set(threading.enumerate())
-    # What is tested is cancellation, not waiting: a write's wait for its group's commit
-    # may pass the default 5 s when the disk stalls on the writes of the tests before
-    # this one (seen in full CI runs, never alone), so the bound here is generous.
-    memory = SQLiteSessionMemory(path, max_threads=4, busy_timeout=60)
+    memory = SQLiteSessionMemory(path, max_threads=4)
     outcomes = asyncio.run(_storm(memory, tasks, rng))
     _workers.join_anyio_threads(threads_before)
     gc.collect()
