@@ -166,8 +166,7 @@ def test_a_caller_cancelled_by_an_anyio_scope_waits_for_its_running_call_without
         loop = asyncio.get_running_loop()
         loop.set_task_factory(lambda loop, coro, **kw: CountingTask(coro, loop=loop, **kw))
         task = loop.create_task(caller())
-        while not started.is_set():  # the call is running in its thread
-            await asyncio.sleep(0)
+        assert await asyncio.to_thread(started.wait, 30)  # the call runs in its thread
         scopes[0].cancel()
         for _ in range(200):  # the loop turns while the call still runs
             await asyncio.sleep(0)
