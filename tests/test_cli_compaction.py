@@ -153,3 +153,23 @@ def test_a_failing_model_is_one_line_and_changes_nothing(
         assert store.get_messages("trip") == TURNS
         (run_record,) = store.runs("trip")
     assert (run_record.agent, run_record.outcome) == ("agentsession compaction", "failed")
+
+
+def test_compact_with_the_offline_model_prints_one_line_and_sends_no_trace(db: Path) -> None:
+    """The SDK exports traces of every run unless told not to, and says so on stderr when
+    it has no key; the offline model's summary is not OpenAI's to trace (as the chat's)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "AGENTSESSION_DB")}
+    done = subprocess.run(
+        [sys.executable, "-m", "agentsession", "compact", "trip", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Compacted 'trip'") and done.stdout.count("\n") == 1
+    assert done.stderr == ""

@@ -46,6 +46,10 @@ def _compact(
 
     async def work() -> CompactionRecord:
         built = choice.build()
+        if built.tracing_disabled:  # as the chat's runs: no traces for another provider
+            from agents import set_tracing_disabled
+
+            set_tracing_disabled(True)
         try:
             return await memory.compact(session_id, model=built.model, keep_turns=keep_turns)
         finally:
