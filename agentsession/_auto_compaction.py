@@ -64,6 +64,7 @@ async def compact_before_run(guard: RunGuard, compaction: Compaction) -> None:
         model=compaction.model,
         keep_turns=compaction.keep_turns,
         instructions=compaction.instructions,
+        tracing_disabled=guard.tracing_disabled,
     )
     if record is not None and read is not None:  # the run's first read, made again
         limit, tool_safe = read

@@ -47,6 +47,7 @@ async def compact_holding(
     model: Any,
     keep_turns: int,
     instructions: str | None,
+    tracing_disabled: bool = False,
 ) -> CompactionRecord | None:
     """Compact the session whose run lease ``owner`` holds; ``None``: nothing to compact.
 
@@ -57,7 +58,7 @@ async def compact_holding(
     items = await call(store.compaction_candidates, session_id, keep_turns)
     if not items:
         return None
-    summary, record, error = await summarize(agent, items, session_id)
+    summary, record, error = await summarize(agent, items, session_id, tracing_disabled)
     await call(store.add_messages, session_id, [], run=record)
     if error is not None:
         raise error

@@ -134,6 +134,9 @@ class RunGuard:
             of the session depends on them).
         budget: refuse the run if the session's ledger records this many total tokens
             or more (``None``: no budget; the memory must keep a ledger).
+        compaction: compact before the run (``RunConfig.compaction``), or ``None``.
+        tracing_disabled: the run's ``RunConfig.tracing_disabled``, which the summary run
+            of its automatic compaction follows.
 
     ``ledger`` (a ``RunLedger``, set by the runner before the run when the memory keeps a
     usage ledger) records what the run spends.
@@ -150,9 +153,11 @@ class RunGuard:
         session_settings: Any = None,
         budget: int | None = None,
         compaction: Compaction | None = None,
+        tracing_disabled: bool = False,
     ) -> None:
         self.memory = memory
         self.compaction = compaction
+        self.tracing_disabled = tracing_disabled
         self.ledger: RunLedger | None = None
         self.budget = budget
         self._started = False

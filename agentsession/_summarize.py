@@ -47,9 +47,13 @@ def summary_agent(model: Any, instructions: str | None) -> Agent[Any]:
 
 
 async def summarize(
-    agent: Agent[Any], items: Sequence[dict[str, Any]], session_id: str
+    agent: Agent[Any],
+    items: Sequence[dict[str, Any]],
+    session_id: str,
+    tracing_disabled: bool = False,
 ) -> tuple[str | None, RunRecord, BaseException | None]:
-    """Ask ``agent`` for a summary of ``items``.
+    """Ask ``agent`` for a summary of ``items`` (traced unless ``tracing_disabled``, as
+    the run that compacts says).
 
     Returns:
         ``(summary text or None, the run's record, the error or None)``: the record is
@@ -58,7 +62,7 @@ async def summarize(
     from .runner import DEFAULT_PROVIDER  # the runner's module imports the memories
 
     # The provider agentsession's runs use: one OpenAI client per event loop.
-    config = agents.RunConfig(model_provider=DEFAULT_PROVIDER)
+    config = agents.RunConfig(model_provider=DEFAULT_PROVIDER, tracing_disabled=tracing_disabled)
     ledger = RunLedger(agent, config)
     request = summary_request(items)
     kwargs = ledger.watch(request, {"run_config": config})

@@ -224,6 +224,7 @@ def _prepare(
         budget=run_config.max_session_tokens,
         session_settings=run_config.session_settings,
         compaction=run_config.compaction,
+        tracing_disabled=run_config.tracing_disabled,
     )
     return run_config, bound, guard
 

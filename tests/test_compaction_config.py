@@ -31,3 +31,51 @@ def test_run_config_refuses_what_cannot_compact() -> None:
                 compaction=Compaction(max_tokens=10),
             )
         RunConfig(memory=memory, session_id="s", compaction=Compaction(max_tokens=10))
+
+
+@pytest.mark.parametrize("tracing_disabled", [False, True])
+def test_automatic_compaction_traces_its_summary_as_the_run_says(
+    tmp_path: object, tracing_disabled: bool
+) -> None:
+    """A run with tracing_disabled=True sends no trace, its compaction's summary run
+    included; with tracing on, the summary run is traced too."""
+    import agents
+    from agents.tracing import TracingProcessor, set_trace_processors
+
+    from agentsession import Runner
+    from agentsession.cli.offline import OfflineModel
+
+    started: list[str] = []
+
+    class Collect(TracingProcessor):
+        def on_trace_start(self, trace: object) -> None:
+            started.append(str(getattr(trace, "name", "")))
+
+        def on_trace_end(self, trace: object) -> None: ...
+        def on_span_start(self, span: object) -> None: ...
+        def on_span_end(self, span: object) -> None: ...
+        def shutdown(self) -> None: ...
+        def force_flush(self) -> None: ...
+
+    memory = SQLiteSessionMemory()
+    memory.store.add_messages(
+        "s", [m for n in range(4) for m in ({"role": "user", "content": "q" * 300},
+                                             {"role": "assistant", "content": f"a{n}"})]
+    )  # fmt: skip
+    config = RunConfig(
+        memory=memory,
+        session_id="s",
+        tracing_disabled=tracing_disabled,
+        compaction=Compaction(max_tokens=10, keep_turns=1, model=OfflineModel()),
+    )
+    agents.set_tracing_disabled(False)
+    set_trace_processors([Collect()])
+    try:
+        Runner.run_sync(agents.Agent(name="Helper", model=OfflineModel()), "hi", run_config=config)
+        compacted = len(memory.store.compactions("s"))
+    finally:
+        set_trace_processors([])
+        agents.set_tracing_disabled(True)
+        memory.close()
+    assert compacted == 1
+    assert len(started) == (0 if tracing_disabled else 2), started
