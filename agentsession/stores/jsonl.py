@@ -165,6 +165,25 @@ def _header(record: dict[str, Any], line: int) -> ImportedSession:
         raise bad(str(exc)) from None
 
 
+def _in_a_session(
+    current: ImportedSession | ImportedRuns | None, kind: str, number: int
+) -> ImportedSession:
+    """The session a ``message`` or ``compaction`` line belongs to.
+
+    Raises:
+        ValueError: the line comes before any session header, or among the run records
+            of a session that has no header.
+    """
+    if current is None:
+        raise ValueError(f"line {number}: a {kind} line before any session header")
+    if isinstance(current, ImportedRuns):
+        raise ValueError(
+            f"line {number}: a {kind} line among the run records of session "
+            f"{current.session_id!r}, which has no session header"
+        )
+    return current
+
+
 def _message(record: dict[str, Any], line: int, session: ImportedSession) -> None:
     seq = len(session.rows) + 1
     if record.get("seq") != seq or isinstance(record.get("seq"), bool):
@@ -610,25 +629,9 @@ class JsonlMixin:
                     flush(current)
                 current = _runs_header(record, number)
                 counts.seen(record)
-            elif kind == "message":
-                if current is None:
-                    raise ValueError(f"line {number}: a message line before any session header")
-                if isinstance(current, ImportedRuns):
-                    raise ValueError(
-                        f"line {number}: a message line among the run records of session "
-                        f"{current.session_id!r}, which has no session header"
-                    )
-                _message(record, number, current)
-                counts.seen(record)
-            elif kind == "compaction":
-                if current is None:
-                    raise ValueError(f"line {number}: a compaction line before any session header")
-                if isinstance(current, ImportedRuns):
-                    raise ValueError(
-                        f"line {number}: a compaction line among the run records of session "
-                        f"{current.session_id!r}, which has no session header"
-                    )
-                _compaction(record, number, current)
+            elif kind in ("message", "compaction"):
+                session = _in_a_session(current, kind, number)
+                (_message if kind == "message" else _compaction)(record, number, session)
                 counts.seen(record)
             elif kind == "run":
                 if current is None:
