@@ -10,8 +10,9 @@ mark is unchanged and the row count adds up; otherwise the read starts over from
 first row. So a read never returns what another thread or process has deleted or
 replaced, and it returns every row committed before it began.
 
-Every read gets new objects (``marshal.loads``, about twice as fast as decoding the JSON
-again): a caller that changes the lists it got changes nothing cached.
+Every read gets new objects, rebuilt by ``marshal.loads`` (10,000 items in 11-16 ms here,
+against 16-21 ms to decode their JSON again): a caller that changes what it got changes
+nothing kept. What the cache saves is mostly the fetch of the rows.
 
 Thread-safe. Bounded: at most ``limit`` bytes of marshalled histories per store, least
 recently read sessions dropped first; a history bigger than a quarter of ``limit``, or
@@ -26,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
-__all__ = ("DEFAULT_LIMIT", "HistoryCache", "Kept", "Since")
+__all__ = ("DEFAULT_LIMIT", "MIN_ROWS", "HistoryCache", "Kept", "Since")
 
 #: Bytes of marshalled histories a store keeps by default (64 MiB).
 DEFAULT_LIMIT = 64 * 2**20
