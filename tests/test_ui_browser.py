@@ -105,14 +105,20 @@ def _confirm(driver: Any, accept: bool) -> str:
 
 
 def _wait_text(driver: Any, selector: str, predicate: Any) -> str:
-    """The text of ``selector`` once ``predicate(text)`` holds (after a form's page loads)."""
+    """The text of ``selector`` once ``predicate(text)`` holds (after a form's page loads).
+
+    An element found on the page being left goes stale when the new one replaces it:
+    that try is retried, as a missing element is.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
     def ready(d: Any) -> str | None:
         found = _css(d, selector)
         return found[0].text if found and predicate(found[0].text) else None
 
-    return str(WebDriverWait(driver, WAIT).until(ready))
+    waiting = WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+    return str(waiting.until(ready))
 
 
 def test_browse_search_and_read_a_transcript(browser: Any, store: SQLiteStore) -> None:
