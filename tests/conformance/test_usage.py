@@ -81,10 +81,16 @@ def weather_agent() -> Agent[Any]:
     return Agent(name="Forecaster", model="gpt-test", tools=[get_weather])
 
 
-async def run_failing(method: str, config: RunConfig) -> None:
-    """Ask for the weather with ``max_turns=1``: one model call (the tool call), then
-    ``MaxTurnsExceeded``, through the named ``Runner`` method."""
-    agent, text = weather_agent(), "What is the weather?"
+async def run_failing(
+    method: str,
+    config: RunConfig,
+    agent: Agent[Any] | None = None,
+    text: str = "What is the weather?",
+) -> None:
+    """Run ``agent`` (the weather agent by default) with ``max_turns=1``: one model call
+    (a tool call or a handoff), then ``MaxTurnsExceeded``, through the named ``Runner``
+    method."""
+    agent = weather_agent() if agent is None else agent
     if method == "run":
         await Runner.run(agent, text, run_config=config, max_turns=1)
     elif method == "run_sync":
@@ -207,16 +213,8 @@ async def test_a_run_failing_after_a_handoff_records_the_agent_running_then(
 ) -> None:
     metered.responder = tool_responder("help", "transfer_to_specialist", {})
     config = RunConfig(memory=memory, session_id="handoff-failed")
-    agent, text = triage_agent(), "I need help"
     with pytest.raises(MaxTurnsExceeded):  # the handoff is the one turn allowed
-        if method == "run":
-            await Runner.run(agent, text, run_config=config, max_turns=1)
-        elif method == "run_sync":
-            Runner.run_sync(agent, text, run_config=config, max_turns=1)
-        else:
-            result = Runner.run_streamed(agent, text, run_config=config, max_turns=1)
-            async for _ in result.stream_events():
-                pass
+        await run_failing(method, config, triage_agent(), "I need help")
 
     (record,) = await memory.runs("handoff-failed")
     assert (record.agent, record.outcome) == ("Specialist", "failed")
