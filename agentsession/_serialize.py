@@ -15,7 +15,13 @@ from typing import Any
 
 import msgspec
 
-__all__ = ("EncodedMessages", "decode_messages", "encode_messages", "message_text")
+__all__ = (
+    "EncodedMessages",
+    "decode_messages",
+    "encode_and_copy",
+    "encode_messages",
+    "message_text",
+)
 
 logger = logging.getLogger("agentsession")
 
@@ -52,6 +58,7 @@ _decode = _decoder.decode
 #: (a ``\udxxx`` escape of a lone surrogate, which ``json`` reads back) takes the
 #: ``json`` path.
 _fast_decode = msgspec.json.Decoder().decode
+_fast_encode = msgspec.json.Encoder().encode
 
 
 def _describe(value: Any, limit: int = 80) -> str:
@@ -113,8 +120,7 @@ class EncodedMessages(list):  # type: ignore[type-arg]
         Raises:
             TypeError: as ``encode_messages``; nothing is appended.
         """
-        texts = encode_messages(messages)
-        copies = [json.loads(text) for text in texts]
+        texts, copies = encode_and_copy(messages)
         self.extend(copies)
         self.texts.extend(texts)
         return copies
@@ -126,6 +132,47 @@ class EncodedMessages(list):  # type: ignore[type-arg]
     def clear(self) -> None:
         self.texts.clear()
         super().clear()
+
+
+def _encode_fast(messages: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]] | None:
+    """``encode_and_copy`` for messages that read back identical as they are: encode
+    each with msgspec and decode it again; the message is fine when the copy equals it
+    (NaN, infinities, tuples, non-string keys, bytes and other objects all come back
+    different, or fail to encode). ``None``: some message needs ``_encode_checked``,
+    which decides, and names what is wrong."""
+    texts: list[str] = []
+    copies: list[dict[str, Any]] = []
+    for message in messages:
+        if type(message) is not dict:
+            return None
+        try:
+            raw = _fast_encode(message)
+            # Brackets bound the nesting depth from above; past MAX_DEPTH the walk decides.
+            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+                return None
+            copy = _fast_decode(raw)
+        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+            return None  # a lone surrogate, an object msgspec cannot encode
+        if copy != message:
+            return None
+        texts.append(raw.decode("utf-8"))
+        copies.append(copy)
+    return texts, copies
+
+
+def encode_and_copy(messages: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]]:
+    """``encode_messages``, and a private copy of each message decoded from its text
+    (what a store will read back).
+
+    Raises:
+        TypeError: as ``encode_messages``.
+    """
+    if isinstance(messages, (list, tuple)):
+        done = _encode_fast(messages)
+        if done is not None:
+            return done
+    texts = _encode_checked(messages)
+    return texts, [json.loads(text) for text in texts]
 
 
 def encode_messages(messages: Sequence[Any]) -> list[str]:
@@ -143,6 +190,12 @@ def encode_messages(messages: Sequence[Any]) -> list[str]:
             objects, NaN, infinities, non-string keys). The message names the item's
             index and the offending value.
     """
+    return encode_and_copy(messages)[0]
+
+
+def _encode_checked(messages: Sequence[Any]) -> list[str]:
+    """``encode_messages`` the slow way: walk each message for what JSON cannot hold
+    (and raise naming it), then encode it with the ``json`` module."""
     if not isinstance(messages, (list, tuple)):
         raise TypeError(
             f"messages must be a list of JSON objects, not {type(messages).__name__}: "

@@ -14,11 +14,10 @@ that fails, or a process killed mid-run, leaves nothing behind.
 from __future__ import annotations
 
 import inspect
-import json
 from typing import TYPE_CHECKING, Any, cast
 
 from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
-from ._serialize import EncodedMessages, encode_messages
+from ._serialize import EncodedMessages, encode_and_copy
 from ._validate import check_limit, check_session_id
 from .exceptions import StoreClosed
 from .window import HistoryWindow
@@ -269,7 +268,7 @@ class MemorySession:
         if self._pending is not None:
             self._pending.add(items)
             return
-        copies = [json.loads(text) for text in encode_messages(items)]
+        copies = encode_and_copy(items)[1]
         if copies:
             await self.memory.add_messages(self.session_id, copies)
         elif getattr(self.memory, "closed", False) is True:  # as the SDK's SQLiteSession

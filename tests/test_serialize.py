@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agentsession._serialize import decode_messages, encode_messages
+from agentsession._serialize import MAX_DEPTH, decode_messages, encode_and_copy, encode_messages
 
 _JSON = st.recursive(
     st.none()
@@ -57,3 +57,54 @@ def test_corrupt_rows_are_skipped_with_a_warning_and_the_others_kept(
         assert decode_messages(rows, "session 's'") == [{"a": 1}, {"b": 2}]
     skipped = [r.getMessage() for r in caplog.records if "corrupt" in r.getMessage()]
     assert skipped == [f"skipping corrupt stored message {key} in session 's'" for key in (2, 3, 4)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=8), _JSON, max_size=5), max_size=5))
+def test_copies_are_what_the_texts_read_back_and_share_nothing(
+    messages: list[dict[str, Any]],
+) -> None:
+    texts, copies = encode_and_copy(messages)
+    assert copies == decode_messages(list(enumerate(texts)), "s") == messages
+    for copy, message in zip(copies, messages, strict=True):
+        assert copy is not message
+        copy["added"] = True
+        assert "added" not in message
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return {"deep": value}
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        (float("nan"), "nan"),
+        (float("-inf"), "-inf"),
+        ((1, 2), "(1, 2)"),
+        ({1: "one"}, "1"),
+        ({None: "none"}, "None as a key"),
+        (b"bytes", "b'bytes'"),
+        ({"a", "b"}, "set"),
+        (_nested(MAX_DEPTH + 1)["deep"], f"deeper than {MAX_DEPTH}"),
+    ],
+)
+def test_a_value_that_would_not_read_back_identical_is_refused_by_name(
+    bad: Any, named: str
+) -> None:
+    # The first message is fine; the second holds the bad value beside good ones.
+    messages = [{"role": "user", "content": "hi"}, {"role": "user", "content": ["ok", bad]}]
+    with pytest.raises(TypeError, match=r"^message 1 is not JSON-serializable") as caught:
+        encode_and_copy(messages)
+    assert named in str(caught.value)
+
+
+def test_the_deepest_allowed_message_and_lone_surrogates_are_stored() -> None:
+    messages = [_nested(MAX_DEPTH - 1), {"lone": "\ud800 and \U0001f600"}, {"big": 10**30}]
+    texts, copies = encode_and_copy(messages)
+    assert copies == messages
+    assert "\\ud800" in texts[1]  # an escape: UTF-8 cannot hold the surrogate itself
+    assert decode_messages(list(enumerate(texts)), "s") == messages
