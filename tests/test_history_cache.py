@@ -301,3 +301,41 @@ def test_reads_stay_whole_and_ordered_while_threads_add_and_rewind(path: Path) -
     finally:
         for store in stores:
             store.close()
+
+
+def test_a_long_history_stays_in_few_chunks_and_reads_back_whole(reader: SQLiteStore) -> None:
+    cache = reader._history_cache
+    assert cache is not None
+    expected = warm(reader)
+    for turn in range(300):
+        added = history(1, start=5000 + turn)
+        reader.add_messages(S, added)
+        expected += added
+        assert reader.get_messages(S) == expected
+    kept = cache.get(S)
+    assert kept is not None and kept.rows == len(expected)
+    # Chunks shrink geometrically (each more than half the one before it is merged into
+    # it): a few for 300 appends, not one per append, and no whole-history re-encode.
+    sizes = [len(chunk) for chunk in kept.chunks]
+    assert len(sizes) <= 10
+    assert all(older > 2 * newer for older, newer in zip(sizes, sizes[1:], strict=False))
+
+
+def test_values_messagepack_cannot_hold_are_kept_exactly(reader: SQLiteStore) -> None:
+    cache = reader._history_cache
+    assert cache is not None
+    odd = [
+        {"role": "user", "content": "big", "n": 2**70, "m": -(2**65)},
+        {"role": "user", "content": "lone \ud800 surrogate"},
+    ]
+    expected = warm(reader)
+    reader.add_messages(S, odd)
+    expected += odd
+    for _ in range(3):
+        got = reader.get_messages(S)
+        assert got == expected
+        assert got[-2]["n"] == 2**70 and got[-1]["content"] == "lone \ud800 surrogate"
+    hits = cache.hits
+    reader.add_messages(S, history(1, start=9000))
+    assert reader.get_messages(S) == expected + history(1, start=9000)
+    assert cache.hits == hits + 1

@@ -2,7 +2,7 @@
 
 A full read (``get_messages(session_id)``, and a run's first read) of a session of n items
 costs n row fetches and n JSON decodes, on every run. With the cache, a store keeps what
-it decoded, as ``marshal`` bytes, and asks its engine only for the rows stored after them,
+it decoded, as encoded bytes, and asks its engine only for the rows stored after them,
 together with the session's *mark*: a value that every change other than an append
 replaces (on SQLite, the session row's key and a generation counter that triggers bump on
 every delete or update of one of its messages). The cached part is used only when the
@@ -10,11 +10,16 @@ mark is unchanged and the row count adds up; otherwise the read starts over from
 first row. So a read never returns what another thread or process has deleted or
 replaced, and it returns every row committed before it began.
 
-Every read gets new objects, rebuilt by ``marshal.loads`` (10,000 items in 11-16 ms here,
-against 16-21 ms to decode their JSON again): a caller that changes what it got changes
-nothing kept. What the cache saves is mostly the fetch of the rows.
+Every read gets new objects, rebuilt from MessagePack (``msgspec``; ``marshal`` for the
+rare history MessagePack cannot hold, an integer past 64 bits or a lone surrogate): a
+caller that changes what it got changes nothing kept. 1,000 typical items rebuild in
+0.90 ms from MessagePack, 1.13 ms from ``marshal`` and 1.50 ms from their JSON rows
+here: what the cache saves is mostly the fetch of the rows. A history is kept in chunks,
+the newest appended as each read brings new rows; a chunk is merged with the one before
+it once that one is no more than twice its size, so a history of n rows is held in
+O(log n) chunks and each row is re-encoded O(log n) times over its life.
 
-Thread-safe. Bounded: at most ``limit`` bytes of marshalled histories per store, least
+Thread-safe. Bounded: at most ``limit`` bytes of encoded histories per store, least
 recently read sessions dropped first; a history bigger than a quarter of ``limit``, or
 of fewer than ``MIN_ROWS`` rows, is not kept.
 """
@@ -27,12 +32,45 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
+import msgspec
+
 __all__ = ("DEFAULT_LIMIT", "MIN_ROWS", "HistoryCache", "Kept", "Since")
 
-#: Bytes of marshalled histories a store keeps by default (64 MiB).
+#: Bytes of encoded histories a store keeps by default (64 MiB).
 DEFAULT_LIMIT = 64 * 2**20
-#: Chunks of one history before they are merged into one (bounds the loads per read).
-_MAX_CHUNKS = 8
+_MSGPACK = b"p"
+_MARSHAL = b"m"
+_encode_msgpack = msgspec.msgpack.Encoder().encode
+_decode_msgpack = msgspec.msgpack.Decoder().decode
+
+
+def _pack(messages: list[Any]) -> bytes:
+    """Messages as a chunk: a tag byte, then MessagePack, or ``marshal`` if need be."""
+    try:
+        return _MSGPACK + _encode_msgpack(messages)
+    except (OverflowError, UnicodeEncodeError, TypeError):
+        return _MARSHAL + marshal.dumps(messages)
+
+
+def _unpack(chunk: bytes) -> list[Any]:
+    """New objects for the messages of a chunk made by ``_pack``."""
+    body = memoryview(chunk)[1:]
+    if chunk[:1] == _MSGPACK:
+        return _decode_msgpack(body)  # type: ignore[no-any-return]
+    return marshal.loads(body)  # type: ignore[no-any-return]
+
+
+def _append(chunks: tuple[bytes, ...], messages: list[Any]) -> tuple[bytes, ...]:
+    """``chunks`` with ``messages`` added as the newest; the newest chunks merged while
+    the one before is at most twice the newest's size (O(log n) chunks)."""
+    tail = [_pack(messages)]
+    kept = list(chunks)
+    while kept and len(kept[-1]) <= 2 * len(tail[-1]):
+        merged = _unpack(kept.pop()) + _unpack(tail.pop())
+        tail.append(_pack(merged))
+    return (*kept, *tail)
+
+
 #: Histories of fewer rows are not kept: fetching and decoding them costs no more than
 #: keeping them up to date would.
 MIN_ROWS = 64
@@ -65,7 +103,7 @@ class HistoryCache:
     """Decoded histories of one store, keyed by session id (see the module docstring).
 
     Args:
-        limit: bytes of marshalled histories kept at most; must be more than 0.
+        limit: bytes of encoded histories kept at most; must be more than 0.
     """
 
     def __init__(self, limit: int = DEFAULT_LIMIT) -> None:
@@ -118,7 +156,7 @@ class HistoryCache:
                 self.hits += 1
                 kept: list[dict[str, Any]] = []
                 for chunk in entry.chunks:
-                    kept += marshal.loads(chunk)
+                    kept += _unpack(chunk)
                 if read.rows:
                     added = decode(read.rows)
                     self._keep(session_id, entry, read, added)
@@ -165,13 +203,7 @@ class HistoryCache:
             chunks: tuple[bytes, ...] = () if entry is None else entry.chunks
             last = 0 if entry is None else entry.last
         else:
-            new = marshal.dumps(added)
-            chunks = (new,) if entry is None else (*entry.chunks, new)
-            if len(chunks) > _MAX_CHUNKS:
-                merged: list[Any] = []
-                for chunk in chunks:
-                    merged += marshal.loads(chunk)
-                chunks = (marshal.dumps(merged),)
+            chunks = _append(() if entry is None else entry.chunks, added)
             last = since.rows[-1][0]
         size = sum(len(chunk) for chunk in chunks)
         with self._lock:
