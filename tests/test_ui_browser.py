@@ -121,6 +121,16 @@ def _wait_text(driver: Any, selector: str, predicate: Any) -> str:
     return str(waiting.until(ready))
 
 
+def _wait_all(driver: Any, selector: str) -> list[Any]:
+    """Every element matching ``selector`` once there is one (after a form's page loads:
+    sending Enter to a form does not wait for the page it submits to)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    waiting = WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,))
+    return list(waiting.until(lambda d: _css(d, selector) or None))
+
+
 def test_browse_search_and_read_a_transcript(browser: Any, store: SQLiteStore) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -137,7 +147,7 @@ def test_browse_search_and_read_a_transcript(browser: Any, store: SQLiteStore) -
 
         box = browser.find_element(By.NAME, "q")
         box.send_keys("sunny Paris", Keys.ENTER)
-        marks = [m.text.lower() for m in _css(browser, ".snippet mark")]
+        marks = [m.text.lower() for m in _wait_all(browser, ".snippet mark")]
         assert "sunny" in marks and "paris" in marks
         _shot(browser, "search")
         browser.find_element(By.CSS_SELECTOR, ".hit a").click()
