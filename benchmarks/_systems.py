@@ -19,7 +19,6 @@ whose dependencies are missing is skipped with a warning.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import sqlite3
 import threading
@@ -238,11 +237,6 @@ class LockedRawSQLite(RawSQLite):
 # -- agentsession ----------------------------------------------------------------------
 
 
-def _takes_limit(method: Callable[..., Any]) -> bool:
-    """Whether ``list_sessions`` accepts ``limit`` (then listing the newest N uses it)."""
-    return "limit" in inspect.signature(method).parameters
-
-
 class StoreOver:
     """agentsession's blocking store, any engine (``memory.store``): get, add, close."""
 
@@ -268,9 +262,9 @@ class StoreHandle(StoreOver):
         super().__init__(SQLiteStore(path, synchronous=synchronous))
 
     def list_recent(self, count: int) -> list[str]:
-        if _takes_limit(self.store.list_sessions):
-            return [info.session_id for info in self.store.list_sessions(limit=count)]
-        return [info.session_id for info in self.store.list_sessions()[:count]]
+        # The newest N, as a user lists them: one page (ORDER BY updated_at DESC LIMIT).
+        page = self.store.list_sessions_page(limit=count)
+        return [info.session_id for info in page.sessions]
 
     def connections(self) -> int:
         return self.store.connection_count  # type: ignore[no-any-return]
@@ -309,9 +303,8 @@ class MemoryHandle(MemoryOver):
         super().__init__(SQLiteSessionMemory(path, synchronous=synchronous))
 
     async def list_recent(self, count: int) -> list[str]:
-        if _takes_limit(self.memory.list_sessions):
-            return [info.session_id for info in await self.memory.list_sessions(limit=count)]
-        return [info.session_id for info in (await self.memory.list_sessions())[:count]]
+        page = await self.memory.list_sessions_page(limit=count)
+        return [info.session_id for info in page.sessions]
 
     def connections(self) -> int:
         return self.memory.store.connection_count  # type: ignore[no-any-return]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import statistics
 from pathlib import Path
 
 from ._core import Context, Driver, Result, Target, attempt, open_driver, settle, timed, unsettle
@@ -175,18 +174,6 @@ def _report(
                 )
             )
     result.tables += [ratio_table, table]
-    for key in ("store", "memory"):
-        listed = lists.get((key, "large"))
-        raw = lists.get(("raw", "large"))
-        if listed and raw:
-            ratio = statistics.median(listed) / statistics.median(raw)
-            result.notes.append(
-                f"Listing the {LISTED} most recent sessions: {labels[key]} takes "
-                f"{ratio:.0f}x raw sqlite3, because `list_sessions()` has no limit: it "
-                "returns every session (building one SessionInfo each) and the caller "
-                f"slices the first {LISTED}. A `limit` argument (ORDER BY updated_at DESC "
-                "LIMIT ?, served by the updated_at index) would close it."
-            )
     chart = bar_chart(
         charts / "w5_large_database.png",
         f"W5 newest-{NEWEST} read: small vs large database",
