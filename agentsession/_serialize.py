@@ -134,30 +134,40 @@ class EncodedMessages(list):  # type: ignore[type-arg]
         super().clear()
 
 
-def _encode_fast(messages: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]] | None:
-    """``encode_and_copy`` for messages that read back identical as they are: encode
-    each with msgspec and decode it again; the message is fine when the copy equals it
+def _too_deep(value: Any) -> bool:
+    """Whether a decoded JSON value holds anything nested deeper than ``MAX_DEPTH``
+    (as ``_find_bad_value`` counts: the message is at depth 0). Iterative, and it
+    visits only the containers."""
+    stack = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if type(current) is dict else current
+        if children and depth >= MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+def _encode_fast(message: Any) -> tuple[str, dict[str, Any]] | None:
+    """A message's text and private copy, when it reads back identical as it is: it is
+    encoded with msgspec and decoded again, and it is fine when the copy equals it
     (NaN, infinities, tuples, non-string keys, bytes and other objects all come back
-    different, or fail to encode). ``None``: some message needs ``_encode_checked``,
-    which decides, and names what is wrong."""
-    texts: list[str] = []
-    copies: list[dict[str, Any]] = []
-    for message in messages:
-        if type(message) is not dict:
-            return None
-        try:
-            raw = _fast_encode(message)
-            # Brackets bound the nesting depth from above; past MAX_DEPTH the walk decides.
-            if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
-                return None
-            copy = _fast_decode(raw)
-        except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
-            return None  # a lone surrogate, an object msgspec cannot encode
-        if copy != message:
-            return None
-        texts.append(raw.decode("utf-8"))
-        copies.append(copy)
-    return texts, copies
+    different, or fail to encode). ``None``: ``_encode_one`` must decide, and name what
+    is wrong."""
+    if type(message) is not dict:
+        return None
+    try:
+        raw = _fast_encode(message)
+        copy = _fast_decode(raw)
+    except (TypeError, ValueError, OverflowError, RecursionError, msgspec.MsgspecError):
+        return None  # a lone surrogate, an object msgspec cannot encode
+    # Brackets bound the nesting depth from above; only past MAX_DEPTH of them (a long
+    # string of brackets, say) is the depth worked out, before == recurses through it.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _too_deep(copy):
+        return None
+    if copy != message:
+        return None
+    return raw.decode("utf-8"), copy
 
 
 def encode_and_copy(messages: Sequence[Any]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -167,12 +177,21 @@ def encode_and_copy(messages: Sequence[Any]) -> tuple[list[str], list[dict[str, 
     Raises:
         TypeError: as ``encode_messages``.
     """
-    if isinstance(messages, (list, tuple)):
-        done = _encode_fast(messages)
-        if done is not None:
-            return done
-    texts = _encode_checked(messages)
-    return texts, [json.loads(text) for text in texts]
+    if not isinstance(messages, (list, tuple)):
+        raise TypeError(
+            f"messages must be a list of JSON objects, not {type(messages).__name__}: "
+            f"{_describe(messages)}"
+        )
+    texts: list[str] = []
+    copies: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        done = _encode_fast(message)
+        if done is None:
+            text = _encode_one(index, message)
+            done = (text, json.loads(text))
+        texts.append(done[0])
+        copies.append(done[1])
+    return texts, copies
 
 
 def encode_messages(messages: Sequence[Any]) -> list[str]:
@@ -193,42 +212,31 @@ def encode_messages(messages: Sequence[Any]) -> list[str]:
     return encode_and_copy(messages)[0]
 
 
-def _encode_checked(messages: Sequence[Any]) -> list[str]:
-    """``encode_messages`` the slow way: walk each message for what JSON cannot hold
-    (and raise naming it), then encode it with the ``json`` module."""
-    if not isinstance(messages, (list, tuple)):
+def _encode_one(index: int, message: Any) -> str:
+    """Message ``index`` of a call, encoded the slow way: walk it for what JSON cannot
+    hold (and raise naming it), then encode it with the ``json`` module."""
+    if not isinstance(message, Mapping):
         raise TypeError(
-            f"messages must be a list of JSON objects, not {type(messages).__name__}: "
-            f"{_describe(messages)}"
+            f"message {index} must be a JSON object (dict), not "
+            f"{type(message).__name__}: {_describe(message)}"
         )
-    encoded: list[str] = []
-    for index, message in enumerate(messages):
-        if not isinstance(message, Mapping):
-            raise TypeError(
-                f"message {index} must be a JSON object (dict), not "
-                f"{type(message).__name__}: {_describe(message)}"
-            )
-        try:
-            # The walk catches what json would silently change (non-string keys, tuples
-            # read back as lists) as well as what it refuses.
-            bad = _find_bad_value(message)
-            if bad is None:
-                text = _encoder.encode(message)
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
-                    text = _ascii_encoder.encode(message)
-                encoded.append(text)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise TypeError(
-                f"message {index} is not JSON-serializable ({exc}): {_describe(message)}"
-            ) from exc
-        if bad is not None:
-            what = bad if isinstance(bad, _Problem) else f"{_describe(bad)} ({type(bad).__name__})"
-            raise TypeError(
-                f"message {index} is not JSON-serializable: {what} in {_describe(message)}"
-            )
-    return encoded
+    try:
+        # The walk catches what json would silently change (non-string keys, tuples
+        # read back as lists) as well as what it refuses.
+        bad = _find_bad_value(message)
+        if bad is None:
+            text = _encoder.encode(message)
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                text = _ascii_encoder.encode(message)
+            return text
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise TypeError(
+            f"message {index} is not JSON-serializable ({exc}): {_describe(message)}"
+        ) from exc
+    what = bad if isinstance(bad, _Problem) else f"{_describe(bad)} ({type(bad).__name__})"
+    raise TypeError(f"message {index} is not JSON-serializable: {what} in {_describe(message)}")
 
 
 def decode_messages(rows: Iterable[tuple[Any, str]], where: str) -> list[dict[str, Any]]:

@@ -103,8 +103,27 @@ def test_a_value_that_would_not_read_back_identical_is_refused_by_name(
 
 
 def test_the_deepest_allowed_message_and_lone_surrogates_are_stored() -> None:
-    messages = [_nested(MAX_DEPTH - 1), {"lone": "\ud800 and \U0001f600"}, {"big": 10**30}]
+    messages = [
+        _nested(MAX_DEPTH - 1),
+        {"lone": "\ud800 and \U0001f600"},
+        {"big": 10**30},
+        {"output": "[" * 400 + "{" * 400, "nested": [[[{"a": []}]]] * 100},  # many brackets
+    ]
     texts, copies = encode_and_copy(messages)
     assert copies == messages
     assert "\\ud800" in texts[1]  # an escape: UTF-8 cannot hold the surrogate itself
+    assert [json.loads(text) for text in texts] == messages
     assert decode_messages(list(enumerate(texts)), "s") == messages
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH - 1, MAX_DEPTH, MAX_DEPTH + 5])
+def test_depth_is_judged_the_same_whatever_the_brackets_around_it(depth: int) -> None:
+    # Many brackets elsewhere in the message (inside a string, in shallow lists) must
+    # neither let a too-deep value through nor refuse one deep enough.
+    message = {"text": "[" * 300, "wide": [[1]] * 300, **_nested(depth)}
+    allowed = depth <= MAX_DEPTH - 1
+    if allowed:
+        assert encode_and_copy([message])[1] == [message]
+    else:
+        with pytest.raises(TypeError, match=f"deeper than {MAX_DEPTH}"):
+            encode_and_copy([message])
