@@ -170,8 +170,15 @@ def _report(
                 [large[field] / small[field]],
                 "<=",
                 1.0,
-                why="connections are opened per session",
-                close="one connection per thread, shared by every session",
+                why=(
+                    "each thread that used the store keeps one connection; with more "
+                    "sessions, more calls overlapped, and the memory starts its worker "
+                    "threads on demand (up to max_threads)"
+                ),
+                close=(
+                    "nothing per session: the count follows the live threads (the next "
+                    "row); a smaller max_threads bounds it"
+                ),
             ),
             Target(
                 "W6",
