@@ -68,6 +68,36 @@ def _wait_for_growth(memory: StoreMemory, items: int, deadline: float) -> None:
         time.sleep(0.02)
 
 
+def _wait_for_every_server(
+    memory: StoreMemory, servers: int, writers: int, deadline: float
+) -> None:
+    """Until every app server has stored a turn it started after this call began.
+
+    An app server's writers each alternate their own session and a shared one, so
+    its own sessions grow by a whole turn (4 items) per turn run there. At most
+    ``writers`` of its turns were under way when this began: once its own sessions
+    hold ``writers + 1`` turns more, one of them started afterwards. (A run the
+    restart broke may leave its session's lease to expire first: 5 s on Redis.)
+    """
+    own = [
+        [_app_servers.own_session(proc, writer) for writer in range(writers)]
+        for proc in range(servers)
+    ]
+    start: list[int] | None = None
+    while True:
+        assert time.monotonic() < deadline, "an app server stopped making progress"
+        try:
+            counts = {i.session_id: i.message_count for i in memory.store.list_sessions()}
+        except StoreError:
+            continue
+        now = [sum(counts.get(session, 0) for session in sessions) for sessions in own]
+        if start is None:
+            start = now
+        elif all(after - before >= 4 * (writers + 1) for after, before in zip(now, start)):
+            return
+        time.sleep(0.02)
+
+
 def _restart_under_load(
     engine: str,
     target: str,
