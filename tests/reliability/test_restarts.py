@@ -93,7 +93,9 @@ def _wait_for_every_server(
         now = [sum(counts.get(session, 0) for session in sessions) for sessions in own]
         if start is None:
             start = now
-        elif all(after - before >= 4 * (writers + 1) for after, before in zip(now, start)):
+        elif all(
+            after - before >= 4 * (writers + 1) for after, before in zip(now, start, strict=True)
+        ):
             return
         time.sleep(0.02)
 
