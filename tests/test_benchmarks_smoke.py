@@ -233,3 +233,22 @@ def test_the_encryption_workload_runs_and_keeps_its_section(tmp_path: Path) -> N
     results = tmp_path / "RESULTS.md"
     results.write_text(f"# old run\n\n{section}{END}\n", encoding="utf-8")
     assert "\n".join(_kept_sections(results)).strip() == f"{section}{END}".strip()
+
+
+@pytest.mark.timeout(120)
+def test_run_cost_probe_prints_every_path() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_cost", "--runs", "3", "--threads", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {
+        line[:20].strip(): line[20:].split()
+        for line in done.stdout.splitlines()[1:]
+        if line.strip()
+    }
+    paths = ["none, SDK", "none, agentsession", "list, SDK", "list, agentsession", "memory"]
+    assert list(rows) == paths
+    for figures in rows.values():
+        runs_per_second, user, system, cpu = map(float, figures)
+        assert runs_per_second > 0 and cpu == pytest.approx(user + system, abs=0.002)
