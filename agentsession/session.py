@@ -17,7 +17,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, cast
 
 from ._sdk import SessionSettings, coerce_session_settings, resolve_session_limit
-from ._serialize import EncodedMessages, encode_and_copy
+from ._serialize import EncodedMessages
 from ._validate import check_limit, check_session_id
 from .exceptions import StoreClosed
 from .window import HistoryWindow
@@ -268,8 +268,10 @@ class MemorySession:
         if self._pending is not None:
             self._pending.add(items)
             return
-        copies = encode_and_copy(items)[1]
-        if copies:
+        # Copies with their JSON texts, as a run's held items: a store writes the texts
+        # instead of checking and encoding the copies again.
+        copies = EncodedMessages()
+        if copies.add(items):
             await self.memory.add_messages(self.session_id, copies)
         elif getattr(self.memory, "closed", False) is True:  # as the SDK's SQLiteSession
             raise StoreClosed(f"{self.memory!r} is closed")

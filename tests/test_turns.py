@@ -310,6 +310,10 @@ async def test_a_runs_items_are_checked_and_encoded_once(
         "go",
         [{"annotations": [], "text": "done", "type": "output_text", "logprobs": []}],
     ]
+    # Outside a run too: the bound session's add hands the store its texts.
+    await store_memory.session("t").add_items([{"role": "user", "content": "hello"}])
+    assert encoded == []
+    assert await history_of(store_memory, "t") == ["hello"]
 
 
 class _SlowRenewalStore:
