@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import resource
 import statistics
 import threading
 import time
@@ -430,8 +431,10 @@ def _process_job(
         conn.send("ready")
         start_at[0] = conn.recv()
         go.wait()
+        before = _cpu()
         for thread in threads:
             thread.join()
+        cpu = _cpu() - before
         items: dict[int, list[Any] | None] = {}
         if adapter.process_local:
 
@@ -441,9 +444,15 @@ def _process_job(
                     items[worker] = await adapter.read(session_id("procs", tag, worker))
 
             asyncio.run(read_all())
-        return {"threads": reports, "items": items}
+        return {"threads": reports, "items": items, "cpu": cpu}
     finally:
         asyncio.run(adapter.aclose())
+
+
+def _cpu() -> float:
+    """User plus system CPU seconds this process has used, all its threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _job(conn: Connection, job: tuple[Any, ...]) -> dict[str, Any]:
@@ -465,14 +474,20 @@ def _pool() -> Pool:
 # -- 16 tasks ---------------------------------------------------------------------------
 
 
-async def _tasks_round(adapter: Runs, tag: str, runs: int, warmup: int) -> list[dict[str, Any]]:
+async def _tasks_round(
+    adapter: Runs, tag: str, runs: int, warmup: int
+) -> tuple[list[dict[str, Any]], float]:
+    """Each task's report, and the process's CPU seconds from the start line to the end."""
     gate = Gate(TASKS, threads=False)
+    started: list[float] = []
 
     async def worker(index: int) -> dict[str, Any]:
         agent = make_agent(runs + warmup)
         for run_index in range(warmup):
             await adapter.run(agent, question(index, run_index), f"w9-warmup-{tag}-{index}")
         await gate.wait()
+        if not started:
+            started.append(_cpu())
         failed: list[int] = []
         errors: list[str] = []
         start = timed()
@@ -487,7 +502,8 @@ async def _tasks_round(adapter: Runs, tag: str, runs: int, warmup: int) -> list[
         return {"worker": index, "start": start, "end": timed(), "errors": errors,
                 "failed": failed}  # fmt: skip
 
-    return list(await asyncio.gather(*(worker(i) for i in range(TASKS))))
+    reports = list(await asyncio.gather(*(worker(i) for i in range(TASKS))))
+    return reports, _cpu() - started[0]
 
 
 # -- the workload -----------------------------------------------------------------------
@@ -498,6 +514,9 @@ class Measured:
     """What one (shape, system) pair measured over the rounds."""
 
     rates: dict[int, float] = field(default_factory=dict)  # runs/s, by round
+    #: CPU ms per run of the measuring process(es), by round: user plus system, every
+    #: thread (a server's own CPU is not in it)
+    cpu: dict[int, float] = field(default_factory=dict)
     faults: list[int] = field(default_factory=lambda: [0, 0, 0, 0])  # errors, lost, ...
     runs: int = 0  # acknowledged runs checked
     first_error: str = ""
@@ -505,11 +524,13 @@ class Measured:
 
 def _account(
     measured: Measured, round_index: int, reports: list[dict[str, Any]],
-    read: dict[int, list[Any] | None], runs: int,
+    read: dict[int, list[Any] | None], runs: int, cpu: float,
 ) -> None:  # fmt: skip
     wall = max(r["end"] for r in reports) - min(r["start"] for r in reports)
     total = sum(runs - len(r["failed"]) for r in reports)
     measured.rates[round_index] = total / wall if wall > 0 else float("nan")
+    if total:
+        measured.cpu[round_index] = cpu / total * 1000
     measured.runs += total
     for report in reports:
         measured.faults[0] += len(report["errors"])
@@ -640,8 +661,9 @@ async def _procs(
                     finally:
                         await reader.aclose()
                     threads = [r for process in reports for r in process["threads"]]
+                    cpu = sum(process["cpu"] for process in reports)
                     got = measured.setdefault(("procs", key), Measured())
-                    _account(got, round_index, threads, read, runs)
+                    _account(got, round_index, threads, read, runs, cpu)
 
                 label = f"W9 {SHAPES['procs']}: {chosen[key].label}"
                 await attempt(ctx, label, result.notes, one)
@@ -673,13 +695,13 @@ async def _tasks(
                     tag: str = tag,
                     round_index: int = round_index,
                 ) -> None:
-                    reports = await _tasks_round(adapter, tag, runs, warmup)
+                    reports, cpu = await _tasks_round(adapter, tag, runs, warmup)
                     read = {
                         r["worker"]: await adapter.read(session_id("tasks", tag, r["worker"]))
                         for r in reports
                     }
                     got = measured.setdefault(("tasks", key), Measured())
-                    _account(got, round_index, reports, read, runs)
+                    _account(got, round_index, reports, read, runs, cpu)
 
                 await attempt(ctx, f"W9 {SHAPES['tasks']}: {key}", result.notes, one)
             ctx.log(f"  W9 tasks round {round_index + 1}/{ctx.scale.rounds} done")
@@ -710,7 +732,15 @@ def _report(
 ) -> None:
     table = Table(
         "W9 runs/s (median over rounds [range]) and ratios against the references",
-        ["system", "shape", "runs/s", "vs SDK session", "vs list session", "vs no session"],
+        [
+            "system",
+            "shape",
+            "runs/s",
+            "CPU ms per run",
+            "vs SDK session",
+            "vs list session",
+            "vs no session",
+        ],
     )
     checks = Table(
         "W9 read-back: every session checked after the runs (all rounds)",
@@ -727,7 +757,9 @@ def _report(
             for ref in (SDK_OF.get(key, "sdk"), "list", "none"):
                 other = measured.get((shape, ref))
                 cells.append("-" if other is None else fmt_ratio(_ratios(got, other)))
-            table.rows.append([labels[key], name, fmt_ms(median) + spread, *cells])
+            cpu = _cpu_of(measured, shape, key)
+            cpu_cell = "-" if cpu is None else f"{cpu:.2f}"
+            table.rows.append([labels[key], name, fmt_ms(median) + spread, cpu_cell, *cells])
             errors, lost, foreign, reordered = got.faults
             stored = "-" if key == "none" else None
             checks.rows.append(
@@ -739,7 +771,10 @@ def _report(
     table.note = (
         "The SDK session a row is compared with is the one on the same storage: "
         "`SQLiteSession` for SQLite, `SQLAlchemySession` (psycopg) for PostgreSQL, "
-        "`RedisSession` for Redis."
+        "`RedisSession` for Redis. CPU ms per run: user plus system CPU of the process(es) "
+        "making the runs, every thread, over the measured runs (median over rounds); a "
+        "server's own CPU is not in it. The runs are CPU-bound (one event loop per process; "
+        "four processes on this machine's cores), so runs/s follows 1 / CPU per run."
     )
     result.tables += [table, checks]
     result.targets += _targets(labels, measured)
@@ -795,6 +830,48 @@ RUN_CALLS = {
 }
 
 
+#: What would cut a memory's CPU per run, the measure every runs/s target here comes
+#: down to (see ``_cpu_budget``).
+CUT_CPU = {
+    "memory": "less store work per run: `python -m benchmarks.run_cost` gives a run's CPU "
+    "path by path (no session, list, memory; the SDK's runner and ours); the store's part "
+    "is the lease and the read before the run and the one commit after it",
+    "pg-memory": "less client work per run: its four round trips (lease, read, add, "
+    "unlock) are psycopg calls in worker threads; an asyncio driver on the event loop "
+    "(no hop) is ruled out by the design (blocking stores adapted through worker "
+    "threads), and the lease's two round trips cannot join the read's and the add's "
+    "while the lease is a lock on a connection of its own",
+    "redis-memory": "less client work per run: its two scripts are redis-py calls in "
+    "worker threads (a thread hop each); an asyncio client on the event loop is ruled "
+    "out by the design (blocking stores adapted through worker threads)",
+}
+
+
+def _cpu_of(measured: dict[tuple[str, str], Measured], shape: str, key: str) -> float | None:
+    got = measured.get((shape, key))
+    if got is None or not got.cpu:
+        return None
+    return statistics.median(got.cpu.values())
+
+
+def _cpu_budget(
+    measured: dict[tuple[str, str], Measured], shape: str, key: str, ref: str, limit: float,
+    label: str,
+) -> str | None:  # fmt: skip
+    """What a target asks of CPU per run. The runs are CPU-bound (one event loop per
+    process, two cores for four processes), so runs/s x CPU per run is about constant
+    within a shape: ``limit`` x the reference's runs/s needs about the reference's CPU per
+    run / ``limit``. ``label`` names ``ref``."""
+    ours, theirs, floor = (_cpu_of(measured, shape, k) for k in (key, ref, "list"))
+    if ours is None or theirs is None:
+        return None
+    budget = theirs / limit
+    text = f"{limit:g}x the runs/s of {label} needs a run to cost about {budget:.2f} ms of CPU"
+    if ref != "list" and floor is not None and budget < floor:
+        return f"{text}, less than the list session's {floor:.2f} ms (no storage at all)"
+    return f"{text}; the memory's run costs {ours:.2f} ms"
+
+
 def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) -> list[Target]:
     """The issue's targets: runs/s against the SDK's session on the same storage and
     against the list session, per shape; every session read back intact."""
@@ -803,16 +880,21 @@ def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) 
         ours, theirs = measured.get((shape, key)), measured.get((shape, ref))
         if ours is None or theirs is None:
             continue
+        keys = [k for k in (key, SDK_OF[key], "list", "none") if (shape, k) in measured]
         figures = ", ".join(
             f"{labels[k]} {statistics.median(measured[(shape, k)].rates.values()):.0f}"
-            for k in (key, SDK_OF[key], "list", "none")
-            if (shape, k) in measured
+            for k in keys
         )
-        close = (
-            f"profile one run of {labels[key]} against the list session: the lease, the "
-            "one read and the one add: their time in the store against their time in the "
-            "thread hops and on the event loop"
+        cpu = ", ".join(
+            f"{labels[k]} {value:.2f}"
+            for k in keys
+            if (value := _cpu_of(measured, shape, k)) is not None
         )
+        scope = "the 4 processes together" if shape == "procs" else "the one process"
+        close = CUT_CPU[key]
+        budget = _cpu_budget(measured, shape, key, ref, limit, labels[ref])
+        if budget is not None:
+            close = f"{budget}. What would cut it: {close}"
         ceiling = measured.get((shape, "list"))
         if ref != "list" and ceiling is not None:
             wanted = limit * statistics.median(theirs.rates.values())
@@ -832,7 +914,8 @@ def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) 
                 _ratios(ours, theirs),
                 ">=",
                 limit,
-                why=f"runs/s (median over rounds): {figures}. With the memory a run makes "
+                why=f"runs/s (median over rounds): {figures}. CPU ms per run ({scope}, user "
+                f"and system, servers not counted): {cpu}. With the memory a run makes "
                 f"these store calls: {RUN_CALLS[key]}; the list session makes none",
                 close=close,
             )

@@ -137,6 +137,12 @@ PROCS = "4 processes x 4 threads, run_sync"
 TASKS = "1 process, 16 async tasks, Runner.run"
 
 
+def _w9_cpu(results: str, system: str, shape: str) -> float:
+    """The CPU ms per run of ``system`` in ``shape``, from the W9 runs/s table."""
+    row = next(line for line in results.splitlines() if line.startswith(f"| {system} | {shape} |"))
+    return float(row.split("|")[4])
+
+
 @pytest.mark.timeout(180)
 def test_smoke_w9_runs_the_runner_on_sqlite_and_reads_every_session_back(
     tmp_path: Path,
@@ -158,6 +164,12 @@ def test_smoke_w9_runs_the_runner_on_sqlite_and_reads_every_session_back(
             assert row in results, f"{row} missing"
     assert f"| W9 | {PROCS}: runs/s >= 2x SDK SQLiteSession | agentsession memory |" in results
     assert f"| W9 | {TASKS}: runs/s >= 1.5x SDK SQLiteSession | agentsession memory |" in results
+    # Each system's CPU per run, measured over its runs in every process that made them.
+    for shape in (PROCS, TASKS):
+        for system in ("no session", "list session (limit)", "agentsession memory"):
+            assert _w9_cpu(results, system, shape) > 0, f"{system}, {shape}: no CPU per run"
+    assert "CPU ms per run (the 4 processes together" in results
+    assert "CPU ms per run (the one process" in results
     assert "skipping the PostgreSQL systems" in results
     assert "skipping the Redis systems" in results
 
@@ -252,3 +264,62 @@ def test_run_cost_probe_prints_every_path() -> None:
     for figures in rows.values():
         runs_per_second, user, system, cpu = map(float, figures)
         assert runs_per_second > 0 and cpu == pytest.approx(user + system, abs=0.002)
+
+
+def _run_cost_tasks(pg: str, redis: str) -> tuple[dict[str, list[float]], list[str]]:
+    """``run_cost --tasks`` at 2 runs a task: (figures by path, the other lines)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run_cost", "--tasks", "--runs", "2", "--pg", pg,
+         "--redis", redis],
+        cwd=REPO, capture_output=True, text=True, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows: dict[str, list[float]] = {}
+    other: list[str] = []
+    for line in done.stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 5 and fields[0] in W9_SYSTEMS:
+            rows[fields[0]] = [float(value) for value in fields[1:]]
+        else:
+            other.append(line)
+    for runs_per_second, user, system, cpu in rows.values():
+        assert runs_per_second > 0 and cpu == pytest.approx(user + system, abs=0.002)
+    return rows, other
+
+
+W9_SYSTEMS = ("none", "list", "sdk", "memory", "pg-sdk", "pg-memory", "redis-sdk", "redis-memory")
+
+
+@pytest.mark.timeout(120)
+def test_run_cost_probe_in_w9s_task_shape_skips_servers_that_do_not_answer() -> None:
+    rows, other = _run_cost_tasks("postgresql://127.0.0.1:9/none", "redis://127.0.0.1:9/0")
+    assert list(rows) == ["none", "list", "sdk", "memory"]
+    assert any(line.startswith("skipping the postgres systems") for line in other), other
+    assert any(line.startswith("skipping the redis systems") for line in other), other
+
+
+@pytest.mark.services
+@pytest.mark.timeout(120)
+def test_run_cost_probe_in_w9s_task_shape_runs_every_engine_and_leaves_nothing() -> None:
+    from tests import services
+
+    dsn, url = services.postgres_dsn(), services.redis_url()
+    rows, other = _run_cost_tasks(dsn, url)
+    assert list(rows) == list(W9_SYSTEMS)
+    found = next(re.search(r"under (\S+)_\*", line) for line in other if "under " in line)
+    assert found is not None, other
+    namespace = found[1]
+    import psycopg
+    import redis
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        left = conn.execute(
+            "SELECT nspname FROM pg_namespace WHERE left(nspname, length(%s)) = %s",
+            (namespace, namespace),
+        ).fetchall()
+    assert left == []
+    client = redis.Redis.from_url(url)
+    try:
+        assert list(client.scan_iter(match=namespace + "*", count=1000)) == []
+    finally:
+        client.close()
