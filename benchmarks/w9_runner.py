@@ -29,6 +29,7 @@ items, input then reply per run, in order.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import resource
 import statistics
@@ -773,8 +774,9 @@ def _report(
         "`SQLiteSession` for SQLite, `SQLAlchemySession` (psycopg) for PostgreSQL, "
         "`RedisSession` for Redis. CPU ms per run: user plus system CPU of the process(es) "
         "making the runs, every thread, over the measured runs (median over rounds); a "
-        "server's own CPU is not in it. The runs are CPU-bound (one event loop per process; "
-        "four processes on this machine's cores), so runs/s follows 1 / CPU per run."
+        "server's own CPU is not in it. A process's runs keep at most one core busy (its "
+        "event loop holds the GIL), so runs/s is at most the cores the shape can use / CPU "
+        "per run."
     )
     result.tables += [table, checks]
     result.targets += _targets(labels, measured)
@@ -830,8 +832,7 @@ RUN_CALLS = {
 }
 
 
-#: What would cut a memory's CPU per run, the measure every runs/s target here comes
-#: down to (see ``_cpu_budget``).
+#: What would cut a memory's CPU per run, which bounds its runs/s (see ``_cpu_budget``).
 CUT_CPU = {
     "memory": "less store work per run: `python -m benchmarks.run_cost` gives a run's CPU "
     "path by path (no session, list, memory; the SDK's runner and ours); the store's part "
@@ -854,22 +855,28 @@ def _cpu_of(measured: dict[tuple[str, str], Measured], shape: str, key: str) -> 
     return statistics.median(got.cpu.values())
 
 
+def _cores(shape: str) -> int:
+    """How many cores a shape's runs can keep busy: one per process (its event loop holds
+    the GIL), at most the machine's."""
+    return min(PROCESSES, os.cpu_count() or 1) if shape == "procs" else 1
+
+
 def _cpu_budget(
-    measured: dict[tuple[str, str], Measured], shape: str, key: str, ref: str, limit: float,
-    label: str,
-) -> str | None:  # fmt: skip
-    """What a target asks of CPU per run. The runs are CPU-bound (one event loop per
-    process, two cores for four processes), so runs/s x CPU per run is about constant
-    within a shape: ``limit`` x the reference's runs/s needs about the reference's CPU per
-    run / ``limit``. ``label`` names ``ref``."""
-    ours, theirs, floor = (_cpu_of(measured, shape, k) for k in (key, ref, "list"))
-    if ours is None or theirs is None:
+    measured: dict[tuple[str, str], Measured], shape: str, key: str, wanted: float
+) -> str | None:
+    """What ``wanted`` runs/s asks of a run's CPU: with every core the shape can use busy,
+    at most ``cores / wanted`` seconds; and how busy the memory's runs kept them."""
+    ours = _cpu_of(measured, shape, key)
+    if ours is None or wanted <= 0:
         return None
-    budget = theirs / limit
-    text = f"{limit:g}x the runs/s of {label} needs a run to cost about {budget:.2f} ms of CPU"
-    if ref != "list" and floor is not None and budget < floor:
-        return f"{text}, less than the list session's {floor:.2f} ms (no storage at all)"
-    return f"{text}; the memory's run costs {ours:.2f} ms"
+    cores = _cores(shape)
+    used = statistics.median(measured[(shape, key)].rates.values()) * ours / 1000
+    where = "1 core" if cores == 1 else f"{cores} cores"
+    return (
+        f"{wanted:.0f} runs/s with {where} busy (one event loop per process) leaves a run "
+        f"{cores / wanted * 1000:.2f} ms of CPU at most; the memory's run costs {ours:.2f} "
+        f"ms, and its runs kept {used:.2f} of the {where} busy"
+    )
 
 
 def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) -> list[Target]:
@@ -892,12 +899,12 @@ def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) 
         )
         scope = "the 4 processes together" if shape == "procs" else "the one process"
         close = CUT_CPU[key]
-        budget = _cpu_budget(measured, shape, key, ref, limit, labels[ref])
+        wanted = limit * statistics.median(theirs.rates.values())
+        budget = _cpu_budget(measured, shape, key, wanted)
         if budget is not None:
             close = f"{budget}. What would cut it: {close}"
         ceiling = measured.get((shape, "list"))
         if ref != "list" and ceiling is not None:
-            wanted = limit * statistics.median(theirs.rates.values())
             most = statistics.median(ceiling.rates.values())
             if wanted > most:
                 close = (
