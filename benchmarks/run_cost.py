@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Any
 
 from ._systems_servers import DEFAULT_POSTGRES, DEFAULT_REDIS, reachable, redact, sweep
-from .w9_runner import ADAPTERS, SQLITE, TASKS, ListSession, make_agent, question
+from .w9_runner import ADAPTERS, SERVERS, SQLITE, TASKS, ListSession, make_agent, question
 
 PER_SESSION = 30  # runs per session, as in W9
+#: The server a W9 system key's prefix names (``pg-memory``: PostgreSQL).
+ENGINE_OF = {"pg": "postgres", "redis": "redis"}
 
 
 def _paths(folder: Path) -> dict[str, Any]:
@@ -133,10 +135,9 @@ async def _tasks(folder: Path, runs: int, servers: dict[str, str]) -> None:
             reached[engine] = url
         else:
             print(f"skipping the {engine} systems: {reason}", flush=True)
-    keys = [*SQLITE, *(k for k in ADAPTERS if k.split("-")[0] in ("pg", "redis"))]
     try:
-        for key in keys:
-            engine = {"pg": "postgres", "redis": "redis"}.get(key.split("-")[0])
+        for key in (*SQLITE, *SERVERS):
+            engine = None if key in SQLITE else ENGINE_OF[key.split("-")[0]]
             if engine is not None and engine not in reached:
                 continue
             where = reached[engine] if engine else str(folder / f"{key}.db")

@@ -897,7 +897,7 @@ def _targets(labels: dict[str, str], measured: dict[tuple[str, str], Measured]) 
             for k in keys
             if (value := _cpu_of(measured, shape, k)) is not None
         )
-        scope = "the 4 processes together" if shape == "procs" else "the one process"
+        scope = f"the {PROCESSES} processes together" if shape == "procs" else "the one process"
         close = CUT_CPU[key]
         wanted = limit * statistics.median(theirs.rates.values())
         budget = _cpu_budget(measured, shape, key, wanted)
